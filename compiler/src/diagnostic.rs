@@ -63,7 +63,6 @@ codes! {
     WrongType = "E201", "wrong-type", Error, "A value has the wrong JSON type.";
     EmptyString = "E202", "empty-string", Error, "An entry is an empty string, which would mean nothing or everything.";
     InvalidNumber = "E203", "invalid-number", Error, "A number is out of range or not an integer.";
-    DeadField = "E204", "unsupported-field", Error, "A field Greywall accepted but never enforced, and greywall cannot give a safe meaning.";
     InvalidDomain = "E300", "invalid-domain", Error, "A domain pattern is malformed.";
     DomainTooBroad = "E301", "domain-too-broad", Error, "A wildcard domain pattern covers a whole top-level domain.";
     DomainHasPort = "E302", "domain-has-port", Error, "A domain pattern carries a port, scheme or path.";

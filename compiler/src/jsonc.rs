@@ -51,6 +51,28 @@ impl Value {
     }
 }
 
+impl Node {
+    /// The value as plain JSON (comments and positions dropped). Numbers that do not fit a JSON
+    /// number become strings.
+    pub fn to_json(&self) -> serde_json::Value {
+        use serde_json::Value as J;
+        match &self.value {
+            Value::Null => J::Null,
+            Value::Bool(b) => J::Bool(*b),
+            Value::Number(n) => serde_json::from_str::<serde_json::Number>(n)
+                .map_or_else(|_| J::String(n.clone()), J::Number),
+            Value::String(s) => J::String(s.clone()),
+            Value::Array(items) => J::Array(items.iter().map(Node::to_json).collect()),
+            Value::Object(members) => J::Object(
+                members
+                    .iter()
+                    .map(|m| (m.key.clone(), m.value.to_json()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
 /// Parses JSONC text. Returns the root value, or `None` with at least one error diagnostic.
 /// Duplicate keys are reported but do not stop parsing.
 pub fn parse(text: &str, source: SourceId) -> (Option<Node>, Vec<Diagnostic>) {

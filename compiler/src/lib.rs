@@ -6,7 +6,17 @@
 
 pub mod config;
 pub mod diagnostic;
+pub mod discover;
 pub mod jsonc;
+pub mod lint;
+pub mod load;
+pub mod lower;
+pub mod merge;
+pub mod model;
 pub mod pattern;
+pub mod protections;
+pub mod report;
+pub mod schema;
 pub mod source;
 pub mod suggest;
+pub mod templates;

@@ -1,0 +1,1 @@
+//! The JSON Schema of greywall.json, generated from [`crate::config::ConfigFile`].
