@@ -274,12 +274,16 @@ input_struct! {
         #[schemars(example = &"code", example = &"../shared/greywall.json")]
         "extends" => extends: Spanned<String>,
         /// Network egress. Without any allowed domain the sandbox has no network at all.
+        #[schemars(example = example_network())]
         "network" => network: NetworkConfig,
         /// What the sandbox may read and write.
+        #[schemars(example = example_filesystem())]
         "filesystem" => filesystem: FilesystemConfig,
         /// Commands refused before the sandbox starts (a safety net, not a boundary).
+        #[schemars(example = example_command())]
         "command" => command: CommandConfig,
         /// Which hosts and remote commands `ssh` may reach.
+        #[schemars(example = example_ssh())]
         "ssh" => ssh: SshConfig,
         /// Allow allocating pseudo-terminals (`/dev/ptmx`). Needed by interactive tools such as
         /// `script`, `expect` and terminal multiplexers.
@@ -437,6 +441,22 @@ fn example_config() -> serde_json::Value {
         "network": { "allowedDomains": ["api.example.com"] },
         "filesystem": { "allowWrite": ["."], "denyRead": ["~/.ssh"] }
     })
+}
+
+fn example_network() -> serde_json::Value {
+    serde_json::json!({ "allowedDomains": ["github.com", "*.githubusercontent.com"] })
+}
+
+fn example_filesystem() -> serde_json::Value {
+    serde_json::json!({ "allowWrite": ["."], "denyRead": ["~/.ssh"] })
+}
+
+fn example_command() -> serde_json::Value {
+    serde_json::json!({ "deny": ["git push"], "useDefaults": true })
+}
+
+fn example_ssh() -> serde_json::Value {
+    serde_json::json!({ "allowedHosts": ["github.com"], "allowedCommands": ["git-upload-pack"] })
 }
 
 /// Decodes a whole file's root node.

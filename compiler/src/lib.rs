@@ -7,6 +7,7 @@
 pub mod config;
 pub mod diagnostic;
 pub mod discover;
+pub mod effective;
 pub mod jsonc;
 pub mod lint;
 pub mod load;

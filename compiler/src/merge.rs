@@ -75,8 +75,15 @@ fn list<T: PartialEq>(
         }
     }
     for a in adds {
-        if !base.iter().any(|e| e.value == a.value) {
-            base.push(a);
+        match base.iter().find(|e| e.value == a.value) {
+            Some(first) => diags.push(
+                Diagnostic::new(Code::Duplicate, format!("duplicate entry in `{name}`"))
+                    .at(a.origin)
+                    .label("already in the list")
+                    .with_secondary(first.origin, "first listed here")
+                    .help("remove the repeated entry"),
+            ),
+            None => base.push(a),
         }
     }
 }

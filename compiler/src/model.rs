@@ -267,3 +267,111 @@ impl Ssh {
         !self.allowed_hosts.is_empty() || !self.denied_hosts.is_empty()
     }
 }
+
+/// A scalar value as shown to users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scalar {
+    Bool(bool),
+    Port(u16),
+    Text(String),
+    /// Not set, and no fixed default (e.g. `allowLocalOutbound` follows `allowLocalBinding`).
+    Unset,
+}
+
+/// One field of a policy, flattened for display.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldValue {
+    List(Vec<(String, Span)>),
+    Scalar(Scalar, Option<Span>),
+}
+
+/// A field with its greywall.json section and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    /// `""` for top-level fields.
+    pub section: &'static str,
+    pub key: &'static str,
+    pub value: FieldValue,
+}
+
+fn list_of<T: fmt::Display>(l: &List<T>) -> FieldValue {
+    FieldValue::List(
+        l.iter()
+            .map(|e| (e.value.to_string(), e.origin))
+            .collect(),
+    )
+}
+
+fn flag(s: &Setting<bool>) -> FieldValue {
+    FieldValue::Scalar(Scalar::Bool(s.value), s.origin)
+}
+
+fn opt_text<T: fmt::Display>(s: &Setting<Option<T>>) -> FieldValue {
+    FieldValue::Scalar(
+        s.value
+            .as_ref()
+            .map_or(Scalar::Unset, |v| Scalar::Text(v.to_string())),
+        s.origin,
+    )
+}
+
+impl Policy {
+    /// Every field, in greywall.json order, with the greywall.json key names.
+    pub fn fields(&self) -> Vec<Field> {
+        let n = &self.network;
+        let f = &self.filesystem;
+        let c = &self.command;
+        let s = &self.ssh;
+        let field = |section, key, value| Field {
+            section,
+            key,
+            value,
+        };
+        vec![
+            field("network", "allowedDomains", list_of(&n.allowed_domains)),
+            field("network", "deniedDomains", list_of(&n.denied_domains)),
+            field("network", "allowUnixSockets", list_of(&n.allow_unix_sockets)),
+            field("network", "allowAllUnixSockets", flag(&n.allow_all_unix_sockets)),
+            field("network", "allowLocalBinding", flag(&n.allow_local_binding)),
+            field(
+                "network",
+                "allowLocalOutbound",
+                FieldValue::Scalar(
+                    n.allow_local_outbound
+                        .value
+                        .map_or(Scalar::Unset, Scalar::Bool),
+                    n.allow_local_outbound.origin,
+                ),
+            ),
+            field(
+                "network",
+                "httpProxyPort",
+                FieldValue::Scalar(Scalar::Port(n.http_proxy_port.value), n.http_proxy_port.origin),
+            ),
+            field(
+                "network",
+                "socksProxyPort",
+                FieldValue::Scalar(Scalar::Port(n.socks_proxy_port.value), n.socks_proxy_port.origin),
+            ),
+            field("network", "proxyUrl", opt_text(&n.proxy_url)),
+            field("network", "httpProxyUrl", opt_text(&n.http_proxy_url)),
+            field("network", "dnsAddr", opt_text(&n.dns_addr)),
+            field("filesystem", "defaultDenyRead", flag(&f.default_deny_read)),
+            field("filesystem", "allowRead", list_of(&f.allow_read)),
+            field("filesystem", "denyRead", list_of(&f.deny_read)),
+            field("filesystem", "allowWrite", list_of(&f.allow_write)),
+            field("filesystem", "denyWrite", list_of(&f.deny_write)),
+            field("filesystem", "allowGitConfig", flag(&f.allow_git_config)),
+            field("command", "deny", list_of(&c.deny)),
+            field("command", "allow", list_of(&c.allow)),
+            field("command", "useDefaults", flag(&c.use_defaults)),
+            field("ssh", "allowedHosts", list_of(&s.allowed_hosts)),
+            field("ssh", "deniedHosts", list_of(&s.denied_hosts)),
+            field("ssh", "allowedCommands", list_of(&s.allowed_commands)),
+            field("ssh", "deniedCommands", list_of(&s.denied_commands)),
+            field("ssh", "allowAllCommands", flag(&s.allow_all_commands)),
+            field("ssh", "inheritDeny", flag(&s.inherit_deny)),
+            field("", "allowPty", flag(&self.allow_pty)),
+        ]
+    }
+}

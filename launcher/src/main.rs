@@ -1,1 +1,21 @@
-fn main() {}
+//! `greywall`: run commands in a sandbox, and the policy tools around it.
+//!
+//! The command line is parsed by hand-written code over `lexopt` so that the exec path (added
+//! with the Linux launcher) touches no parser beyond argv.
+
+mod cli;
+mod cmd;
+mod sys;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match cli::parse(std::env::args_os().skip(1)) {
+        Ok(command) => cmd::run(command),
+        Err(e) => {
+            eprintln!("greywall: {e}");
+            eprintln!("Try 'greywall --help' for more information.");
+            ExitCode::from(cli::EXIT_USAGE)
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! The subcommands.
+
+mod config;
+mod lint;
+mod templates;
+
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use greywall_compiler::discover::DiscoverEnv;
+use greywall_compiler::lint::LintEnv;
+
+use crate::cli::{Color, Command, EXIT_USAGE, HELP};
+
+pub fn run(command: Command) -> ExitCode {
+    match command {
+        Command::Help => print(HELP),
+        Command::Version => print(&format!("greywall {}\n", env!("CARGO_PKG_VERSION"))),
+        Command::Schema => print(&greywall_compiler::schema::schema_text()),
+        Command::TemplatesList => templates::list(),
+        Command::TemplatesShow { name } => templates::show(&name),
+        Command::ConfigShow {
+            settings,
+            json,
+            color,
+        } => config::show(settings.as_deref(), json, use_color(color, false)),
+        Command::Lint {
+            files,
+            settings,
+            format,
+            deny_warnings,
+            color,
+        } => lint::run(&files, settings.as_deref(), format, deny_warnings, use_color(color, true)),
+    }
+}
+
+/// Writes to stdout; a closed pipe (`greywall schema | head`) is not an error.
+pub fn print(text: &str) -> ExitCode {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("greywall: cannot write output: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn use_color(c: Color, stderr: bool) -> bool {
+    match c {
+        Color::Always => true,
+        Color::Never => false,
+        Color::Auto => {
+            std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                && if stderr {
+                    std::io::stderr().is_terminal()
+                } else {
+                    std::io::stdout().is_terminal()
+                }
+        }
+    }
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+}
+
+/// The facts discovery needs, read from the process environment.
+pub fn discover_env() -> Result<DiscoverEnv, String> {
+    let cwd = std::env::current_dir()
+        .map_err(|e| format!("cannot determine the working directory: {e}"))?;
+    Ok(DiscoverEnv {
+        cwd,
+        home: env_path("HOME"),
+        xdg_config_home: env_path("XDG_CONFIG_HOME"),
+        uid: crate::sys::real_uid(),
+    })
+}
+
+/// The facts lint needs, read from the process environment.
+pub fn lint_env() -> Result<LintEnv, String> {
+    let d = discover_env()?;
+    let home = d
+        .home
+        .clone()
+        .ok_or("HOME is not set; greywall needs it to resolve `~`")?;
+    let path_dirs = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .filter(|p| p.is_absolute())
+                .map(|p| p.to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(LintEnv {
+        home: home.to_string_lossy().into_owned(),
+        cwd: d.cwd.to_string_lossy().into_owned(),
+        path_dirs,
+        config_dir: d.config_dir().map(|p| p.to_string_lossy().into_owned()),
+        cache_dir: env_path("XDG_CACHE_HOME")
+            .map(|p| p.join("greywall"))
+            .or_else(|| d.home.as_ref().map(|h| h.join(".cache").join("greywall")))
+            .map(|p| p.to_string_lossy().into_owned()),
+    })
+}
