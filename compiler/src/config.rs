@@ -73,13 +73,11 @@ impl DecodeCx {
             if let Value::String(s) = &node.value {
                 d = d.help(format!("wrap it in brackets: [{}]", quote(s)));
             }
-        } else if expected == "a boolean" {
-            if let Value::String(s) = &node.value {
-                if s == "true" || s == "false" {
+        } else if expected == "a boolean"
+            && let Value::String(s) = &node.value
+                && (s == "true" || s == "false") {
                     d = d.help(format!("write {s} without quotes"));
                 }
-            }
-        }
         if matches!(node.value, Value::Null) {
             d = d.help("remove the key to use the default");
         }

@@ -255,11 +255,10 @@ pub fn render(d: &Diagnostic, sources: &Sources, opts: RenderOptions) -> String 
     let pad = " ".repeat(gutter);
     let bar = st.paint("1;34", "|");
 
-    if frames.is_empty() {
-        if let Some(p) = &d.path {
+    if frames.is_empty()
+        && let Some(p) = &d.path {
             let _ = writeln!(out, "{pad}{} {p}", st.paint("1;34", "-->"));
         }
-    }
     let mut last_source = None;
     for (span, label, primary) in &frames {
         let Some(file) = sources.get(span.source) else {

@@ -8,6 +8,7 @@
 //! A project file that another user could have written (owned by someone other than you or
 //! root, or writable by group or others) is skipped with a warning: a file planted in a shared
 //! parent directory such as `/tmp` must not choose your sandbox.
+#![expect(clippy::result_large_err, reason = "the error is a diagnostic shown to the user; it is built once")]
 
 use std::fmt;
 use std::os::unix::fs::MetadataExt;

@@ -4,6 +4,7 @@
 //! reads. Every value and every object key carries its [`Span`], so later passes can point at
 //! the exact text. The reader never panics and never recurses deeper than [`MAX_DEPTH`]: hostile
 //! input (deep nesting, huge files, invalid escapes) yields a diagnostic.
+#![expect(clippy::result_large_err, reason = "a syntax error ends parsing, so the error is built once and returned once")]
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::source::{SourceId, Span};

@@ -318,11 +318,10 @@ impl Linter<'_> {
 
     fn sockets(&mut self, policy: &Policy) {
         let net = &policy.network;
-        if net.allow_all_unix_sockets.value {
-            if let Some(s) = net.allow_all_unix_sockets.origin {
+        if net.allow_all_unix_sockets.value
+            && let Some(s) = net.allow_all_unix_sockets.origin {
                 self.push(container_socket(s, "allows connecting to every Unix socket"));
             }
-        }
         for e in &net.allow_unix_sockets {
             let abs = self.abs(&e.value);
             let system = protections::CONTAINER_SOCKETS.iter().find(|s| abs.covers(s));
@@ -347,8 +346,8 @@ impl Linter<'_> {
                 );
                 continue;
             }
-            if let Some(base) = e.value.wildcard_base() {
-                if SHARED_SUFFIXES.contains(&base) {
+            if let Some(base) = e.value.wildcard_base()
+                && SHARED_SUFFIXES.contains(&base) {
                     self.push(
                         Diagnostic::new(
                             Code::BroadDomain,
@@ -359,7 +358,6 @@ impl Linter<'_> {
                         .help("name the exact hosts the command needs"),
                     );
                 }
-            }
         }
     }
 

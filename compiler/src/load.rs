@@ -326,6 +326,12 @@ impl Loader {
                 } else {
                     base_dir.join(value)
                 };
+                // Drop `.` components so names read well in diagnostics; `..` stays for the
+                // kernel to resolve.
+                let path: PathBuf = path
+                    .components()
+                    .filter(|c| !matches!(c, std::path::Component::CurDir))
+                    .collect();
                 Unit::File {
                     display: path.display().to_string(),
                     path,

@@ -51,21 +51,18 @@ pub fn lower(cfg: &ConfigFile, diags: &mut Vec<Diagnostic>) -> Layer {
         if let Some(p) = n.socks_proxy_port.as_ref().filter(|p| p.value != 0) {
             a.network.socks_proxy_port = Setting::set(p.value, p.span);
         }
-        if let Some(u) = &n.proxy_url {
-            if let Some(v) = cx.check(u, |s| parse_proxy_url(s, &["socks5", "socks5h"])) {
+        if let Some(u) = &n.proxy_url
+            && let Some(v) = cx.check(u, |s| parse_proxy_url(s, &["socks5", "socks5h"])) {
                 a.network.proxy_url = Setting::set(Some(v), u.span);
             }
-        }
-        if let Some(u) = &n.http_proxy_url {
-            if let Some(v) = cx.check(u, |s| parse_proxy_url(s, &["http", "https"])) {
+        if let Some(u) = &n.http_proxy_url
+            && let Some(v) = cx.check(u, |s| parse_proxy_url(s, &["http", "https"])) {
                 a.network.http_proxy_url = Setting::set(Some(v), u.span);
             }
-        }
-        if let Some(d) = &n.dns_addr {
-            if let Some(v) = cx.check(d, parse_host_port) {
+        if let Some(d) = &n.dns_addr
+            && let Some(v) = cx.check(d, parse_host_port) {
                 a.network.dns_addr = Setting::set(Some(v), d.span);
             }
-        }
     }
     if let Some(f) = &cfg.filesystem {
         if let Some(b) = &f.default_deny_read {

@@ -94,13 +94,11 @@ pub fn tokenize(s: &str) -> Result<Vec<String>, String> {
 }
 
 fn normalize(mut words: Vec<String>) -> Vec<String> {
-    if let Some(first) = words.first_mut() {
-        if let Some(base) = first.rsplit('/').next() {
-            if !base.is_empty() {
+    if let Some(first) = words.first_mut()
+        && let Some(base) = first.rsplit('/').next()
+            && !base.is_empty() {
                 *first = base.to_string();
             }
-        }
-    }
     words
 }
 
