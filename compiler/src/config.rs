@@ -75,9 +75,10 @@ impl DecodeCx {
             }
         } else if expected == "a boolean"
             && let Value::String(s) = &node.value
-                && (s == "true" || s == "false") {
-                    d = d.help(format!("write {s} without quotes"));
-                }
+            && (s == "true" || s == "false")
+        {
+            d = d.help(format!("write {s} without quotes"));
+        }
         if matches!(node.value, Value::Null) {
             d = d.help("remove the key to use the default");
         }
@@ -99,7 +100,8 @@ impl DecodeCx {
             d = d.help(format!("known keys here: {}", known.join(", ")));
         }
         if m.key == "devices" || m.key == "wslInterop" || m.key == "allowManagedDomainsOnly" {
-            d = d.note("this is a setting of newer Fence releases that greywall does not implement");
+            d = d
+                .note("this is a setting of newer Fence releases that greywall does not implement");
         }
         self.diags.push(d);
     }
@@ -411,7 +413,11 @@ input_struct! {
 }
 
 // Examples shown by editors.
-const EX1: [&str; 3] = ["github.com", "*.githubusercontent.com", "registry.npmjs.org"];
+const EX1: [&str; 3] = [
+    "github.com",
+    "*.githubusercontent.com",
+    "registry.npmjs.org",
+];
 const EX2: [&str; 2] = ["169.254.169.254", "*.sentry.io"];
 const EX3: [&str; 1] = ["/run/user/1000/ssh-agent.socket"];
 const EX4: [&str; 2] = [".", "~/.gitconfig"];
@@ -500,11 +506,23 @@ mod tests {
                 Code::WrongType
             ]
         );
-        assert_eq!(diags[0].help.as_deref(), Some("did you mean `allowedDomains`?"));
+        assert_eq!(
+            diags[0].help.as_deref(),
+            Some("did you mean `allowedDomains`?")
+        );
         assert_eq!(diags[1].help.as_deref(), Some("write true without quotes"));
-        assert_eq!(diags[2].help.as_deref(), Some("wrap it in brackets: [\".\"]"));
-        assert_eq!(diags[4].help.as_deref(), Some("`allowWrite` belongs in `filesystem`"));
-        assert!(diags[4].message.contains("at the top level") || diags[4].message.contains("the top level"));
+        assert_eq!(
+            diags[2].help.as_deref(),
+            Some("wrap it in brackets: [\".\"]")
+        );
+        assert_eq!(
+            diags[4].help.as_deref(),
+            Some("`allowWrite` belongs in `filesystem`")
+        );
+        assert!(
+            diags[4].message.contains("at the top level")
+                || diags[4].message.contains("the top level")
+        );
     }
 
     #[test]

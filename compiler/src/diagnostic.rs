@@ -256,16 +256,19 @@ pub fn render(d: &Diagnostic, sources: &Sources, opts: RenderOptions) -> String 
     let bar = st.paint("1;34", "|");
 
     if frames.is_empty()
-        && let Some(p) = &d.path {
-            let _ = writeln!(out, "{pad}{} {p}", st.paint("1;34", "-->"));
-        }
+        && let Some(p) = &d.path
+    {
+        let _ = writeln!(out, "{pad}{} {p}", st.paint("1;34", "-->"));
+    }
     let mut last_source = None;
+    let mut last_line = None;
     for (span, label, primary) in &frames {
         let Some(file) = sources.get(span.source) else {
             continue;
         };
         let lc = file.line_col(span.start);
-        if last_source != Some(span.source) || *primary {
+        let same_line = last_line == Some((span.source, lc.line));
+        if !same_line && (last_source != Some(span.source) || *primary) {
             let _ = writeln!(
                 out,
                 "{pad}{} {}:{}",
@@ -276,10 +279,12 @@ pub fn render(d: &Diagnostic, sources: &Sources, opts: RenderOptions) -> String 
             last_source = Some(span.source);
         }
         let line = file.line_text(lc.line);
-        let _ = writeln!(out, "{pad} {bar}");
-        let num = format!("{:>gutter$}", lc.line);
-        let shown = printable_line(line);
-        let _ = writeln!(out, "{} {bar} {}", st.paint("1;34", &num), shown);
+        if !same_line {
+            let _ = writeln!(out, "{pad} {bar}");
+            let num = format!("{:>gutter$}", lc.line);
+            let _ = writeln!(out, "{} {bar} {}", st.paint("1;34", &num), printable_line(line));
+            last_line = Some((span.source, lc.line));
+        }
         // Caret underline: from the span start to its end or the end of the line.
         let prefix: String = line
             .chars()

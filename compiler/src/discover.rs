@@ -8,7 +8,10 @@
 //! A project file that another user could have written (owned by someone other than you or
 //! root, or writable by group or others) is skipped with a warning: a file planted in a shared
 //! parent directory such as `/tmp` must not choose your sandbox.
-#![expect(clippy::result_large_err, reason = "the error is a diagnostic shown to the user; it is built once")]
+#![expect(
+    clippy::result_large_err,
+    reason = "the error is a diagnostic shown to the user; it is built once"
+)]
 
 use std::fmt;
 use std::os::unix::fs::MetadataExt;
@@ -35,7 +38,10 @@ impl DiscoverEnv {
     pub fn config_dir(&self) -> Option<PathBuf> {
         match &self.xdg_config_home {
             Some(x) if x.is_absolute() => Some(x.join("greywall")),
-            _ => self.home.as_ref().map(|h| h.join(".config").join("greywall")),
+            _ => self
+                .home
+                .as_ref()
+                .map(|h| h.join(".config").join("greywall")),
         }
     }
 }
@@ -69,7 +75,9 @@ impl fmt::Display for Discovered {
             Discovered::Project(p) => write!(f, "{} (project file)", p.display()),
             Discovered::User(p) => write!(f, "{} (user configuration)", p.display()),
             Discovered::Legacy(p) => write!(f, "{} (legacy user configuration)", p.display()),
-            Discovered::Default => f.write_str("built-in template `default` (no greywall.json found)"),
+            Discovered::Default => {
+                f.write_str("built-in template `default` (no greywall.json found)")
+            }
         }
     }
 }
@@ -136,7 +144,11 @@ fn untrusted(meta: &std::fs::Metadata, uid: u32) -> Option<String> {
     if meta.mode() & 0o022 != 0 {
         return Some(format!(
             "it is writable by {} (mode {:o})",
-            if meta.mode() & 0o002 != 0 { "everyone" } else { "its group" },
+            if meta.mode() & 0o002 != 0 {
+                "everyone"
+            } else {
+                "its group"
+            },
             meta.mode() & 0o777
         ));
     }

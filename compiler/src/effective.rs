@@ -50,7 +50,15 @@ pub fn render_text(policy: &Policy, sources: &Sources, found: &str) -> String {
         if section != Some(f.section) {
             section = Some(f.section);
             let _ = writeln!(out);
-            let _ = writeln!(out, "{}", if f.section.is_empty() { "(top level)" } else { f.section });
+            let _ = writeln!(
+                out,
+                "{}",
+                if f.section.is_empty() {
+                    "(top level)"
+                } else {
+                    f.section
+                }
+            );
         }
         match &f.value {
             FieldValue::List(items) => {

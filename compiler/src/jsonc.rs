@@ -4,7 +4,10 @@
 //! reads. Every value and every object key carries its [`Span`], so later passes can point at
 //! the exact text. The reader never panics and never recurses deeper than [`MAX_DEPTH`]: hostile
 //! input (deep nesting, huge files, invalid escapes) yields a diagnostic.
-#![expect(clippy::result_large_err, reason = "a syntax error ends parsing, so the error is built once and returned once")]
+#![expect(
+    clippy::result_large_err,
+    reason = "a syntax error ends parsing, so the error is built once and returned once"
+)]
 
 use crate::diagnostic::{Code, Diagnostic};
 use crate::source::{SourceId, Span};
@@ -91,9 +94,11 @@ pub fn parse(text: &str, source: SourceId) -> (Option<Node>, Vec<Diagnostic>) {
     let result = (|| {
         p.skip_trivia()?;
         if p.pos >= p.src.len() {
-            return Err(Diagnostic::new(Code::EmptyFile, "the file holds no JSON value")
-                .at(p.span(p.pos, p.pos))
-                .help("write `{}` for an empty policy"));
+            return Err(
+                Diagnostic::new(Code::EmptyFile, "the file holds no JSON value")
+                    .at(p.span(p.pos, p.pos))
+                    .help("write `{}` for an empty policy"),
+            );
         }
         let root = p.value(0)?;
         p.skip_trivia()?;
@@ -354,7 +359,9 @@ impl Parser<'_> {
                         "unterminated string: a line break inside a string",
                     )
                     .at(self.span(start, self.pos))
-                    .help("close the string with `\"` before the end of the line, or write `\\n`"));
+                    .help(
+                        "close the string with `\"` before the end of the line, or write `\\n`",
+                    ));
                 }
                 Some(b) if b < 0x20 => {
                     return Err(Diagnostic::new(
@@ -567,10 +574,19 @@ mod tests {
         let Value::Object(m) = n.value else { panic!() };
         assert_eq!(m.len(), 2);
         assert_eq!(m[0].key, "a");
-        assert_eq!(m[0].value.value, Value::Array(vec![
-            Node { value: Value::Number("1".into()), span: Span::new(SourceId(0), 23, 24) },
-            Node { value: Value::Number("2".into()), span: Span::new(SourceId(0), 26, 27) },
-        ]));
+        assert_eq!(
+            m[0].value.value,
+            Value::Array(vec![
+                Node {
+                    value: Value::Number("1".into()),
+                    span: Span::new(SourceId(0), 23, 24)
+                },
+                Node {
+                    value: Value::Number("2".into()),
+                    span: Span::new(SourceId(0), 26, 27)
+                },
+            ])
+        );
     }
 
     #[test]

@@ -141,7 +141,9 @@ impl Linter<'_> {
     fn cwd_tree(&self, name: &str) -> AbsPattern {
         PathPattern::parse(&format!("./**/{name}"))
             .map(|p| self.abs(&p))
-            .unwrap_or(AbsPattern { segments: Vec::new() })
+            .unwrap_or(AbsPattern {
+                segments: Vec::new(),
+            })
     }
 
     /// The places a protected name stands for.
@@ -157,9 +159,7 @@ impl Linter<'_> {
     }
 
     fn literal(path: &str) -> Option<AbsPattern> {
-        PathPattern::parse(path)
-            .ok()
-            .map(|p| p.absolute("/", "/"))
+        PathPattern::parse(path).ok().map(|p| p.absolute("/", "/"))
     }
 
     fn write_grants(&mut self, policy: &Policy) {
@@ -169,10 +169,13 @@ impl Linter<'_> {
             // E500: the whole filesystem or home directory.
             if abs.segments.is_empty() {
                 self.push(
-                    Diagnostic::new(Code::WriteEverything, "grants write access to the entire filesystem")
-                        .at(e.origin)
-                        .label("every path is writable")
-                        .help("grant the directories the command needs, such as \".\" and \"/tmp\""),
+                    Diagnostic::new(
+                        Code::WriteEverything,
+                        "grants write access to the entire filesystem",
+                    )
+                    .at(e.origin)
+                    .label("every path is writable")
+                    .help("grant the directories the command needs, such as \".\" and \"/tmp\""),
                 );
                 continue;
             }
@@ -196,7 +199,9 @@ impl Linter<'_> {
                 {
                     let (code, why) = match prot.reason {
                         Reason::Startup => (Code::WriteStartup, "which runs code later"),
-                        Reason::Greywall => (Code::WriteGreywall, "which decides greywall's next run"),
+                        Reason::Greywall => {
+                            (Code::WriteGreywall, "which decides greywall's next run")
+                        }
                     };
                     self.push(
                         Diagnostic::new(code, format!("grants write access to `{}`, {why}", prot.name))
@@ -257,8 +262,14 @@ impl Linter<'_> {
                 }
             }
             // E505: container sockets under a writable directory.
-            if let Some(sock) = protections::CONTAINER_SOCKETS.iter().find(|s| abs.covers(s)) {
-                self.push(container_socket(e.origin, &format!("makes {sock} writable")));
+            if let Some(sock) = protections::CONTAINER_SOCKETS
+                .iter()
+                .find(|s| abs.covers(s))
+            {
+                self.push(container_socket(
+                    e.origin,
+                    &format!("makes {sock} writable"),
+                ));
             }
         }
     }
@@ -269,7 +280,11 @@ impl Linter<'_> {
         let mut groups: Vec<(Option<Span>, Vec<&protections::Credential>)> = Vec::new();
         for cred in protections::CREDENTIALS {
             let path = self.home_path(cred.sample);
-            if fs.deny_read.iter().any(|d| self.abs(&d.value).covers(&path)) {
+            if fs
+                .deny_read
+                .iter()
+                .any(|d| self.abs(&d.value).covers(&path))
+            {
                 continue;
             }
             let grant = fs
@@ -302,9 +317,14 @@ impl Linter<'_> {
             let label = if grant_is_open_reads(span, fs) {
                 "reads are allowed everywhere except denyRead"
             } else {
-                if creds.len() == 1 { "this rule makes it readable" } else { "this rule makes them readable" }
+                if creds.len() == 1 {
+                    "this rule makes it readable"
+                } else {
+                    "this rule makes them readable"
+                }
             };
-            let mut denies: Vec<String> = creds.iter().map(|c| format!("\"~/{}\"", c.deny)).collect();
+            let mut denies: Vec<String> =
+                creds.iter().map(|c| format!("\"~/{}\"", c.deny)).collect();
             denies.dedup();
             let mut d = Diagnostic::new(Code::ReadCredentials, message)
                 .label(label)
@@ -319,17 +339,26 @@ impl Linter<'_> {
     fn sockets(&mut self, policy: &Policy) {
         let net = &policy.network;
         if net.allow_all_unix_sockets.value
-            && let Some(s) = net.allow_all_unix_sockets.origin {
-                self.push(container_socket(s, "allows connecting to every Unix socket"));
-            }
+            && let Some(s) = net.allow_all_unix_sockets.origin
+        {
+            self.push(container_socket(
+                s,
+                "allows connecting to every Unix socket",
+            ));
+        }
         for e in &net.allow_unix_sockets {
             let abs = self.abs(&e.value);
-            let system = protections::CONTAINER_SOCKETS.iter().find(|s| abs.covers(s));
+            let system = protections::CONTAINER_SOCKETS
+                .iter()
+                .find(|s| abs.covers(s));
             let user = protections::USER_CONTAINER_SOCKETS
                 .iter()
                 .find(|s| abs.covers(&format!("/run/user/0/{s}")) || abs.to_string().ends_with(*s));
             if let Some(sock) = system.or(user) {
-                self.push(container_socket(e.origin, &format!("allows connecting to {sock}")));
+                self.push(container_socket(
+                    e.origin,
+                    &format!("allows connecting to {sock}"),
+                ));
             }
         }
     }
@@ -347,17 +376,21 @@ impl Linter<'_> {
                 continue;
             }
             if let Some(base) = e.value.wildcard_base()
-                && SHARED_SUFFIXES.contains(&base) {
-                    self.push(
-                        Diagnostic::new(
-                            Code::BroadDomain,
-                            format!("`{}` covers `{base}`, where anyone can get a subdomain", e.value),
-                        )
-                        .at(e.origin)
-                        .note("a sandboxed command could send data to a server an attacker runs there")
-                        .help("name the exact hosts the command needs"),
-                    );
-                }
+                && SHARED_SUFFIXES.contains(&base)
+            {
+                self.push(
+                    Diagnostic::new(
+                        Code::BroadDomain,
+                        format!(
+                            "`{}` covers `{base}`, where anyone can get a subdomain",
+                            e.value
+                        ),
+                    )
+                    .at(e.origin)
+                    .note("a sandboxed command could send data to a server an attacker runs there")
+                    .help("name the exact hosts the command needs"),
+                );
+            }
         }
     }
 
@@ -366,9 +399,13 @@ impl Linter<'_> {
         let fs = &policy.filesystem;
         // Under `*` every other allowed domain is moot; W507 already says so.
         if net.mode() != crate::model::NetworkMode::Relaxed {
-            self.shadowed(&net.allowed_domains, "network.allowedDomains", |a, b| a.is_covered_by(b));
+            self.shadowed(&net.allowed_domains, "network.allowedDomains", |a, b| {
+                a.is_covered_by(b)
+            });
         }
-        self.shadowed(&net.denied_domains, "network.deniedDomains", |a, b| a.is_covered_by(b));
+        self.shadowed(&net.denied_domains, "network.deniedDomains", |a, b| {
+            a.is_covered_by(b)
+        });
         for (list, name) in [
             (&fs.allow_read, "filesystem.allowRead"),
             (&fs.deny_read, "filesystem.denyRead"),
@@ -377,7 +414,8 @@ impl Linter<'_> {
         ] {
             let (home, cwd) = (self.env.home.clone(), self.env.cwd.clone());
             self.shadowed(list, name, |a, b| {
-                a.absolute(&home, &cwd).is_covered_by(&b.absolute(&home, &cwd))
+                a.absolute(&home, &cwd)
+                    .is_covered_by(&b.absolute(&home, &cwd))
             });
         }
         let cov = |a: &CommandPrefix, b: &CommandPrefix| a.is_covered_by(b);
@@ -401,7 +439,10 @@ impl Linter<'_> {
                 self.push(
                     Diagnostic::new(
                         Code::Shadowed,
-                        format!("`{}` in `{name}` is already covered by `{}`", b.value, a.value),
+                        format!(
+                            "`{}` in `{name}` is already covered by `{}`",
+                            b.value, a.value
+                        ),
                     )
                     .at(b.origin)
                     .with_secondary(a.origin, "the broader rule")
@@ -413,7 +454,9 @@ impl Linter<'_> {
 
     fn no_effect(&mut self, policy: &Policy) {
         let fs = &policy.filesystem;
-        let abs_list = |l: &List<PathPattern>| -> Vec<AbsPattern> { l.iter().map(|e| self.abs(&e.value)).collect() };
+        let abs_list = |l: &List<PathPattern>| -> Vec<AbsPattern> {
+            l.iter().map(|e| self.abs(&e.value)).collect()
+        };
         let writes = abs_list(&fs.allow_write);
         let deny_writes = abs_list(&fs.deny_write);
         let mut found = Vec::new();
@@ -422,7 +465,10 @@ impl Linter<'_> {
             if !fs.default_deny_read.value {
                 found.push(no_effect(e, "`allowRead` only matters when `defaultDenyRead` is true; reads are already allowed"));
             } else if writes.iter().any(|w| abs.is_covered_by(w)) {
-                found.push(no_effect(e, "this path is already readable because `allowWrite` covers it"));
+                found.push(no_effect(
+                    e,
+                    "this path is already readable because `allowWrite` covers it",
+                ));
             }
         }
         for e in &fs.deny_write {
@@ -431,23 +477,39 @@ impl Linter<'_> {
                 abs.is_covered_by(w) || w.is_covered_by(&abs) || w.covers(&prefix_path(&abs))
             });
             if !inside {
-                found.push(no_effect(e, "no `allowWrite` rule reaches this path, so it is read-only already"));
+                found.push(no_effect(
+                    e,
+                    "no `allowWrite` rule reaches this path, so it is read-only already",
+                ));
             }
         }
         for (e, w) in fs.allow_write.iter().zip(&writes) {
             if deny_writes.iter().any(|d| w.is_covered_by(d)) {
-                found.push(no_effect(e, "a `denyWrite` rule covers all of this path, so it never becomes writable"));
+                found.push(no_effect(
+                    e,
+                    "a `denyWrite` rule covers all of this path, so it never becomes writable",
+                ));
             }
         }
         let net = &policy.network;
         for e in &net.allowed_domains {
-            if net.denied_domains.iter().any(|d| e.value.is_covered_by(&d.value)) {
-                found.push(no_effect(e, "a `deniedDomains` rule covers every host this matches"));
+            if net
+                .denied_domains
+                .iter()
+                .any(|d| e.value.is_covered_by(&d.value))
+            {
+                found.push(no_effect(
+                    e,
+                    "a `deniedDomains` rule covers every host this matches",
+                ));
             }
         }
         if net.allowed_domains.is_empty() {
             for e in &net.denied_domains {
-                found.push(no_effect(e, "no domain is allowed, so there is nothing to deny"));
+                found.push(no_effect(
+                    e,
+                    "no domain is allowed, so there is nothing to deny",
+                ));
             }
         }
         let cmd = &policy.command;
@@ -460,10 +522,15 @@ impl Linter<'_> {
             Vec::new()
         };
         for e in &cmd.allow {
-            let overlaps = |d: &CommandPrefix| e.value.is_covered_by(d) || d.is_covered_by(&e.value);
-            let denied = cmd.deny.iter().any(|d| overlaps(&d.value)) || defaults.iter().any(overlaps);
+            let overlaps =
+                |d: &CommandPrefix| e.value.is_covered_by(d) || d.is_covered_by(&e.value);
+            let denied =
+                cmd.deny.iter().any(|d| overlaps(&d.value)) || defaults.iter().any(overlaps);
             if !denied {
-                found.push(no_effect(e, "no deny rule matches this command, so allowing it changes nothing"));
+                found.push(no_effect(
+                    e,
+                    "no deny rule matches this command, so allowing it changes nothing",
+                ));
             }
         }
         let ssh = &policy.ssh;
@@ -497,8 +564,11 @@ fn no_effect<T: std::fmt::Display>(e: &Entry<T>, why: &str) -> Diagnostic {
 }
 
 fn container_socket(span: Span, what: &str) -> Diagnostic {
-    Diagnostic::new(Code::ContainerSocket, format!("{what}, which includes the Docker or Podman socket"))
-        .at(span)
-        .note("whoever can talk to the container engine is root on the host")
-        .help("allow only the sockets the command needs, and never a container engine's")
+    Diagnostic::new(
+        Code::ContainerSocket,
+        format!("{what}, which includes the Docker or Podman socket"),
+    )
+    .at(span)
+    .note("whoever can talk to the container engine is root on the host")
+    .help("allow only the sockets the command needs, and never a container engine's")
 }

@@ -91,9 +91,16 @@ pub fn is_path(value: &str) -> bool {
 }
 
 enum Unit {
-    File { path: PathBuf, display: String },
+    File {
+        path: PathBuf,
+        display: String,
+    },
     Template(String),
-    Text { name: String, text: String, dir: PathBuf },
+    Text {
+        name: String,
+        text: String,
+        dir: PathBuf,
+    },
 }
 
 /// Identity of a unit for cycle detection.
@@ -157,7 +164,9 @@ impl Loader {
             Unit::File { path, display } => {
                 let missing = |what: Code| {
                     let msg = match what {
-                        Code::SettingsNotFound => format!("settings file `{display}` does not exist"),
+                        Code::SettingsNotFound => {
+                            format!("settings file `{display}` does not exist")
+                        }
                         _ => format!("extended file `{display}` does not exist"),
                     };
                     Diagnostic::new(what, msg).path(display.clone())
@@ -188,10 +197,16 @@ impl Loader {
                         return None;
                     }
                 };
-                if meta.is_dir() {
+                if !meta.is_file() {
+                    // Directories, FIFOs, sockets and devices: reading a FIFO would block
+                    // forever, and a device could be anything.
+                    let what = if meta.is_dir() { "a directory" } else { "not a regular file" };
                     self.fail(
-                        Diagnostic::new(Code::Io, format!("`{display}` is a directory, not a policy file"))
-                            .path(display.clone()),
+                        Diagnostic::new(
+                            Code::Io,
+                            format!("`{display}` is {what}, not a policy file"),
+                        )
+                        .path(display.clone()),
                         via,
                     );
                     return None;
@@ -225,7 +240,13 @@ impl Loader {
                 self.files.push(path.clone());
                 let dir = path
                     .parent()
-                    .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+                    .map(|p| {
+                        if p.as_os_str().is_empty() {
+                            Path::new(".")
+                        } else {
+                            p
+                        }
+                    })
                     .map(Path::to_path_buf);
                 (display.clone(), SourceKind::File(path.clone()), bytes, dir)
             }
@@ -262,9 +283,9 @@ impl Loader {
         let (id, dir) = self.read(&unit, via)?;
         let key = match &unit {
             Unit::File { path, .. } => Key::File(canonical(path)),
-            Unit::Template(n) => Key::Template(
-                templates::find(n).map_or_else(|| n.clone(), |t| t.name.to_string()),
-            ),
+            Unit::Template(n) => {
+                Key::Template(templates::find(n).map_or_else(|| n.clone(), |t| t.name.to_string()))
+            }
             Unit::Text { .. } => Key::Text,
         };
         chain.push((key, via));
@@ -281,7 +302,11 @@ impl Loader {
         depth: usize,
         chain: &mut Vec<(Key, Option<Span>)>,
     ) -> Option<Policy> {
-        let text = self.sources.get(id).map(|f| f.text.clone()).unwrap_or_default();
+        let text = self
+            .sources
+            .get(id)
+            .map(|f| f.text.clone())
+            .unwrap_or_default();
         let (root, parse_diags) = jsonc::parse(&text, id);
         self.diags.extend(parse_diags);
         let root = root?;
@@ -315,8 +340,11 @@ impl Loader {
             let target = if is_path(value) {
                 if matches!(unit, Unit::Template(_)) {
                     self.diags.push(
-                        Diagnostic::new(Code::ExtendsNotFound, "a built-in template can only extend templates")
-                            .at(ext.span),
+                        Diagnostic::new(
+                            Code::ExtendsNotFound,
+                            "a built-in template can only extend templates",
+                        )
+                        .at(ext.span),
                     );
                     return None;
                 }

@@ -7,11 +7,11 @@
 use crate::config::{ConfigFile, Spanned, StringList};
 use crate::diagnostic::{Code, Diagnostic};
 use crate::model::{Entry, HostPort, List, Policy, ProxyUrl, Setting};
+use crate::pattern::PatternError;
 use crate::pattern::command::CommandPrefix;
 use crate::pattern::domain::DomainPattern;
 use crate::pattern::host::HostPattern;
 use crate::pattern::path::PathPattern;
-use crate::pattern::PatternError;
 
 /// One file's contribution to a policy.
 #[derive(Debug, Clone, Default)]
@@ -36,10 +36,28 @@ pub fn lower(cfg: &ConfigFile, diags: &mut Vec<Diagnostic>) -> Layer {
         a.allow_pty = Setting::set(b.value, b.span);
     }
     if let Some(n) = &cfg.network {
-        cx.list(&n.allowed_domains, &mut a.network.allowed_domains, &mut r.network.allowed_domains, DomainPattern::parse);
-        cx.list(&n.denied_domains, &mut a.network.denied_domains, &mut r.network.denied_domains, DomainPattern::parse);
-        cx.list(&n.allow_unix_sockets, &mut a.network.allow_unix_sockets, &mut r.network.allow_unix_sockets, PathPattern::parse);
-        flag(&n.allow_all_unix_sockets, &mut a.network.allow_all_unix_sockets);
+        cx.list(
+            &n.allowed_domains,
+            &mut a.network.allowed_domains,
+            &mut r.network.allowed_domains,
+            DomainPattern::parse,
+        );
+        cx.list(
+            &n.denied_domains,
+            &mut a.network.denied_domains,
+            &mut r.network.denied_domains,
+            DomainPattern::parse,
+        );
+        cx.list(
+            &n.allow_unix_sockets,
+            &mut a.network.allow_unix_sockets,
+            &mut r.network.allow_unix_sockets,
+            PathPattern::parse,
+        );
+        flag(
+            &n.allow_all_unix_sockets,
+            &mut a.network.allow_all_unix_sockets,
+        );
         flag(&n.allow_local_binding, &mut a.network.allow_local_binding);
         if let Some(b) = &n.allow_local_outbound {
             a.network.allow_local_outbound = Setting::set(Some(b.value), b.span);
@@ -52,40 +70,93 @@ pub fn lower(cfg: &ConfigFile, diags: &mut Vec<Diagnostic>) -> Layer {
             a.network.socks_proxy_port = Setting::set(p.value, p.span);
         }
         if let Some(u) = &n.proxy_url
-            && let Some(v) = cx.check(u, |s| parse_proxy_url(s, &["socks5", "socks5h"])) {
-                a.network.proxy_url = Setting::set(Some(v), u.span);
-            }
+            && let Some(v) = cx.check(u, |s| parse_proxy_url(s, &["socks5", "socks5h"]))
+        {
+            a.network.proxy_url = Setting::set(Some(v), u.span);
+        }
         if let Some(u) = &n.http_proxy_url
-            && let Some(v) = cx.check(u, |s| parse_proxy_url(s, &["http", "https"])) {
-                a.network.http_proxy_url = Setting::set(Some(v), u.span);
-            }
+            && let Some(v) = cx.check(u, |s| parse_proxy_url(s, &["http", "https"]))
+        {
+            a.network.http_proxy_url = Setting::set(Some(v), u.span);
+        }
         if let Some(d) = &n.dns_addr
-            && let Some(v) = cx.check(d, parse_host_port) {
-                a.network.dns_addr = Setting::set(Some(v), d.span);
-            }
+            && let Some(v) = cx.check(d, parse_host_port)
+        {
+            a.network.dns_addr = Setting::set(Some(v), d.span);
+        }
     }
     if let Some(f) = &cfg.filesystem {
         if let Some(b) = &f.default_deny_read {
             a.filesystem.default_deny_read = Setting::set(b.value, b.span);
         }
-        cx.list(&f.allow_read, &mut a.filesystem.allow_read, &mut r.filesystem.allow_read, PathPattern::parse);
-        cx.list(&f.deny_read, &mut a.filesystem.deny_read, &mut r.filesystem.deny_read, PathPattern::parse);
-        cx.list(&f.allow_write, &mut a.filesystem.allow_write, &mut r.filesystem.allow_write, PathPattern::parse);
-        cx.list(&f.deny_write, &mut a.filesystem.deny_write, &mut r.filesystem.deny_write, PathPattern::parse);
+        cx.list(
+            &f.allow_read,
+            &mut a.filesystem.allow_read,
+            &mut r.filesystem.allow_read,
+            PathPattern::parse,
+        );
+        cx.list(
+            &f.deny_read,
+            &mut a.filesystem.deny_read,
+            &mut r.filesystem.deny_read,
+            PathPattern::parse,
+        );
+        cx.list(
+            &f.allow_write,
+            &mut a.filesystem.allow_write,
+            &mut r.filesystem.allow_write,
+            PathPattern::parse,
+        );
+        cx.list(
+            &f.deny_write,
+            &mut a.filesystem.deny_write,
+            &mut r.filesystem.deny_write,
+            PathPattern::parse,
+        );
         flag(&f.allow_git_config, &mut a.filesystem.allow_git_config);
     }
     if let Some(c) = &cfg.command {
-        cx.list(&c.deny, &mut a.command.deny, &mut r.command.deny, CommandPrefix::parse);
-        cx.list(&c.allow, &mut a.command.allow, &mut r.command.allow, CommandPrefix::parse);
+        cx.list(
+            &c.deny,
+            &mut a.command.deny,
+            &mut r.command.deny,
+            CommandPrefix::parse,
+        );
+        cx.list(
+            &c.allow,
+            &mut a.command.allow,
+            &mut r.command.allow,
+            CommandPrefix::parse,
+        );
         if let Some(b) = &c.use_defaults {
             a.command.use_defaults = Setting::set(b.value, b.span);
         }
     }
     if let Some(s) = &cfg.ssh {
-        cx.list(&s.allowed_hosts, &mut a.ssh.allowed_hosts, &mut r.ssh.allowed_hosts, HostPattern::parse);
-        cx.list(&s.denied_hosts, &mut a.ssh.denied_hosts, &mut r.ssh.denied_hosts, HostPattern::parse);
-        cx.list(&s.allowed_commands, &mut a.ssh.allowed_commands, &mut r.ssh.allowed_commands, CommandPrefix::parse);
-        cx.list(&s.denied_commands, &mut a.ssh.denied_commands, &mut r.ssh.denied_commands, CommandPrefix::parse);
+        cx.list(
+            &s.allowed_hosts,
+            &mut a.ssh.allowed_hosts,
+            &mut r.ssh.allowed_hosts,
+            HostPattern::parse,
+        );
+        cx.list(
+            &s.denied_hosts,
+            &mut a.ssh.denied_hosts,
+            &mut r.ssh.denied_hosts,
+            HostPattern::parse,
+        );
+        cx.list(
+            &s.allowed_commands,
+            &mut a.ssh.allowed_commands,
+            &mut r.ssh.allowed_commands,
+            CommandPrefix::parse,
+        );
+        cx.list(
+            &s.denied_commands,
+            &mut a.ssh.denied_commands,
+            &mut r.ssh.denied_commands,
+            CommandPrefix::parse,
+        );
         flag(&s.allow_all_commands, &mut a.ssh.allow_all_commands);
         flag(&s.inherit_deny, &mut a.ssh.inherit_deny);
     }
@@ -157,7 +228,10 @@ pub fn parse_proxy_url(s: &str, schemes: &[&str]) -> Result<ProxyUrl, PatternErr
         .collect::<Vec<_>>()
         .join(" or ");
     let Some((scheme, rest)) = s.split_once("://") else {
-        return Err(PatternError::new(Code::InvalidUrl, format!("proxy URL must start with {expected}")));
+        return Err(PatternError::new(
+            Code::InvalidUrl,
+            format!("proxy URL must start with {expected}"),
+        ));
     };
     let scheme_l = scheme.to_ascii_lowercase();
     if !schemes.contains(&scheme_l.as_str()) {
@@ -168,7 +242,10 @@ pub fn parse_proxy_url(s: &str, schemes: &[&str]) -> Result<ProxyUrl, PatternErr
     }
     let rest = rest.strip_suffix('/').unwrap_or(rest);
     if rest.contains('/') || rest.contains('?') || rest.contains('#') {
-        return Err(PatternError::new(Code::InvalidUrl, "proxy URL must not have a path or query"));
+        return Err(PatternError::new(
+            Code::InvalidUrl,
+            "proxy URL must not have a path or query",
+        ));
     }
     let (userinfo, hostport) = match rest.rsplit_once('@') {
         Some((u, h)) => (Some(u.to_string()), h),
@@ -193,27 +270,43 @@ pub fn parse_host_port(s: &str) -> Result<HostPort, PatternError> {
         match rest.split_once("]:") {
             Some((h, p)) => (h, p),
             None => {
-                return Err(PatternError::new(Code::InvalidAddr, "expected `[address]:port`"));
+                return Err(PatternError::new(
+                    Code::InvalidAddr,
+                    "expected `[address]:port`",
+                ));
             }
         }
     } else {
         match s.rsplit_once(':') {
             Some((h, _)) if h.contains(':') => {
-                return Err(PatternError::new(Code::InvalidAddr, "IPv6 addresses need brackets")
-                    .help("write `[address]:port`"));
+                return Err(
+                    PatternError::new(Code::InvalidAddr, "IPv6 addresses need brackets")
+                        .help("write `[address]:port`"),
+                );
             }
             Some((h, p)) => (h, p),
             None => {
-                return Err(PatternError::new(Code::InvalidAddr, format!("`{s}` has no port"))
-                    .help("write `host:port`"));
+                return Err(
+                    PatternError::new(Code::InvalidAddr, format!("`{s}` has no port"))
+                        .help("write `host:port`"),
+                );
             }
         }
     };
     if host.is_empty() {
-        return Err(PatternError::new(Code::InvalidAddr, "missing host before the port"));
+        return Err(PatternError::new(
+            Code::InvalidAddr,
+            "missing host before the port",
+        ));
     }
-    if host.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '@') {
-        return Err(PatternError::new(Code::InvalidAddr, format!("`{host}` is not a host name or address")));
+    if host
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '@')
+    {
+        return Err(PatternError::new(
+            Code::InvalidAddr,
+            format!("`{host}` is not a host name or address"),
+        ));
     }
     match port.parse::<u16>() {
         Ok(p) if p > 0 => Ok(HostPort {
@@ -233,7 +326,8 @@ mod tests {
 
     #[test]
     fn proxy_urls() {
-        let u = parse_proxy_url("socks5h://user:pw@localhost:43052", &["socks5", "socks5h"]).unwrap();
+        let u =
+            parse_proxy_url("socks5h://user:pw@localhost:43052", &["socks5", "socks5h"]).unwrap();
         assert_eq!((u.host.as_str(), u.port), ("localhost", 43052));
         assert_eq!(u.to_string(), "socks5h://***@localhost:43052");
         assert!(parse_proxy_url("http://localhost:1", &["socks5"]).is_err());

@@ -36,19 +36,59 @@ pub fn merge(base: &mut Policy, layer: Layer, diags: &mut Vec<Diagnostic>) {
         ssh.denied_commands => "ssh.deniedCommands",
     }
     or(&mut base.allow_pty, adds.allow_pty, "allowPty", diags);
-    or(&mut base.network.allow_all_unix_sockets, adds.network.allow_all_unix_sockets, "network.allowAllUnixSockets", diags);
-    or(&mut base.network.allow_local_binding, adds.network.allow_local_binding, "network.allowLocalBinding", diags);
-    or(&mut base.filesystem.allow_git_config, adds.filesystem.allow_git_config, "filesystem.allowGitConfig", diags);
-    or(&mut base.ssh.allow_all_commands, adds.ssh.allow_all_commands, "ssh.allowAllCommands", diags);
-    or(&mut base.ssh.inherit_deny, adds.ssh.inherit_deny, "ssh.inheritDeny", diags);
+    or(
+        &mut base.network.allow_all_unix_sockets,
+        adds.network.allow_all_unix_sockets,
+        "network.allowAllUnixSockets",
+        diags,
+    );
+    or(
+        &mut base.network.allow_local_binding,
+        adds.network.allow_local_binding,
+        "network.allowLocalBinding",
+        diags,
+    );
+    or(
+        &mut base.filesystem.allow_git_config,
+        adds.filesystem.allow_git_config,
+        "filesystem.allowGitConfig",
+        diags,
+    );
+    or(
+        &mut base.ssh.allow_all_commands,
+        adds.ssh.allow_all_commands,
+        "ssh.allowAllCommands",
+        diags,
+    );
+    or(
+        &mut base.ssh.inherit_deny,
+        adds.ssh.inherit_deny,
+        "ssh.inheritDeny",
+        diags,
+    );
 
-    over(&mut base.filesystem.default_deny_read, adds.filesystem.default_deny_read);
-    over(&mut base.network.allow_local_outbound, adds.network.allow_local_outbound);
+    over(
+        &mut base.filesystem.default_deny_read,
+        adds.filesystem.default_deny_read,
+    );
+    over(
+        &mut base.network.allow_local_outbound,
+        adds.network.allow_local_outbound,
+    );
     over(&mut base.command.use_defaults, adds.command.use_defaults);
-    over(&mut base.network.http_proxy_port, adds.network.http_proxy_port);
-    over(&mut base.network.socks_proxy_port, adds.network.socks_proxy_port);
+    over(
+        &mut base.network.http_proxy_port,
+        adds.network.http_proxy_port,
+    );
+    over(
+        &mut base.network.socks_proxy_port,
+        adds.network.socks_proxy_port,
+    );
     over(&mut base.network.proxy_url, adds.network.proxy_url);
-    over(&mut base.network.http_proxy_url, adds.network.http_proxy_url);
+    over(
+        &mut base.network.http_proxy_url,
+        adds.network.http_proxy_url,
+    );
     over(&mut base.network.dns_addr, adds.network.dns_addr);
 }
 

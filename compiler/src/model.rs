@@ -295,11 +295,7 @@ pub struct Field {
 }
 
 fn list_of<T: fmt::Display>(l: &List<T>) -> FieldValue {
-    FieldValue::List(
-        l.iter()
-            .map(|e| (e.value.to_string(), e.origin))
-            .collect(),
-    )
+    FieldValue::List(l.iter().map(|e| (e.value.to_string(), e.origin)).collect())
 }
 
 fn flag(s: &Setting<bool>) -> FieldValue {
@@ -330,8 +326,16 @@ impl Policy {
         vec![
             field("network", "allowedDomains", list_of(&n.allowed_domains)),
             field("network", "deniedDomains", list_of(&n.denied_domains)),
-            field("network", "allowUnixSockets", list_of(&n.allow_unix_sockets)),
-            field("network", "allowAllUnixSockets", flag(&n.allow_all_unix_sockets)),
+            field(
+                "network",
+                "allowUnixSockets",
+                list_of(&n.allow_unix_sockets),
+            ),
+            field(
+                "network",
+                "allowAllUnixSockets",
+                flag(&n.allow_all_unix_sockets),
+            ),
             field("network", "allowLocalBinding", flag(&n.allow_local_binding)),
             field(
                 "network",
@@ -346,12 +350,18 @@ impl Policy {
             field(
                 "network",
                 "httpProxyPort",
-                FieldValue::Scalar(Scalar::Port(n.http_proxy_port.value), n.http_proxy_port.origin),
+                FieldValue::Scalar(
+                    Scalar::Port(n.http_proxy_port.value),
+                    n.http_proxy_port.origin,
+                ),
             ),
             field(
                 "network",
                 "socksProxyPort",
-                FieldValue::Scalar(Scalar::Port(n.socks_proxy_port.value), n.socks_proxy_port.origin),
+                FieldValue::Scalar(
+                    Scalar::Port(n.socks_proxy_port.value),
+                    n.socks_proxy_port.origin,
+                ),
             ),
             field("network", "proxyUrl", opt_text(&n.proxy_url)),
             field("network", "httpProxyUrl", opt_text(&n.http_proxy_url)),

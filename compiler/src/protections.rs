@@ -118,19 +118,43 @@ pub const CREDENTIALS: &[Credential] = &[
     c(".ssh/id_ecdsa", ".ssh/id_*", "SSH private keys"),
     c(".gnupg/private-keys-v1.d", ".gnupg", "GnuPG private keys"),
     c(".aws/credentials", ".aws", "AWS credentials"),
-    c(".azure/msal_token_cache.json", ".azure", "Azure credentials"),
-    c(".config/gcloud/credentials.db", ".config/gcloud", "Google Cloud credentials"),
+    c(
+        ".azure/msal_token_cache.json",
+        ".azure",
+        "Azure credentials",
+    ),
+    c(
+        ".config/gcloud/credentials.db",
+        ".config/gcloud",
+        "Google Cloud credentials",
+    ),
     c(".config/gh/hosts.yml", ".config/gh", "the GitHub CLI token"),
     c(".kube/config", ".kube", "Kubernetes credentials"),
-    c(".docker/config.json", ".docker", "Docker registry credentials"),
+    c(
+        ".docker/config.json",
+        ".docker",
+        "Docker registry credentials",
+    ),
     c(".netrc", ".netrc", ".netrc passwords"),
     c(".git-credentials", ".git-credentials", "git credentials"),
     c(".pypirc", ".pypirc", "the PyPI token"),
     c(".npmrc", ".npmrc", "the npm token"),
-    c(".cargo/credentials.toml", ".cargo/credentials.toml", "the crates.io token"),
-    c(".cargo/credentials", ".cargo/credentials", "the crates.io token"),
+    c(
+        ".cargo/credentials.toml",
+        ".cargo/credentials.toml",
+        "the crates.io token",
+    ),
+    c(
+        ".cargo/credentials",
+        ".cargo/credentials",
+        "the crates.io token",
+    ),
     c(".vault-token", ".vault-token", "the Vault token"),
-    c(".terraform.d/credentials.tfrc.json", ".terraform.d", "Terraform Cloud credentials"),
+    c(
+        ".terraform.d/credentials.tfrc.json",
+        ".terraform.d",
+        "Terraform Cloud credentials",
+    ),
 ];
 
 /// Container engine sockets: connecting to one is root on the host.

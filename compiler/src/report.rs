@@ -24,11 +24,20 @@ struct Place {
 }
 
 fn place(d: &Diagnostic, sources: &Sources) -> Place {
-    match d.primary.and_then(|s| sources.get(s.source).map(|f| (f, s))) {
+    match d
+        .primary
+        .and_then(|s| sources.get(s.source).map(|f| (f, s)))
+    {
         Some((f, s)) => Place {
             file: Some(f.name.clone()),
             start: Some(f.line_col(s.start)),
-            end: Some(f.line_col(s.end.max(s.start + 1).min(u32::try_from(f.text.len()).unwrap_or(u32::MAX)))),
+            end: Some(
+                f.line_col(
+                    s.end
+                        .max(s.start + 1)
+                        .min(u32::try_from(f.text.len()).unwrap_or(u32::MAX)),
+                ),
+            ),
         },
         None => Place {
             file: d.path.clone(),
@@ -40,7 +49,10 @@ fn place(d: &Diagnostic, sources: &Sources) -> Place {
 
 fn counts(reports: &[FileReport]) -> (usize, usize) {
     let all = reports.iter().flat_map(|r| &r.diagnostics);
-    let errors = all.clone().filter(|d| d.severity == Severity::Error).count();
+    let errors = all
+        .clone()
+        .filter(|d| d.severity == Severity::Error)
+        .count();
     let warnings = all.filter(|d| d.severity == Severity::Warning).count();
     (errors, warnings)
 }
@@ -181,7 +193,9 @@ fn uri(file: &str) -> String {
 }
 
 fn gh_escape_data(s: &str) -> String {
-    s.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+    s.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
 }
 
 fn gh_escape_prop(s: &str) -> String {
@@ -213,7 +227,12 @@ pub fn github(reports: &[FileReport]) -> String {
                 "title={}",
                 gh_escape_prop(&format!("{} {}", d.code.id(), d.code.name()))
             ));
-            let _ = writeln!(out, "::{kind} {}::{}", props.join(","), gh_escape_data(&full_text(d)));
+            let _ = writeln!(
+                out,
+                "::{kind} {}::{}",
+                props.join(","),
+                gh_escape_data(&full_text(d))
+            );
         }
     }
     out
@@ -236,7 +255,10 @@ mod tests {
             .help("remove it");
         vec![FileReport {
             sources,
-            diagnostics: vec![d, Diagnostic::new(Code::SettingsNotFound, "missing").path("nope.json")],
+            diagnostics: vec![
+                d,
+                Diagnostic::new(Code::SettingsNotFound, "missing").path("nope.json"),
+            ],
         }]
     }
 
@@ -248,7 +270,12 @@ mod tests {
             first,
             "::error file=dir/my policy.json,line=2,col=3,endLine=2,endColumn=6,title=E200 unknown-key::unknown key `x`, really: yes%0Ahelp: remove it"
         );
-        assert!(out.lines().nth(1).unwrap().starts_with("::error file=nope.json,title=E401"));
+        assert!(
+            out.lines()
+                .nth(1)
+                .unwrap()
+                .starts_with("::error file=nope.json,title=E401")
+        );
     }
 
     #[test]
@@ -259,9 +286,21 @@ mod tests {
         assert_eq!(j["diagnostics"][0]["column"], 3);
         let s: serde_json::Value = serde_json::from_str(&sarif(&report(), "0.1.0")).unwrap();
         let res = &s["runs"][0]["results"];
-        assert_eq!(res[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"], "dir/my%20policy.json");
-        assert_eq!(res[0]["locations"][0]["physicalLocation"]["region"]["startLine"], 2);
-        assert_eq!(s["runs"][0]["tool"]["driver"]["rules"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            res[0]["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+            "dir/my%20policy.json"
+        );
+        assert_eq!(
+            res[0]["locations"][0]["physicalLocation"]["region"]["startLine"],
+            2
+        );
+        assert_eq!(
+            s["runs"][0]["tool"]["driver"]["rules"]
+                .as_array()
+                .unwrap()
+                .len(),
+            2
+        );
         assert!(res[1].get("locations").is_some());
     }
 }

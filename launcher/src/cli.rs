@@ -123,10 +123,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             }
             Some("templates") => parse_templates(&mut p),
             Some("config") => parse_config(&mut p),
-            _ => Err(usage(format!(
-                "unknown command '{}'",
-                v.to_string_lossy()
-            ))),
+            _ => Err(usage(format!("unknown command '{}'", v.to_string_lossy()))),
         },
         other => Err(other.unexpected().into()),
     }
@@ -240,7 +237,15 @@ mod tests {
 
     #[test]
     fn parses_lint() {
-        let c = parse_str(&["lint", "--format", "sarif", "a.json", "b.json", "--deny-warnings"]).unwrap();
+        let c = parse_str(&[
+            "lint",
+            "--format",
+            "sarif",
+            "a.json",
+            "b.json",
+            "--deny-warnings",
+        ])
+        .unwrap();
         assert_eq!(
             c,
             Command::Lint {
@@ -260,16 +265,25 @@ mod tests {
         assert_eq!(parse_str(&[]).unwrap(), Command::Help);
         assert_eq!(parse_str(&["-V"]).unwrap(), Command::Version);
         assert_eq!(parse_str(&["schema"]).unwrap(), Command::Schema);
-        assert_eq!(parse_str(&["templates", "list"]).unwrap(), Command::TemplatesList);
+        assert_eq!(
+            parse_str(&["templates", "list"]).unwrap(),
+            Command::TemplatesList
+        );
         assert_eq!(
             parse_str(&["templates", "show", "code"]).unwrap(),
-            Command::TemplatesShow { name: "code".into() }
+            Command::TemplatesShow {
+                name: "code".into()
+            }
         );
         assert!(parse_str(&["templates"]).is_err());
         assert!(parse_str(&["frobnicate"]).is_err());
         assert_eq!(
             parse_str(&["config", "show", "--json", "-s", "p.json"]).unwrap(),
-            Command::ConfigShow { settings: Some("p.json".into()), json: true, color: Color::Auto }
+            Command::ConfigShow {
+                settings: Some("p.json".into()),
+                json: true,
+                color: Color::Auto
+            }
         );
     }
 }

@@ -31,7 +31,13 @@ pub fn run(command: Command) -> ExitCode {
             format,
             deny_warnings,
             color,
-        } => lint::run(&files, settings.as_deref(), format, deny_warnings, use_color(color, true)),
+        } => lint::run(
+            &files,
+            settings.as_deref(),
+            format,
+            deny_warnings,
+            use_color(color, true),
+        ),
     }
 }
 

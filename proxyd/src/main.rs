@@ -18,7 +18,9 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         _ => {
-            eprintln!("greywall-proxyd: the egress proxy is not implemented yet; refusing to start");
+            eprintln!(
+                "greywall-proxyd: the egress proxy is not implemented yet; refusing to start"
+            );
             ExitCode::from(2)
         }
     }

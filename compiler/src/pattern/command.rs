@@ -28,7 +28,10 @@ impl CommandPrefix {
         }
         let words = tokenize(raw).map_err(|m| PatternError::new(Code::InvalidCommand, m))?;
         if words.is_empty() {
-            return Err(PatternError::new(Code::InvalidCommand, "command prefix has no words"));
+            return Err(PatternError::new(
+                Code::InvalidCommand,
+                "command prefix has no words",
+            ));
         }
         Ok(CommandPrefix {
             words: normalize(words),
@@ -96,9 +99,10 @@ pub fn tokenize(s: &str) -> Result<Vec<String>, String> {
 fn normalize(mut words: Vec<String>) -> Vec<String> {
     if let Some(first) = words.first_mut()
         && let Some(base) = first.rsplit('/').next()
-            && !base.is_empty() {
-                *first = base.to_string();
-            }
+        && !base.is_empty()
+    {
+        *first = base.to_string();
+    }
     words
 }
 
@@ -124,9 +128,18 @@ mod tests {
 
     #[test]
     fn validation() {
-        assert_eq!(CommandPrefix::parse("").unwrap_err().code, Code::EmptyString);
-        assert_eq!(CommandPrefix::parse("  ").unwrap_err().code, Code::EmptyString);
-        assert_eq!(CommandPrefix::parse("echo 'x").unwrap_err().code, Code::InvalidCommand);
+        assert_eq!(
+            CommandPrefix::parse("").unwrap_err().code,
+            Code::EmptyString
+        );
+        assert_eq!(
+            CommandPrefix::parse("  ").unwrap_err().code,
+            Code::EmptyString
+        );
+        assert_eq!(
+            CommandPrefix::parse("echo 'x").unwrap_err().code,
+            Code::InvalidCommand
+        );
         assert_eq!(p("/usr/bin/git   push").to_string(), "git push");
     }
 

@@ -238,11 +238,10 @@ fn validate_name(name: &str) -> Result<(), PatternError> {
         ));
     }
     if !name.is_ascii() {
-        return Err(PatternError::new(
-            Code::InvalidDomain,
-            "domain name has non-ASCII characters",
-        )
-        .help("write internationalised names in their punycode (xn--) form"));
+        return Err(
+            PatternError::new(Code::InvalidDomain, "domain name has non-ASCII characters")
+                .help("write internationalised names in their punycode (xn--) form"),
+        );
     }
     if name.starts_with('.') || name.ends_with('.') || name.contains("..") {
         return Err(PatternError::new(
@@ -313,16 +312,34 @@ mod tests {
 
     #[test]
     fn greywall_validation_cases() {
-        assert_eq!(ok("example.com"), DomainPattern::Exact("example.com".into()));
-        assert_eq!(ok("Example.COM."), DomainPattern::Exact("example.com".into()));
-        assert_eq!(ok("*.example.com"), DomainPattern::Subdomains("example.com".into()));
-        assert_eq!(ok("**.example.com"), DomainPattern::ApexAndSubdomains("example.com".into()));
+        assert_eq!(
+            ok("example.com"),
+            DomainPattern::Exact("example.com".into())
+        );
+        assert_eq!(
+            ok("Example.COM."),
+            DomainPattern::Exact("example.com".into())
+        );
+        assert_eq!(
+            ok("*.example.com"),
+            DomainPattern::Subdomains("example.com".into())
+        );
+        assert_eq!(
+            ok("**.example.com"),
+            DomainPattern::ApexAndSubdomains("example.com".into())
+        );
         assert_eq!(ok("localhost"), DomainPattern::Exact("localhost".into()));
         assert_eq!(ok("*"), DomainPattern::Any);
-        assert_eq!(ok("169.254.169.254"), DomainPattern::Ip("169.254.169.254".parse().unwrap()));
+        assert_eq!(
+            ok("169.254.169.254"),
+            DomainPattern::Ip("169.254.169.254".parse().unwrap())
+        );
         assert_eq!(ok("[::1]"), DomainPattern::Ip("::1".parse().unwrap()));
         assert_eq!(ok("fd00::1"), DomainPattern::Ip("fd00::1".parse().unwrap()));
-        assert_eq!(ok("10.0.0.0/8"), DomainPattern::Cidr("10.0.0.0".parse().unwrap(), 8));
+        assert_eq!(
+            ok("10.0.0.0/8"),
+            DomainPattern::Cidr("10.0.0.0".parse().unwrap(), 8)
+        );
         assert_eq!(code("*.com"), Code::DomainTooBroad);
         assert_eq!(code("*."), Code::InvalidDomain);
         assert_eq!(code("example.*.com"), Code::InvalidDomain);

@@ -22,7 +22,10 @@ impl HostPattern {
     pub fn parse(raw: &str) -> Result<HostPattern, PatternError> {
         let s = raw.trim();
         if s.is_empty() {
-            return Err(PatternError::new(Code::EmptyString, "empty SSH host pattern"));
+            return Err(PatternError::new(
+                Code::EmptyString,
+                "empty SSH host pattern",
+            ));
         }
         if s != raw {
             return Err(PatternError::new(
@@ -31,11 +34,16 @@ impl HostPattern {
             ));
         }
         if s.contains("://") {
-            return Err(PatternError::new(Code::InvalidHost, "SSH host pattern includes a scheme")
-                .help("write only the host, as in \"github.com\""));
+            return Err(
+                PatternError::new(Code::InvalidHost, "SSH host pattern includes a scheme")
+                    .help("write only the host, as in \"github.com\""),
+            );
         }
         if s.contains('/') {
-            return Err(PatternError::new(Code::InvalidHost, "SSH host pattern includes a path"));
+            return Err(PatternError::new(
+                Code::InvalidHost,
+                "SSH host pattern includes a path",
+            ));
         }
         if let Some((user, host)) = s.split_once('@') {
             return Err(PatternError::new(
@@ -48,8 +56,10 @@ impl HostPattern {
         let looks_v6 = s.contains("::") || colons >= 2;
         if colons > 0 && !looks_v6 {
             let host = s.split(':').next().unwrap_or(s);
-            return Err(PatternError::new(Code::InvalidHost, "SSH host pattern includes a port")
-                .help(format!("host rules apply to every port; write \"{host}\"")));
+            return Err(
+                PatternError::new(Code::InvalidHost, "SSH host pattern includes a port")
+                    .help(format!("host rules apply to every port; write \"{host}\"")),
+            );
         }
         if let Some(c) = s.chars().find(|c| c.is_whitespace() || c.is_control()) {
             return Err(PatternError::new(
@@ -104,7 +114,14 @@ mod tests {
         assert!(HostPattern::parse("*").is_ok());
         assert!(HostPattern::parse("fe80::1").is_ok());
         assert!(HostPattern::parse("2001:db8::*").is_ok());
-        for bad in ["", "git@github.com", "github.com:22", "ssh://github.com", "a/b", "a b"] {
+        for bad in [
+            "",
+            "git@github.com",
+            "github.com:22",
+            "ssh://github.com",
+            "a/b",
+            "a b",
+        ] {
             assert!(HostPattern::parse(bad).is_err(), "{bad}");
         }
     }
@@ -115,7 +132,11 @@ mod tests {
         assert!(p.matches("git.example.COM"));
         assert!(!p.matches("example.com"));
         assert!(HostPattern::parse("*").unwrap().matches("anything"));
-        assert!(HostPattern::parse("db-?.corp").unwrap().matches("db-1.corp"));
+        assert!(
+            HostPattern::parse("db-?.corp")
+                .unwrap()
+                .matches("db-1.corp")
+        );
         assert!(HostPattern::parse("a*b*c").unwrap().matches("axxbyyc"));
         assert!(!HostPattern::parse("a*b*c").unwrap().matches("axxbyy"));
     }

@@ -78,7 +78,10 @@ impl PathPattern {
             return Err(PatternError::new(Code::EmptyString, "empty path"));
         }
         if raw.contains('\0') {
-            return Err(PatternError::new(Code::InvalidPath, "path contains a NUL byte"));
+            return Err(PatternError::new(
+                Code::InvalidPath,
+                "path contains a NUL byte",
+            ));
         }
         if let Some(c) = raw.chars().find(|c| c.is_control()) {
             return Err(PatternError::new(
@@ -100,11 +103,10 @@ impl PathPattern {
         } else if let Some(r) = raw.strip_prefix("~/") {
             (PathBase::Home, r)
         } else if raw.starts_with('~') {
-            return Err(PatternError::new(
-                Code::InvalidPath,
-                "`~user` paths are not supported",
-            )
-            .help("write the absolute path, or `~/` for your own home directory"));
+            return Err(
+                PatternError::new(Code::InvalidPath, "`~user` paths are not supported")
+                    .help("write the absolute path, or `~/` for your own home directory"),
+            );
         } else if raw.starts_with('$') {
             return Err(PatternError::new(
                 Code::InvalidPath,
@@ -159,15 +161,13 @@ impl PathPattern {
         if segments.last() == Some(&Segment::AnyDepth) && segments.len() > 1 {
             segments.pop();
         }
-        Ok(PathPattern {
-            base,
-            up,
-            segments,
-        })
+        Ok(PathPattern { base, up, segments })
     }
 
     pub fn is_glob(&self) -> bool {
-        self.segments.iter().any(|s| !matches!(s, Segment::Literal(_)))
+        self.segments
+            .iter()
+            .any(|s| !matches!(s, Segment::Literal(_)))
     }
 
     /// The pattern with its base replaced by concrete absolute paths (`home`, `cwd` are
@@ -443,12 +443,30 @@ mod tests {
     #[test]
     fn rejects() {
         assert_eq!(PathPattern::parse("").unwrap_err().code, Code::EmptyString);
-        assert_eq!(PathPattern::parse("~bob/x").unwrap_err().code, Code::InvalidPath);
-        assert_eq!(PathPattern::parse("$HOME/x").unwrap_err().code, Code::InvalidPath);
-        assert_eq!(PathPattern::parse("a\0b").unwrap_err().code, Code::InvalidPath);
-        assert_eq!(PathPattern::parse("a/[bc").unwrap_err().code, Code::InvalidGlob);
-        assert_eq!(PathPattern::parse("a/b**").unwrap_err().code, Code::InvalidGlob);
-        assert_eq!(PathPattern::parse(" a").unwrap_err().code, Code::InvalidPath);
+        assert_eq!(
+            PathPattern::parse("~bob/x").unwrap_err().code,
+            Code::InvalidPath
+        );
+        assert_eq!(
+            PathPattern::parse("$HOME/x").unwrap_err().code,
+            Code::InvalidPath
+        );
+        assert_eq!(
+            PathPattern::parse("a\0b").unwrap_err().code,
+            Code::InvalidPath
+        );
+        assert_eq!(
+            PathPattern::parse("a/[bc").unwrap_err().code,
+            Code::InvalidGlob
+        );
+        assert_eq!(
+            PathPattern::parse("a/b**").unwrap_err().code,
+            Code::InvalidGlob
+        );
+        assert_eq!(
+            PathPattern::parse(" a").unwrap_err().code,
+            Code::InvalidPath
+        );
     }
 
     #[test]

@@ -24,7 +24,10 @@ pub fn show(settings: Option<&Path>, json: bool, color: bool) -> ExitCode {
         Ok(f) => f,
         Err(d) => {
             let sources = Default::default();
-            eprint!("{}", diagnostic::render(&d, &sources, RenderOptions { color }));
+            eprint!(
+                "{}",
+                diagnostic::render(&d, &sources, RenderOptions { color })
+            );
             return ExitCode::from(1);
         }
     };

@@ -85,9 +85,9 @@ pub fn run(
 
     let all: Vec<&Diagnostic> = reports.iter().flat_map(|r| &r.diagnostics).collect();
     // A file that cannot be read at all is an I/O failure, not a policy problem.
-    let io_failure = all.iter().any(|d| {
-        matches!(d.code, Code::Io | Code::SettingsNotFound) && d.primary.is_none()
-    });
+    let io_failure = all
+        .iter()
+        .any(|d| matches!(d.code, Code::Io | Code::SettingsNotFound) && d.primary.is_none());
     if io_failure {
         return ExitCode::from(EXIT_USAGE);
     }
