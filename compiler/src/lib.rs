@@ -4,6 +4,8 @@
 //! into platform artifacts. This crate never executes anything: it reads policy files (in
 //! [`load`]) and, for discovery and linting, a few facts about the environment.
 
+pub mod backend;
+pub mod cache;
 pub mod config;
 pub mod diagnostic;
 pub mod discover;
@@ -15,8 +17,10 @@ pub mod lower;
 pub mod merge;
 pub mod model;
 pub mod pattern;
+pub mod plan;
 pub mod protections;
 pub mod report;
+pub mod resolve;
 pub mod schema;
 pub mod source;
 pub mod suggest;

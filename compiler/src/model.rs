@@ -79,9 +79,10 @@ impl Default for Policy {
 }
 
 /// How the sandbox reaches the network.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum NetworkMode {
     /// No network at all (only the sandbox's own loopback).
+    #[default]
     Isolated,
     /// Egress only through greywall's proxy, filtered by the domain rules.
     Filtered,

@@ -223,3 +223,19 @@ pub const DEFAULT_DENIED_COMMANDS: &[&str] = &[
     "rm -rf ~",
     "rm -fr /",
 ];
+
+/// Readable in `defaultDenyRead` mode: the system, without anything that holds secrets of the
+/// user (those live in the home directory, which is not on this list).
+pub const SYSTEM_READABLE: &[&str] = &[
+    "/bin", "/sbin", "/usr", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/nix", "/snap",
+    "/proc", "/sys", "/dev", "/run", "/var/lib", "/var/cache", "/tmp",
+];
+
+/// Readable in `defaultDenyRead` mode below the home directory: toolchains and their shims,
+/// and tool configuration that holds no credentials. Never `~/.config`, `~/.cargo` or `~/.npm`
+/// as a whole: those hold tokens (`~/.config/gh`, `~/.cargo/credentials.toml`, `~/.npmrc`).
+pub const HOME_READABLE: &[&str] = &[
+    ".nvm", ".fnm", ".volta", ".n", ".pyenv", ".local/pipx", ".rbenv", ".rvm", ".asdf",
+    ".cargo/bin", ".rustup", "go/bin", ".go", ".local/bin", "bin", ".bun/bin", ".deno/bin",
+    ".sdkman", ".gitconfig", ".config/git", ".gitignore_global", ".inputrc",
+];

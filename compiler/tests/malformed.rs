@@ -52,7 +52,10 @@ fn check_invariants(l: &Loaded) {
     );
     for d in &l.diagnostics {
         for span in d.primary.iter().chain(d.secondary.iter().map(|(s, _)| s)) {
-            let file = l.sources.get(span.source).expect("span names a known source");
+            let file = l
+                .sources
+                .get(span.source)
+                .expect("span names a known source");
             assert!(span.start <= span.end, "{d:?}");
             assert!(span.start as usize <= file.text.len(), "{d:?}");
         }
@@ -64,7 +67,9 @@ fn dump(l: &Loaded) -> String {
     l.diagnostics
         .iter()
         .map(|d| {
-            let at = d.primary.map_or_else(|| "-".to_string(), |s| l.sources.locate(s));
+            let at = d
+                .primary
+                .map_or_else(|| "-".to_string(), |s| l.sources.locate(s));
             format!("{} {} {}", d.code.id(), at, d.message)
         })
         .collect::<Vec<_>>()
@@ -130,7 +135,10 @@ fn marked(text: &str) -> (String, Vec<String>) {
 fn check_every_prefix(full: &str) {
     let close = full.rfind('}').unwrap();
     let dir = tempfile::tempdir().unwrap();
-    for (i, _) in full.char_indices().chain(std::iter::once((full.len(), ' '))) {
+    for (i, _) in full
+        .char_indices()
+        .chain(std::iter::once((full.len(), ' ')))
+    {
         let prefix = &full[..i];
         let l = load_text_in(prefix, dir.path());
         if i <= close {
@@ -256,7 +264,8 @@ fn wrong_types_everywhere_are_all_reported() {
 
 #[test]
 fn wrong_section_types() {
-    let (text, marks) = marked("{\"network\": §[], \"filesystem\": §\"x\", \"command\": §null, \"ssh\": §7}");
+    let (text, marks) =
+        marked("{\"network\": §[], \"filesystem\": §\"x\", \"command\": §null, \"ssh\": §7}");
     let l = load_text(&text);
     let expected: Vec<(&str, &str)> = marks.iter().map(|m| ("E201", m.as_str())).collect();
     assert_errors(&l, &expected);
@@ -360,8 +369,16 @@ fn unknown_keys_at_every_depth_with_did_you_mean() {
             "did you mean `extends`?",
         ]
     );
-    assert!(l.diagnostics[1].message.contains("`network`"), "{}", l.diagnostics[1].message);
-    assert!(l.diagnostics[4].message.contains("`ssh`"), "{}", l.diagnostics[4].message);
+    assert!(
+        l.diagnostics[1].message.contains("`network`"),
+        "{}",
+        l.diagnostics[1].message
+    );
+    assert!(
+        l.diagnostics[4].message.contains("`ssh`"),
+        "{}",
+        l.diagnostics[4].message
+    );
 }
 
 #[test]
@@ -372,17 +389,23 @@ fn unknown_keys_far_from_any_name() {
     let l = load_text(&text);
     assert_errors(
         &l,
-        &[("E200", &marks[0]), ("E200", &marks[1]), ("E200", &marks[2])],
+        &[
+            ("E200", &marks[0]),
+            ("E200", &marks[1]),
+            ("E200", &marks[2]),
+        ],
     );
     assert_eq!(
         l.diagnostics[0].help.as_deref(),
         Some("`allowWrite` belongs in `filesystem`")
     );
-    assert!(l.diagnostics[1]
-        .help
-        .as_deref()
-        .unwrap()
-        .starts_with("known keys here: allowedDomains"));
+    assert!(
+        l.diagnostics[1]
+            .help
+            .as_deref()
+            .unwrap()
+            .starts_with("known keys here: allowedDomains")
+    );
     assert!(!l.diagnostics[2].notes.is_empty());
 }
 
@@ -410,12 +433,20 @@ fn extends_cycle() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a.json");
     fs::write(&a, "{\n  \"extends\": \"./b.json\"\n}").unwrap();
-    fs::write(dir.path().join("b.json"), "{\n\n   \"extends\": \"a.json/../a.json\"\n}").unwrap();
+    fs::write(
+        dir.path().join("b.json"),
+        "{\n\n   \"extends\": \"a.json/../a.json\"\n}",
+    )
+    .unwrap();
     // `a.json/../a.json` does not name a file on Linux (a.json is not a directory) ...
     let l = load_file(&a);
     assert!(l.has_errors());
     // ... but `./a.json` does, and closes the cycle.
-    fs::write(dir.path().join("b.json"), "{\n\n   \"extends\": \"./a.json\"\n}").unwrap();
+    fs::write(
+        dir.path().join("b.json"),
+        "{\n\n   \"extends\": \"./a.json\"\n}",
+    )
+    .unwrap();
     let l = load_file(&a);
     assert_errors(&l, &[("E404", "3:15")]);
 }
@@ -423,7 +454,8 @@ fn extends_cycle() {
 #[test]
 fn missing_extended_file() {
     let dir = tempfile::tempdir().unwrap();
-    let (text, marks) = marked("{\r\n  \"allowPty\": true,\r\n  \"extends\": §\"../nothing/here.json\"\r\n}");
+    let (text, marks) =
+        marked("{\r\n  \"allowPty\": true,\r\n  \"extends\": §\"../nothing/here.json\"\r\n}");
     let l = load_text_in(&text, dir.path());
     assert_errors(&l, &[("E402", &marks[0])]);
 }
@@ -433,7 +465,10 @@ fn unknown_template() {
     let (text, marks) = marked("{\"extends\": §\"npm-instal\"}");
     let l = load_text(&text);
     assert_errors(&l, &[("E403", &marks[0])]);
-    assert_eq!(l.diagnostics[0].help.as_deref(), Some("did you mean `npm-install`?"));
+    assert_eq!(
+        l.diagnostics[0].help.as_deref(),
+        Some("did you mean `npm-install`?")
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -501,7 +536,7 @@ fn deep_nesting_inside_a_real_policy() {
     );
     let l = load_text(&text);
     // The root and `network` are two levels, so the 63rd `[` is the 65th level.
-    let col = "    \"allowedDomains\": ".len() + (MAX_DEPTH - 2);
+    let col = "    \"allowedDomains\": ".len() + (MAX_DEPTH - 2) + 1;
     assert_errors(&l, &[("E102", &format!("3:{col}"))]);
 }
 
@@ -561,7 +596,13 @@ fn invalid_utf8_in_an_extended_file() {
     let l = load_text_in(r#"{"extends": "./base.json"}"#, dir.path());
     assert_errors(&l, &[("E100", "1:14")]);
     let span = l.diagnostics[0].primary.unwrap();
-    assert!(l.sources.get(span.source).unwrap().name.ends_with("base.json"));
+    assert!(
+        l.sources
+            .get(span.source)
+            .unwrap()
+            .name
+            .ends_with("base.json")
+    );
 }
 
 #[test]
@@ -602,10 +643,14 @@ fn crlf_line_endings_keep_positions_right() {
     let l = load_text(&text);
     assert_errors(
         &l,
-        &[("E200", &marks[0]), ("E301", &marks[1]), ("E201", &marks[2])],
+        &[
+            ("E200", &marks[0]),
+            ("E301", &marks[1]),
+            ("E201", &marks[2]),
+        ],
     );
-    // A syntax error at the end of a CRLF line.
-    let (text, marks) = marked("{\r\n  \"allowPty\": true§\r\n  \"network\": {}\r\n}\r\n");
+    // A missing comma at the end of a CRLF line: reported at the next token.
+    let (text, marks) = marked("{\r\n  \"allowPty\": true\r\n  §\"network\": {}\r\n}\r\n");
     assert_errors(&load_text(&text), &[("E101", &marks[0])]);
     // A string broken by CRLF.
     let (text, marks) = marked("{\r\n  \"$schema\": §\"abc\r\n\"}");
@@ -730,10 +775,39 @@ enum Mutation {
 }
 
 const TOKENS: &[&str] = &[
-    "{", "}", "[", "]", ":", ",", "\"", "\\", "\\u", "\\ud800", "/*", "*/", "//", "\n", "\r\n",
-    "\u{feff}", "null", "true", "false", "-0", "1e999", "\"extends\": \"code\",",
-    "\"extends\": \"./x.json\",", "\"!github.com\",", "\"\",", "\"*\",", "é", "😀", "\0",
-    "\"network\": {", "\"allowedDomains\": [", "[[[[[[[[", "{\"a\":{\"a\":",
+    "{",
+    "}",
+    "[",
+    "]",
+    ":",
+    ",",
+    "\"",
+    "\\",
+    "\\u",
+    "\\ud800",
+    "/*",
+    "*/",
+    "//",
+    "\n",
+    "\r\n",
+    "\u{feff}",
+    "null",
+    "true",
+    "false",
+    "-0",
+    "1e999",
+    "\"extends\": \"code\",",
+    "\"extends\": \"./x.json\",",
+    "\"!github.com\",",
+    "\"\",",
+    "\"*\",",
+    "é",
+    "😀",
+    "\0",
+    "\"network\": {",
+    "\"allowedDomains\": [",
+    "[[[[[[[[",
+    "{\"a\":{\"a\":",
 ];
 
 fn mutation() -> impl Strategy<Value = Mutation> {

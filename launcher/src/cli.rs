@@ -47,6 +47,11 @@ pub enum Command {
         json: bool,
         color: Color,
     },
+    /// Internal: apply an already compiled plan file and exec (tests, the bwrap backend).
+    ExecPlan {
+        plan: PathBuf,
+        argv: Vec<OsString>,
+    },
 }
 
 #[derive(Debug)]
@@ -123,6 +128,18 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             }
             Some("templates") => parse_templates(&mut p),
             Some("config") => parse_config(&mut p),
+            Some("__exec-plan") => {
+                let plan = PathBuf::from(p.value()?);
+                match p.next()? {
+                    Some(Long("")) | None => {}
+                    Some(other) => return Err(other.unexpected().into()),
+                }
+                let argv: Vec<OsString> = p.raw_args()?.collect();
+                if argv.is_empty() {
+                    return Err(usage("__exec-plan needs a command after --"));
+                }
+                Ok(Command::ExecPlan { plan, argv })
+            }
             _ => Err(usage(format!("unknown command '{}'", v.to_string_lossy()))),
         },
         other => Err(other.unexpected().into()),

@@ -15,6 +15,7 @@ use crate::cli::{Color, Command, EXIT_USAGE, HELP};
 
 pub fn run(command: Command) -> ExitCode {
     match command {
+        Command::ExecPlan { plan, argv } => crate::apply::exec_plan_file(&plan, &argv),
         Command::Help => print(HELP),
         Command::Version => print(&format!("greywall {}\n", env!("CARGO_PKG_VERSION"))),
         Command::Schema => print(&greywall_compiler::schema::schema_text()),

@@ -3,6 +3,7 @@
 //! The command line is parsed by hand-written code over `lexopt` so that the exec path (added
 //! with the Linux launcher) touches no parser beyond argv.
 
+mod apply;
 mod cli;
 mod cmd;
 mod sys;

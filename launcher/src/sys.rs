@@ -1,5 +1,5 @@
 //! The only place in the launcher that talks to the kernel directly. Every `unsafe` block in
-//! the crate lives here and says why it is sound.
+//! the crate lives under this module and says why it is sound.
 #![allow(unsafe_code)]
 
 /// The real user id of this process.

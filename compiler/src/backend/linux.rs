@@ -1,0 +1,132 @@
+//! The Linux launch plan, from a resolved policy.
+//!
+//! Order of the mount steps matters and is fixed here: the private `/tmp` and `/dev/shm`
+//! first, then read-only protections, then hidden paths (a hidden path inside a read-only one
+//! still hides). Landlock grants: readable roots get read and execute; writable roots also get
+//! every write right; terminal and null devices get read, write and device ioctls.
+
+use crate::model::NetworkMode;
+use crate::plan::{
+    EnvOp, Landlock, LinuxPlan, MountOp, Network, PathRule, fs_access, fnv1a, net_access, scope,
+};
+use crate::resolve::Resolved;
+
+/// Facts about the kernel the plan is compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KernelFacts {
+    /// The running Landlock ABI (0: Landlock unavailable).
+    pub landlock_abi: u32,
+    /// `AUDIT_ARCH_*` of the machine.
+    pub audit_arch: u32,
+}
+
+/// Devices every sandbox may open for reading and writing (and their ioctls).
+const DEVICES: &[&str] = &[
+    "/dev/null",
+    "/dev/zero",
+    "/dev/full",
+    "/dev/random",
+    "/dev/urandom",
+    "/dev/tty",
+    "/dev/ptmx",
+    "/dev/pts",
+];
+
+/// Builds the plan. `seccomp` is the compiled filter for `kernel.audit_arch`.
+pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
+    let mut mounts = vec![
+        MountOp::Tmpfs { path: "/tmp".into(), mode: 0o1777 },
+        MountOp::Tmpfs { path: "/dev/shm".into(), mode: 0o1777 },
+    ];
+    mounts.extend(r.read_only.iter().map(|p| MountOp::ReadOnly { path: p.clone() }));
+    for (p, dir) in &r.hide {
+        mounts.push(if *dir {
+            MountOp::HideDir { path: p.clone() }
+        } else {
+            MountOp::HideFile { path: p.clone() }
+        });
+    }
+
+    let abi = kernel.landlock_abi;
+    let handled_fs = fs_access::all_for_abi(abi);
+    let mut paths: Vec<PathRule> = Vec::new();
+    let mut grant = |path: &str, access: u64| {
+        let access = access & handled_fs;
+        match paths.iter_mut().find(|p| p.path == path) {
+            Some(p) => p.access |= access,
+            None => paths.push(PathRule { path: path.to_string(), access }),
+        }
+    };
+    for p in &r.read {
+        grant(p, fs_access::READ);
+    }
+    for p in &r.write {
+        grant(p, fs_access::READ | fs_access::WRITE);
+    }
+    grant("/dev/shm", fs_access::READ | fs_access::WRITE);
+    for d in DEVICES {
+        grant(d, fs_access::READ_FILE | fs_access::WRITE_FILE | fs_access::IOCTL_DEV | fs_access::READ_DIR);
+    }
+
+    let (network, handled_net, handled_net_no_userns) = match r.network {
+        NetworkMode::Relaxed => (Network::Host, 0, 0),
+        NetworkMode::Isolated | NetworkMode::Filtered => {
+            let bind = if r.local_binding { 0 } else { net_access::BIND_TCP };
+            (Network::Isolated, bind, bind | net_access::CONNECT_TCP)
+        }
+    };
+    let (handled_net, handled_net_no_userns) = if abi >= 4 {
+        (handled_net, handled_net_no_userns)
+    } else {
+        (0, 0)
+    };
+    let scoped = if abi >= 6 { scope::SIGNAL | scope::ABSTRACT_UNIX_SOCKET } else { 0 };
+
+    let env = vec![
+        EnvOp::UnsetPrefix("LD_".into()),
+        EnvOp::UnsetPrefix("DYLD_".into()),
+        EnvOp::Set("GREYWALL_SANDBOX".into(), "1".into()),
+        EnvOp::Set("TMPDIR".into(), "/tmp".into()),
+    ];
+
+    let mut without_userns = vec![
+        "the private /tmp (the host's /tmp is used, under Landlock)".to_string(),
+    ];
+    if !r.read_only.is_empty() {
+        without_userns.push(format!(
+            "read-only protection of {} existing paths inside writable folders",
+            r.read_only.len()
+        ));
+    }
+    if !r.hide.is_empty() {
+        without_userns.push(format!("hiding of {} paths (denyRead and secrets)", r.hide.len()));
+    }
+    if network == Network::Isolated {
+        without_userns.push("network isolation (Landlock still refuses TCP; UDP and Unix sockets are not blocked)".into());
+    }
+
+    let mut plan = LinuxPlan {
+        policy_hash: 0,
+        namespaces: true,
+        network,
+        pid_namespace: false,
+        mounts,
+        landlock: Landlock {
+            abi,
+            handled_fs,
+            handled_net,
+            handled_net_no_userns,
+            scoped,
+            paths,
+            ports: Vec::new(),
+        },
+        seccomp_arch: kernel.audit_arch,
+        seccomp,
+        env,
+        deny_commands: r.deny_commands.clone(),
+        allow_commands: r.allow_commands.clone(),
+        without_userns,
+    };
+    plan.policy_hash = fnv1a(&plan.encode());
+    plan
+}

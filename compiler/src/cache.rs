@@ -1,0 +1,335 @@
+//! The artifact cache: content-addressed plans plus a small index that says, for one way of
+//! invoking greywall, which plan is current and what it depended on.
+//!
+//! Layout under `$XDG_CACHE_HOME/greywall/` (directory 0700, files 0600):
+//! - `plans/<key>.plan`: a [`crate::plan::LinuxPlan`]; `<key>` is the FNV-1a hash of its bytes;
+//! - `plans/<key>.bwrap`: the bwrap argument vector (NUL-separated, for `bwrap --args FD`);
+//! - `index/<invocation>`: an [`Index`]: the plan key and every file-system fact the compile
+//!   depended on, each with the stat signature it had. The launcher re-checks them with one
+//!   `stat` each; any difference means a recompile, never a stale run.
+//!
+//! Writes go to a temporary file in the same directory and are renamed into place, so a reader
+//! sees a whole file or none.
+
+use std::fs;
+use std::io::Write as _;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use crate::plan::fnv1a;
+
+const INDEX_MAGIC: &[u8; 8] = b"GWINDEX\x01";
+
+/// A file-system fact a compiled plan depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StatDep {
+    pub path: String,
+    /// `None`: the path did not exist.
+    pub sig: Option<Signature>,
+}
+
+impl StatDep {
+    /// Depends on the exact state of a file (policy files, listed directories).
+    pub fn exact(path: &str) -> Self {
+        StatDep { path: path.to_string(), sig: Signature::now(path) }
+    }
+
+    /// Depends only on whether the path exists and which inode it is (paths the plan mounts
+    /// over or grants): its contents may change freely.
+    pub fn identity(path: &str) -> Self {
+        StatDep { path: path.to_string(), sig: Signature::now(path).map(Signature::identity) }
+    }
+
+    fn is_fresh(&self) -> bool {
+        let now = Signature::now(&self.path);
+        match (&self.sig, now) {
+            (None, None) => true,
+            (Some(s), Some(n)) if s.is_identity() => n.identity() == *s,
+            (Some(s), Some(n)) => n == *s,
+            _ => false,
+        }
+    }
+}
+
+/// What `stat` said about a path (following symlinks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Signature {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl Signature {
+    pub fn of(meta: &fs::Metadata) -> Self {
+        Signature {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
+            ctime_ns: meta.ctime().saturating_mul(1_000_000_000).saturating_add(meta.ctime_nsec()),
+        }
+    }
+
+    /// Only the device and inode (marked by `size == u64::MAX`).
+    pub fn identity(self) -> Self {
+        Signature { dev: self.dev, ino: self.ino, size: u64::MAX, mtime_ns: 0, ctime_ns: 0 }
+    }
+
+    fn is_identity(&self) -> bool {
+        self.size == u64::MAX && self.mtime_ns == 0 && self.ctime_ns == 0
+    }
+
+    /// The signature of `path` now (`None` if it does not exist or cannot be seen).
+    pub fn now(path: &str) -> Option<Signature> {
+        fs::metadata(path).ok().map(|m| Signature::of(&m))
+    }
+}
+
+/// The index entry for one invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Index {
+    /// Hex key of the plan in `plans/`.
+    pub key: String,
+    pub deps: Vec<StatDep>,
+}
+
+impl Index {
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.deps.len() * 64);
+        out.extend_from_slice(INDEX_MAGIC);
+        put_str(&mut out, &self.key);
+        out.extend_from_slice(&u32::try_from(self.deps.len()).unwrap_or(u32::MAX).to_le_bytes());
+        for d in &self.deps {
+            put_str(&mut out, &d.path);
+            match d.sig {
+                None => out.push(0),
+                Some(s) => {
+                    out.push(1);
+                    for v in [s.dev, s.ino, s.size] {
+                        out.extend_from_slice(&v.to_le_bytes());
+                    }
+                    for v in [s.mtime_ns, s.ctime_ns] {
+                        out.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+            }
+        }
+        let sum = fnv1a(&out);
+        out.extend_from_slice(&sum.to_le_bytes());
+        out
+    }
+
+    pub fn decode(buf: &[u8]) -> Option<Index> {
+        if buf.len() < INDEX_MAGIC.len() + 8 || &buf[..8] != INDEX_MAGIC {
+            return None;
+        }
+        let (body, sum) = buf.split_at(buf.len() - 8);
+        if fnv1a(body).to_le_bytes() != sum {
+            return None;
+        }
+        let mut pos = 8;
+        let key = get_str(body, &mut pos)?;
+        let n = get_u32(body, &mut pos)? as usize;
+        if n > 1 << 16 {
+            return None;
+        }
+        let mut deps = Vec::with_capacity(n);
+        for _ in 0..n {
+            let path = get_str(body, &mut pos)?;
+            let tag = *body.get(pos)?;
+            pos += 1;
+            let sig = match tag {
+                0 => None,
+                1 => {
+                    let dev = get_u64(body, &mut pos)?;
+                    let ino = get_u64(body, &mut pos)?;
+                    let size = get_u64(body, &mut pos)?;
+                    let mtime_ns = get_u64(body, &mut pos)? as i64;
+                    let ctime_ns = get_u64(body, &mut pos)? as i64;
+                    Some(Signature { dev, ino, size, mtime_ns, ctime_ns })
+                }
+                _ => return None,
+            };
+            deps.push(StatDep { path, sig });
+        }
+        (pos == body.len()).then_some(Index { key, deps })
+    }
+
+    /// True when every dependency still has the signature it had at compile time.
+    pub fn is_fresh(&self) -> bool {
+        self.deps.iter().all(StatDep::is_fresh)
+    }
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    out.extend_from_slice(&u32::try_from(s.len()).unwrap_or(u32::MAX).to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn get_u32(b: &[u8], pos: &mut usize) -> Option<u32> {
+    let v = b.get(*pos..*pos + 4)?;
+    *pos += 4;
+    Some(u32::from_le_bytes([v[0], v[1], v[2], v[3]]))
+}
+
+fn get_u64(b: &[u8], pos: &mut usize) -> Option<u64> {
+    let v = b.get(*pos..*pos + 8)?;
+    *pos += 8;
+    let mut a = [0u8; 8];
+    a.copy_from_slice(v);
+    Some(u64::from_le_bytes(a))
+}
+
+fn get_str(b: &[u8], pos: &mut usize) -> Option<String> {
+    let n = get_u32(b, pos)? as usize;
+    let v = b.get(*pos..pos.checked_add(n)?)?;
+    *pos += n;
+    String::from_utf8(v.to_vec()).ok()
+}
+
+/// The name of an invocation's index file: a hash of everything that decides which policy is
+/// loaded and how it resolves, other than file contents (which the index's deps cover).
+pub fn invocation_key(parts: &[&[u8]]) -> String {
+    let mut buf = Vec::new();
+    for p in parts {
+        buf.extend_from_slice(&u32::try_from(p.len()).unwrap_or(u32::MAX).to_le_bytes());
+        buf.extend_from_slice(p);
+    }
+    format!("{:016x}", fnv1a(&buf))
+}
+
+/// The content key of an artifact.
+pub fn content_key(bytes: &[u8]) -> String {
+    format!("{:016x}", fnv1a(bytes))
+}
+
+/// The cache directory.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    pub root: PathBuf,
+}
+
+impl Cache {
+    pub fn new(root: PathBuf) -> Self {
+        Cache { root }
+    }
+
+    pub fn index_path(&self, invocation: &str) -> PathBuf {
+        self.root.join("index").join(invocation)
+    }
+
+    pub fn plan_path(&self, key: &str) -> PathBuf {
+        self.root.join("plans").join(format!("{key}.plan"))
+    }
+
+    pub fn bwrap_path(&self, key: &str) -> PathBuf {
+        self.root.join("plans").join(format!("{key}.bwrap"))
+    }
+
+    /// Creates the cache directories with mode 0700 (and tightens them if they exist).
+    pub fn ensure_dirs(&self) -> std::io::Result<()> {
+        for dir in [self.root.clone(), self.root.join("plans"), self.root.join("index")] {
+            match fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e),
+            }
+            let meta = fs::metadata(&dir)?;
+            if meta.permissions().mode() & 0o077 != 0 {
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` to `path` atomically with mode 0600.
+    pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let result = (|| {
+            let mut f = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_data()?;
+            fs::rename(&tmp, path)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_round_trip_and_corruption() {
+        let idx = Index {
+            key: "00ff".into(),
+            deps: vec![
+                StatDep { path: "/a".into(), sig: None },
+                StatDep {
+                    path: "/b".into(),
+                    sig: Some(Signature { dev: 1, ino: 2, size: 3, mtime_ns: 4, ctime_ns: -5 }),
+                },
+            ],
+        };
+        let b = idx.encode();
+        assert_eq!(Index::decode(&b), Some(idx));
+        for n in 0..b.len() {
+            assert_eq!(Index::decode(&b[..n]), None);
+        }
+        for i in 0..b.len() {
+            let mut c = b.clone();
+            c[i] ^= 0x10;
+            assert_eq!(Index::decode(&c), None, "byte {i}");
+        }
+    }
+
+    #[test]
+    fn freshness_follows_the_file_system() {
+        let dir = std::env::temp_dir().join(format!("gw-cache-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("f");
+        let fs_ = f.to_string_lossy().into_owned();
+        let idx = Index { key: "k".into(), deps: vec![StatDep { path: fs_.clone(), sig: None }] };
+        assert!(idx.is_fresh());
+        fs::write(&f, "x").unwrap();
+        assert!(!idx.is_fresh(), "a file that appeared makes the plan stale");
+        let idx = Index { key: "k".into(), deps: vec![StatDep::exact(&fs_)] };
+        assert!(idx.is_fresh());
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        fs::write(&f, "xy").unwrap();
+        assert!(!idx.is_fresh(), "a changed file makes the plan stale");
+        let idx = Index { key: "k".into(), deps: vec![StatDep::identity(&fs_)] };
+        fs::write(&f, "xyz").unwrap();
+        assert!(idx.is_fresh(), "identity deps ignore content");
+        fs::remove_file(&f).unwrap();
+        assert!(!idx.is_fresh(), "but not removal");
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn atomic_write_and_modes() {
+        let dir = std::env::temp_dir().join(format!("gw-cache-modes-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let cache = Cache::new(dir.join("greywall"));
+        cache.ensure_dirs().unwrap();
+        assert_eq!(fs::metadata(&cache.root).unwrap().permissions().mode() & 0o777, 0o700);
+        let p = cache.plan_path("abc");
+        Cache::write_atomic(&p, b"hello").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"hello");
+        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1, "no temp file left");
+        let _ = fs::remove_dir_all(&dir);
+    }
+}

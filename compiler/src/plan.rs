@@ -1,0 +1,580 @@
+//! The Linux launch plan: what the launcher applies before it execs, and its binary format.
+//!
+//! The compiler writes a [`LinuxPlan`] into the artifact cache; the launcher reads it back with
+//! [`LinuxPlan::decode`] on every `greywall exec --cached`, so decoding is a straight, bounded
+//! walk over bytes: no parser, no allocation beyond the plan itself, no JSON.
+//!
+//! Format (little-endian): the 8-byte magic `GWPLAN\0\x01`, a `u32` format version, the
+//! fields in declaration order (strings and byte strings as `u32` length + bytes, lists as
+//! `u32` count + items), and an 8-byte FNV-1a checksum of everything before it. A plan that
+//! fails any check is rejected whole; the launcher then recompiles, and never runs it.
+
+use std::fmt;
+
+/// First bytes of every plan.
+pub const MAGIC: &[u8; 8] = b"GWPLAN\0\x01";
+/// Bumped whenever the layout or meaning of a field changes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// Landlock filesystem access rights (`LANDLOCK_ACCESS_FS_*`).
+pub mod fs_access {
+    pub const EXECUTE: u64 = 1 << 0;
+    pub const WRITE_FILE: u64 = 1 << 1;
+    pub const READ_FILE: u64 = 1 << 2;
+    pub const READ_DIR: u64 = 1 << 3;
+    pub const REMOVE_DIR: u64 = 1 << 4;
+    pub const REMOVE_FILE: u64 = 1 << 5;
+    pub const MAKE_CHAR: u64 = 1 << 6;
+    pub const MAKE_DIR: u64 = 1 << 7;
+    pub const MAKE_REG: u64 = 1 << 8;
+    pub const MAKE_SOCK: u64 = 1 << 9;
+    pub const MAKE_FIFO: u64 = 1 << 10;
+    pub const MAKE_BLOCK: u64 = 1 << 11;
+    pub const MAKE_SYM: u64 = 1 << 12;
+    /// ABI 2.
+    pub const REFER: u64 = 1 << 13;
+    /// ABI 3.
+    pub const TRUNCATE: u64 = 1 << 14;
+    /// ABI 5.
+    pub const IOCTL_DEV: u64 = 1 << 15;
+
+    /// Reading files and listing and executing.
+    pub const READ: u64 = EXECUTE | READ_FILE | READ_DIR;
+    /// Everything that changes the filesystem below a directory (except device nodes).
+    pub const WRITE: u64 = WRITE_FILE
+        | REMOVE_DIR
+        | REMOVE_FILE
+        | MAKE_DIR
+        | MAKE_REG
+        | MAKE_SOCK
+        | MAKE_FIFO
+        | MAKE_SYM
+        | REFER
+        | TRUNCATE;
+    /// Rights that only make sense on directories.
+    pub const DIR_ONLY: u64 = READ_DIR
+        | REMOVE_DIR
+        | REMOVE_FILE
+        | MAKE_CHAR
+        | MAKE_DIR
+        | MAKE_REG
+        | MAKE_SOCK
+        | MAKE_FIFO
+        | MAKE_BLOCK
+        | MAKE_SYM
+        | REFER;
+
+    /// Every filesystem right a given Landlock ABI knows.
+    pub fn all_for_abi(abi: u32) -> u64 {
+        let mut all = (1 << 13) - 1;
+        if abi >= 2 {
+            all |= REFER;
+        }
+        if abi >= 3 {
+            all |= TRUNCATE;
+        }
+        if abi >= 5 {
+            all |= IOCTL_DEV;
+        }
+        all
+    }
+}
+
+/// Landlock network rights (`LANDLOCK_ACCESS_NET_*`, ABI 4).
+pub mod net_access {
+    pub const BIND_TCP: u64 = 1 << 0;
+    pub const CONNECT_TCP: u64 = 1 << 1;
+}
+
+/// Landlock scopes (`LANDLOCK_SCOPE_*`, ABI 6).
+pub mod scope {
+    pub const ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
+    pub const SIGNAL: u64 = 1 << 1;
+}
+
+/// One step of the filesystem view, applied in order inside the private mount namespace.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MountOp {
+    /// A fresh, empty tmpfs at `path` (private `/tmp`, `/dev/shm`).
+    Tmpfs { path: String, mode: u32 },
+    /// Make an existing path read-only from here down (bind it onto itself, then remount).
+    ReadOnly { path: String },
+    /// Hide a directory behind an empty read-only tmpfs.
+    HideDir { path: String },
+    /// Hide a file (or socket) behind `/dev/null`, read-only.
+    HideFile { path: String },
+}
+
+/// One Landlock `path_beneath` rule.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PathRule {
+    pub path: String,
+    /// `fs_access` bits; directory-only bits are dropped by the launcher for non-directories.
+    pub access: u64,
+}
+
+/// The Landlock ruleset.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Landlock {
+    /// The ABI the plan was compiled for; the launcher refuses to run on a lower one.
+    pub abi: u32,
+    /// Filesystem rights the ruleset handles (denied unless a rule grants them).
+    pub handled_fs: u64,
+    /// Network rights the ruleset handles when the sandbox has its own network namespace.
+    pub handled_net: u64,
+    /// Network rights handled when user namespaces are unavailable (no network namespace, so
+    /// Landlock is the only barrier).
+    pub handled_net_no_userns: u64,
+    /// Scopes (`scope` bits).
+    pub scoped: u64,
+    pub paths: Vec<PathRule>,
+    /// `(port, net_access bits)`.
+    pub ports: Vec<(u16, u64)>,
+}
+
+/// An environment edit, applied in order.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EnvOp {
+    /// Remove every variable whose name starts with the prefix.
+    UnsetPrefix(String),
+    /// Remove one variable.
+    Unset(String),
+    /// Set a variable.
+    Set(String, String),
+}
+
+/// How the sandbox reaches the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Network {
+    /// A new network namespace with only loopback.
+    Isolated,
+    /// The host's network (relaxed mode).
+    Host,
+}
+
+/// Everything the launcher does, in order: namespaces, mounts, loopback, Landlock,
+/// `no_new_privs`, seccomp, environment, exec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinuxPlan {
+    /// Hash of the resolved policy (for audit lines and `greywall check`).
+    pub policy_hash: u64,
+    /// Create the namespaces and apply `mounts` (false when bwrap has already done both and
+    /// the launcher only adds Landlock, seccomp and the environment).
+    pub namespaces: bool,
+    pub network: Network,
+    /// A new PID namespace (the launcher then stays as PID 1's parent).
+    pub pid_namespace: bool,
+    pub mounts: Vec<MountOp>,
+    pub landlock: Landlock,
+    /// The `AUDIT_ARCH_*` value the filter checks, and the filter (`struct sock_filter` array).
+    pub seccomp_arch: u32,
+    pub seccomp: Vec<u8>,
+    pub env: Vec<EnvOp>,
+    /// Command prefixes refused before exec, as words (first word a basename).
+    pub deny_commands: Vec<Vec<String>>,
+    /// Prefixes that override `deny_commands`.
+    pub allow_commands: Vec<Vec<String>>,
+    /// What is lost without user namespaces, one line each (printed when falling back).
+    pub without_userns: Vec<String>,
+}
+
+/// Why a plan could not be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    BadMagic,
+    Version(u32),
+    Truncated,
+    Checksum,
+    Invalid(&'static str),
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DecodeError::BadMagic => f.write_str("not a greywall launch plan"),
+            DecodeError::Version(v) => write!(f, "launch plan format {v}, expected {FORMAT_VERSION}"),
+            DecodeError::Truncated => f.write_str("launch plan is truncated"),
+            DecodeError::Checksum => f.write_str("launch plan checksum mismatch"),
+            DecodeError::Invalid(what) => write!(f, "launch plan has an invalid {what}"),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+/// 64-bit FNV-1a.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn u8(&mut self, v: u8) {
+        self.0.push(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn len(&mut self, n: usize) {
+        self.u32(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+    fn bytes(&mut self, b: &[u8]) {
+        self.len(b.len());
+        self.0.extend_from_slice(b);
+    }
+    fn str(&mut self, s: &str) {
+        self.bytes(s.as_bytes());
+    }
+    fn words(&mut self, list: &[Vec<String>]) {
+        self.len(list.len());
+        for w in list {
+            self.len(w.len());
+            for s in w {
+                self.str(s);
+            }
+        }
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+/// Upper bound on any count in a plan, so a corrupt length cannot make the launcher allocate
+/// without bound.
+const MAX_ITEMS: usize = 1 << 16;
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        let end = self.pos.checked_add(n).ok_or(DecodeError::Truncated)?;
+        let s = self.buf.get(self.pos..end).ok_or(DecodeError::Truncated)?;
+        self.pos = end;
+        Ok(s)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    fn bool(&mut self) -> Result<bool, DecodeError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(DecodeError::Invalid("boolean")),
+        }
+    }
+    fn count(&mut self) -> Result<usize, DecodeError> {
+        let n = self.u32()? as usize;
+        if n > MAX_ITEMS {
+            return Err(DecodeError::Invalid("count"));
+        }
+        Ok(n)
+    }
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = self.u32()? as usize;
+        self.take(n)
+    }
+    fn string(&mut self) -> Result<String, DecodeError> {
+        let b = self.bytes()?;
+        if b.contains(&0) {
+            return Err(DecodeError::Invalid("string (NUL byte)"));
+        }
+        String::from_utf8(b.to_vec()).map_err(|_| DecodeError::Invalid("string (UTF-8)"))
+    }
+    fn words(&mut self) -> Result<Vec<Vec<String>>, DecodeError> {
+        let n = self.count()?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            let m = self.count()?;
+            let mut w = Vec::with_capacity(m);
+            for _ in 0..m {
+                w.push(self.string()?);
+            }
+            out.push(w);
+        }
+        Ok(out)
+    }
+}
+
+impl LinuxPlan {
+    /// Serialises the plan (deterministic: equal plans give equal bytes).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer(Vec::with_capacity(4096));
+        w.0.extend_from_slice(MAGIC);
+        w.u32(FORMAT_VERSION);
+        w.u64(self.policy_hash);
+        w.u8(u8::from(self.namespaces));
+        w.u8(match self.network {
+            Network::Isolated => 0,
+            Network::Host => 1,
+        });
+        w.u8(u8::from(self.pid_namespace));
+        w.len(self.mounts.len());
+        for m in &self.mounts {
+            match m {
+                MountOp::Tmpfs { path, mode } => {
+                    w.u8(0);
+                    w.str(path);
+                    w.u32(*mode);
+                }
+                MountOp::ReadOnly { path } => {
+                    w.u8(1);
+                    w.str(path);
+                }
+                MountOp::HideDir { path } => {
+                    w.u8(2);
+                    w.str(path);
+                }
+                MountOp::HideFile { path } => {
+                    w.u8(3);
+                    w.str(path);
+                }
+            }
+        }
+        let l = &self.landlock;
+        w.u32(l.abi);
+        w.u64(l.handled_fs);
+        w.u64(l.handled_net);
+        w.u64(l.handled_net_no_userns);
+        w.u64(l.scoped);
+        w.len(l.paths.len());
+        for p in &l.paths {
+            w.str(&p.path);
+            w.u64(p.access);
+        }
+        w.len(l.ports.len());
+        for (port, access) in &l.ports {
+            w.u32(u32::from(*port));
+            w.u64(*access);
+        }
+        w.u32(self.seccomp_arch);
+        w.bytes(&self.seccomp);
+        w.len(self.env.len());
+        for e in &self.env {
+            match e {
+                EnvOp::UnsetPrefix(p) => {
+                    w.u8(0);
+                    w.str(p);
+                }
+                EnvOp::Unset(n) => {
+                    w.u8(1);
+                    w.str(n);
+                }
+                EnvOp::Set(n, v) => {
+                    w.u8(2);
+                    w.str(n);
+                    w.str(v);
+                }
+            }
+        }
+        w.words(&self.deny_commands);
+        w.words(&self.allow_commands);
+        w.len(self.without_userns.len());
+        for s in &self.without_userns {
+            w.str(s);
+        }
+        let sum = fnv1a(&w.0);
+        w.u64(sum);
+        w.0
+    }
+
+    /// Reads a plan, checking magic, version, bounds and checksum.
+    pub fn decode(buf: &[u8]) -> Result<LinuxPlan, DecodeError> {
+        if buf.len() < MAGIC.len() + 4 + 8 || &buf[..MAGIC.len()] != MAGIC {
+            return Err(DecodeError::BadMagic);
+        }
+        let (body, sum) = buf.split_at(buf.len() - 8);
+        let mut s = [0u8; 8];
+        s.copy_from_slice(sum);
+        let mut r = Reader {
+            buf: body,
+            pos: MAGIC.len(),
+        };
+        let version = r.u32()?;
+        if version != FORMAT_VERSION {
+            return Err(DecodeError::Version(version));
+        }
+        if fnv1a(body) != u64::from_le_bytes(s) {
+            return Err(DecodeError::Checksum);
+        }
+        let policy_hash = r.u64()?;
+        let namespaces = r.bool()?;
+        let network = match r.u8()? {
+            0 => Network::Isolated,
+            1 => Network::Host,
+            _ => return Err(DecodeError::Invalid("network mode")),
+        };
+        let pid_namespace = r.bool()?;
+        let n = r.count()?;
+        let mut mounts = Vec::with_capacity(n);
+        for _ in 0..n {
+            mounts.push(match r.u8()? {
+                0 => MountOp::Tmpfs {
+                    path: r.string()?,
+                    mode: r.u32()?,
+                },
+                1 => MountOp::ReadOnly { path: r.string()? },
+                2 => MountOp::HideDir { path: r.string()? },
+                3 => MountOp::HideFile { path: r.string()? },
+                _ => return Err(DecodeError::Invalid("mount operation")),
+            });
+        }
+        let abi = r.u32()?;
+        let handled_fs = r.u64()?;
+        let handled_net = r.u64()?;
+        let handled_net_no_userns = r.u64()?;
+        let scoped = r.u64()?;
+        let n = r.count()?;
+        let mut paths = Vec::with_capacity(n);
+        for _ in 0..n {
+            paths.push(PathRule {
+                path: r.string()?,
+                access: r.u64()?,
+            });
+        }
+        let n = r.count()?;
+        let mut ports = Vec::with_capacity(n);
+        for _ in 0..n {
+            let port = u16::try_from(r.u32()?).map_err(|_| DecodeError::Invalid("port"))?;
+            ports.push((port, r.u64()?));
+        }
+        let seccomp_arch = r.u32()?;
+        let seccomp = r.bytes()?.to_vec();
+        if seccomp.len() % 8 != 0 {
+            return Err(DecodeError::Invalid("seccomp program"));
+        }
+        let n = r.count()?;
+        let mut env = Vec::with_capacity(n);
+        for _ in 0..n {
+            env.push(match r.u8()? {
+                0 => EnvOp::UnsetPrefix(r.string()?),
+                1 => EnvOp::Unset(r.string()?),
+                2 => EnvOp::Set(r.string()?, r.string()?),
+                _ => return Err(DecodeError::Invalid("environment edit")),
+            });
+        }
+        let deny_commands = r.words()?;
+        let allow_commands = r.words()?;
+        let n = r.count()?;
+        let mut without_userns = Vec::with_capacity(n);
+        for _ in 0..n {
+            without_userns.push(r.string()?);
+        }
+        if r.pos != body.len() {
+            return Err(DecodeError::Invalid("trailing data"));
+        }
+        Ok(LinuxPlan {
+            policy_hash,
+            namespaces,
+            network,
+            pid_namespace,
+            mounts,
+            landlock: Landlock {
+                abi,
+                handled_fs,
+                handled_net,
+                handled_net_no_userns,
+                scoped,
+                paths,
+                ports,
+            },
+            seccomp_arch,
+            seccomp,
+            env,
+            deny_commands,
+            allow_commands,
+            without_userns,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> LinuxPlan {
+        LinuxPlan {
+            policy_hash: 42,
+            namespaces: true,
+            network: Network::Isolated,
+            pid_namespace: false,
+            mounts: vec![
+                MountOp::Tmpfs { path: "/tmp".into(), mode: 0o1777 },
+                MountOp::ReadOnly { path: "/w/.git/hooks".into() },
+                MountOp::HideDir { path: "/home/u/.aws".into() },
+                MountOp::HideFile { path: "/home/u/.netrc".into() },
+            ],
+            landlock: Landlock {
+                abi: 7,
+                handled_fs: fs_access::all_for_abi(7),
+                handled_net: net_access::BIND_TCP,
+                handled_net_no_userns: net_access::BIND_TCP | net_access::CONNECT_TCP,
+                scoped: scope::SIGNAL | scope::ABSTRACT_UNIX_SOCKET,
+                paths: vec![PathRule { path: "/usr".into(), access: fs_access::READ }],
+                ports: vec![(3128, net_access::CONNECT_TCP)],
+            },
+            seccomp_arch: 0xC000_003E,
+            seccomp: vec![0; 16],
+            env: vec![
+                EnvOp::UnsetPrefix("LD_".into()),
+                EnvOp::Set("GREYWALL_SANDBOX".into(), "1".into()),
+            ],
+            deny_commands: vec![vec!["git".into(), "push".into()]],
+            allow_commands: vec![],
+            without_userns: vec!["network isolation".into()],
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let p = sample();
+        let bytes = p.encode();
+        assert_eq!(LinuxPlan::decode(&bytes).unwrap(), p);
+        assert_eq!(bytes, sample().encode(), "deterministic");
+    }
+
+    #[test]
+    fn every_corruption_is_rejected() {
+        let bytes = sample().encode();
+        // Every truncation.
+        for n in 0..bytes.len() {
+            assert!(LinuxPlan::decode(&bytes[..n]).is_err(), "prefix {n}");
+        }
+        // Every single-bit flip.
+        for i in 0..bytes.len() {
+            for bit in 0..8 {
+                let mut b = bytes.clone();
+                b[i] ^= 1 << bit;
+                assert!(LinuxPlan::decode(&b).is_err(), "flip byte {i} bit {bit}");
+            }
+        }
+        let mut v2 = bytes.clone();
+        v2[8] = 2;
+        assert!(LinuxPlan::decode(&v2).is_err());
+    }
+
+    #[test]
+    fn rights_per_abi() {
+        assert_eq!(fs_access::all_for_abi(1), (1 << 13) - 1);
+        assert_eq!(fs_access::all_for_abi(7), (1 << 16) - 1);
+        assert_eq!(fs_access::all_for_abi(4), (1 << 15) - 1);
+    }
+}

@@ -1,0 +1,430 @@
+//! The resolve pass: the one place that turns a [`Policy`] into concrete paths on this machine.
+//!
+//! It expands `~` and the working directory, resolves symlinks, expands globs against what
+//! exists (bounded: it never walks a whole tree), finds the git repository and a linked
+//! worktree's common directory, and adds greywall's mandatory protections. Everything it looked
+//! at is recorded in [`Resolved::deps`], so the artifact cache can tell when a compiled plan
+//! no longer matches the machine.
+
+use std::path::{Component, Path, PathBuf};
+
+use crate::model::{NetworkMode, Policy};
+use crate::pattern::path::{AbsPattern, PathPattern, Segment, glob_segment};
+use crate::protections::{self, Scope};
+
+/// Most directory entries the glob expansion looks at per compile.
+pub const GLOB_BUDGET: usize = 20_000;
+/// Deepest directory level a `**` glob is expanded to.
+pub const GLOB_DEPTH: usize = 6;
+
+/// What resolution needs to know about the machine and the invocation.
+#[derive(Debug, Clone)]
+pub struct ResolveEnv {
+    pub cwd: PathBuf,
+    pub home: PathBuf,
+    /// greywall's configuration directory and artifact cache.
+    pub config_dir: Option<PathBuf>,
+    pub cache_dir: Option<PathBuf>,
+    /// The user's runtime directory (`$XDG_RUNTIME_DIR`), where per-user sockets live.
+    pub runtime_dir: Option<PathBuf>,
+    /// Every policy file the policy was loaded from (kept read-only).
+    pub policy_files: Vec<PathBuf>,
+}
+
+/// Something the resolution depended on, for cache freshness.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Dep {
+    /// The path existed (as resolved) or did not.
+    Path { path: String, exists: bool },
+    /// The entries of this directory were listed (for a glob).
+    Listing { path: String },
+}
+
+/// A policy with every path concrete.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resolved {
+    pub cwd: String,
+    pub home: String,
+    pub default_deny_read: bool,
+    /// Readable roots (directories or files), in a stable order.
+    pub read: Vec<String>,
+    /// Writable (and readable) roots.
+    pub write: Vec<String>,
+    /// Existing paths to hide entirely, and whether each is a directory.
+    pub hide: Vec<(String, bool)>,
+    /// Existing paths inside writable roots to keep read-only.
+    pub read_only: Vec<String>,
+    /// Protected paths that do not exist yet inside writable roots: nothing can be mounted over
+    /// them, so creating them is not prevented on this platform.
+    pub unprotected_new: Vec<String>,
+    pub network: NetworkMode,
+    pub local_binding: bool,
+    pub local_outbound: bool,
+    pub allow_pty: bool,
+    /// Command prefixes (as words) refused before exec, and the ones allowed over them.
+    pub deny_commands: Vec<Vec<String>>,
+    pub allow_commands: Vec<Vec<String>>,
+    /// How rules were approximated on this machine, one sentence each.
+    pub notes: Vec<String>,
+    pub deps: Vec<Dep>,
+}
+
+fn clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) | Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    out
+}
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+struct Resolver<'a> {
+    env: &'a ResolveEnv,
+    deps: Vec<Dep>,
+    budget: usize,
+    notes: Vec<String>,
+}
+
+impl Resolver<'_> {
+    /// Resolves symlinks of an existing path; a missing path is cleaned lexically.
+    fn real(&mut self, path: &Path) -> (PathBuf, bool) {
+        let cleaned = clean(path);
+        match std::fs::canonicalize(&cleaned) {
+            Ok(p) => {
+                self.deps.push(Dep::Path { path: s(&cleaned), exists: true });
+                (p, true)
+            }
+            Err(_) => {
+                self.deps.push(Dep::Path { path: s(&cleaned), exists: false });
+                (cleaned, false)
+            }
+        }
+    }
+
+    fn abs(&self, p: &PathPattern) -> AbsPattern {
+        p.absolute(&s(&self.env.home), &s(&self.env.cwd))
+    }
+
+    /// Every existing path a pattern matches (literal patterns: the path itself, existing or
+    /// not). Bounded by [`GLOB_BUDGET`] and [`GLOB_DEPTH`].
+    fn expand(&mut self, p: &PathPattern, include_missing: bool) -> Vec<PathBuf> {
+        let abs = self.abs(p);
+        let prefix = abs.literal_prefix();
+        let base: PathBuf = std::iter::once("/").chain(prefix.iter().copied()).collect();
+        if !p.is_glob() {
+            let (real, exists) = self.real(&base);
+            return if exists || include_missing { vec![real] } else { Vec::new() };
+        }
+        let rest: Vec<Segment> = abs.segments[prefix.len()..].to_vec();
+        let (root, exists) = self.real(&base);
+        if !exists {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        self.walk(&root, &rest, 0, &mut out);
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    fn walk(&mut self, dir: &Path, rest: &[Segment], depth: usize, out: &mut Vec<PathBuf>) {
+        let Some((seg, more)) = rest.split_first() else {
+            out.push(dir.to_path_buf());
+            return;
+        };
+        if let Segment::Literal(l) = seg {
+            let next = dir.join(l);
+            if std::fs::symlink_metadata(&next).is_ok() {
+                self.walk(&next, more, depth + 1, out);
+            }
+            return;
+        }
+        if depth > GLOB_DEPTH {
+            self.note(format!("glob expansion stopped {GLOB_DEPTH} levels below {}", dir.display()));
+            return;
+        }
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        self.deps.push(Dep::Listing { path: s(dir) });
+        let mut names: Vec<(String, bool)> = Vec::new();
+        for e in entries.flatten() {
+            if self.budget == 0 {
+                self.note(format!("glob expansion stopped after {GLOB_BUDGET} entries"));
+                return;
+            }
+            self.budget -= 1;
+            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+            names.push((e.file_name().to_string_lossy().into_owned(), is_dir));
+        }
+        names.sort();
+        match seg {
+            Segment::AnyDepth => {
+                // Zero segments here, or one more directory level.
+                self.walk(dir, more, depth, out);
+                for (name, is_dir) in &names {
+                    if *is_dir {
+                        self.walk(&dir.join(name), rest, depth + 1, out);
+                    }
+                }
+            }
+            Segment::Glob(g) => {
+                for (name, _) in &names {
+                    if glob_segment(g, name) {
+                        self.walk(&dir.join(name), more, depth + 1, out);
+                    }
+                }
+            }
+            Segment::Literal(_) => {}
+        }
+    }
+
+    fn note(&mut self, n: String) {
+        if !self.notes.contains(&n) {
+            self.notes.push(n);
+        }
+    }
+}
+
+/// Finds the git directory for `cwd`: the repository's `.git` directory, or for a linked
+/// worktree its private git directory and the repository's common directory.
+fn git_dirs(cwd: &Path) -> Option<(PathBuf, PathBuf)> {
+    for dir in cwd.ancestors() {
+        let dotgit = dir.join(".git");
+        let Ok(meta) = std::fs::metadata(&dotgit) else { continue };
+        if meta.is_dir() {
+            return Some((dotgit.clone(), dotgit));
+        }
+        let text = std::fs::read_to_string(&dotgit).ok()?;
+        let gitdir = text.strip_prefix("gitdir:")?.trim();
+        let gitdir = if Path::new(gitdir).is_absolute() { PathBuf::from(gitdir) } else { dir.join(gitdir) };
+        let common = std::fs::read_to_string(gitdir.join("commondir"))
+            .ok()
+            .map(|c| {
+                let c = c.trim();
+                if Path::new(c).is_absolute() { PathBuf::from(c) } else { gitdir.join(c) }
+            })
+            .unwrap_or_else(|| gitdir.clone());
+        return Some((clean(&gitdir), clean(&common)));
+    }
+    None
+}
+
+fn push_unique(list: &mut Vec<String>, p: String) {
+    if !list.contains(&p) {
+        list.push(p);
+    }
+}
+
+fn under(path: &str, root: &str) -> bool {
+    path == root || root == "/" || path.strip_prefix(root).is_some_and(|r| r.starts_with('/'))
+}
+
+/// Resolves a policy on this machine.
+pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
+    let mut r = Resolver { env, deps: Vec::new(), budget: GLOB_BUDGET, notes: Vec::new() };
+    let fs = &policy.filesystem;
+    let mut out = Resolved {
+        cwd: s(&env.cwd),
+        home: s(&env.home),
+        default_deny_read: fs.default_deny_read.value,
+        network: policy.network.mode(),
+        local_binding: policy.network.allow_local_binding.value,
+        local_outbound: policy.network.local_outbound(),
+        allow_pty: policy.allow_pty.value,
+        ..Resolved::default()
+    };
+
+    // Writable roots, then readable ones.
+    for e in &fs.allow_write {
+        for p in r.expand(&e.value, true) {
+            push_unique(&mut out.write, s(&p));
+        }
+    }
+    // The private /tmp and /dev/shm are always writable; they vanish with the sandbox.
+    push_unique(&mut out.write, "/tmp".into());
+    if out.default_deny_read {
+        for sys in protections::SYSTEM_READABLE {
+            let (p, exists) = r.real(Path::new(sys));
+            if exists {
+                push_unique(&mut out.read, s(&p));
+            }
+        }
+        for rel in protections::HOME_READABLE {
+            let (p, exists) = r.real(&env.home.join(rel));
+            if exists {
+                push_unique(&mut out.read, s(&p));
+            }
+        }
+        for e in &fs.allow_read {
+            for p in r.expand(&e.value, true) {
+                push_unique(&mut out.read, s(&p));
+            }
+        }
+    } else {
+        out.read.push("/".into());
+    }
+
+    // Git: the repository's hooks and configuration stay read-only, and a linked worktree's
+    // common directory is writable when the worktree is.
+    if let Some((gitdir, common)) = git_dirs(&env.cwd) {
+        let wt = s(&gitdir);
+        if out.write.iter().any(|w| under(&wt, w)) {
+            let c = s(&common);
+            if !out.write.iter().any(|w| under(&c, w)) {
+                push_unique(&mut out.write, c);
+                r.note(format!("the linked worktree's common git directory {} is writable", common.display()));
+            }
+            for protected in ["hooks", "config"] {
+                if protected == "config" && fs.allow_git_config.value {
+                    continue;
+                }
+                let p = common.join(protected);
+                let (p, exists) = r.real(&p);
+                if exists {
+                    push_unique(&mut out.read_only, s(&p));
+                } else {
+                    push_unique(&mut out.unprotected_new, s(&p));
+                }
+            }
+        }
+    }
+
+    // Mandatory protections inside writable roots.
+    let writes = out.write.clone();
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    for prot in protections::WRITE_PROTECTED {
+        candidates.push(env.home.join(prot.name));
+        if prot.scope == Scope::Everywhere {
+            candidates.push(env.cwd.join(prot.name));
+        }
+    }
+    if !fs.allow_git_config.value {
+        candidates.push(env.cwd.join(protections::GIT_CONFIG));
+    }
+    for dir in env.cwd.ancestors() {
+        candidates.push(dir.join("greywall.json"));
+    }
+    candidates.extend(env.config_dir.iter().cloned());
+    candidates.extend(env.cache_dir.iter().cloned());
+    candidates.extend(env.policy_files.iter().cloned());
+    for c in candidates {
+        let (p, exists) = r.real(&c);
+        let ps = s(&p);
+        if !writes.iter().any(|w| under(&ps, w)) {
+            continue;
+        }
+        if exists {
+            push_unique(&mut out.read_only, ps);
+        } else if out.write.iter().any(|w| under(&ps, w)) {
+            push_unique(&mut out.unprotected_new, ps);
+        }
+    }
+    for e in &fs.deny_write {
+        for p in r.expand(&e.value, false) {
+            let ps = s(&p);
+            if writes.iter().any(|w| under(&ps, w)) {
+                push_unique(&mut out.read_only, ps);
+            }
+        }
+    }
+
+    // Hidden: denyRead, secret .env files in the working directory, container sockets.
+    let mut hide: Vec<PathBuf> = Vec::new();
+    for e in &fs.deny_read {
+        hide.extend(r.expand(&e.value, false));
+    }
+    for name in protections::SECRET_FILES {
+        let (p, exists) = r.real(&env.cwd.join(name));
+        if exists {
+            hide.push(p);
+        }
+    }
+    let sockets_allowed = policy.network.allow_all_unix_sockets.value;
+    let mut sockets: Vec<PathBuf> = protections::CONTAINER_SOCKETS.iter().map(PathBuf::from).collect();
+    if let Some(rt) = &env.runtime_dir {
+        sockets.extend(protections::USER_CONTAINER_SOCKETS.iter().map(|n| rt.join(n)));
+    }
+    for sock in sockets {
+        let (p, exists) = r.real(&sock);
+        let ps = s(&p);
+        let allowed = sockets_allowed
+            || policy.network.allow_unix_sockets.iter().any(|a| r.abs(&a.value).covers(&ps));
+        if exists && !allowed {
+            hide.push(p);
+        }
+    }
+    for p in hide {
+        let is_dir = std::fs::metadata(&p).is_ok_and(|m| m.is_dir());
+        let entry = (s(&p), is_dir);
+        if !out.hide.contains(&entry) {
+            out.hide.push(entry);
+        }
+    }
+
+    // Commands.
+    let words = |l: &crate::model::List<crate::pattern::command::CommandPrefix>| -> Vec<Vec<String>> {
+        l.iter().map(|e| e.value.words().to_vec()).collect()
+    };
+    out.deny_commands = words(&policy.command.deny);
+    if policy.command.use_defaults.value {
+        for c in protections::DEFAULT_DENIED_COMMANDS {
+            if let Ok(p) = crate::pattern::command::CommandPrefix::parse(c) {
+                out.deny_commands.push(p.words().to_vec());
+            }
+        }
+    }
+    out.allow_commands = words(&policy.command.allow);
+
+    // Network notes.
+    match out.network {
+        NetworkMode::Filtered => r.note(
+            "allowed domains need greywall-proxyd, which is not available yet: the sandbox has no network".into(),
+        ),
+        NetworkMode::Relaxed => r.note("relaxed network mode: the sandbox shares the host network".into()),
+        NetworkMode::Isolated => {}
+    }
+    if out.local_outbound && out.network != NetworkMode::Relaxed {
+        r.note("allowLocalOutbound: host loopback services are not reachable from the sandbox yet".into());
+    }
+    if !out.unprotected_new.is_empty() {
+        r.note(format!(
+            "{} protected paths do not exist yet inside writable folders; creating them is not prevented",
+            out.unprotected_new.len()
+        ));
+    }
+    out.hide.sort();
+    out.read_only.sort();
+    out.unprotected_new.sort();
+    r.deps.sort();
+    r.deps.dedup();
+    out.deps = r.deps;
+    out.notes = r.notes;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn under_is_component_wise() {
+        assert!(under("/a/b", "/a"));
+        assert!(under("/a", "/a"));
+        assert!(!under("/ab", "/a"));
+        assert!(under("/x", "/"));
+    }
+
+    #[test]
+    fn clean_paths() {
+        assert_eq!(clean(Path::new("/a/./b/../c")), PathBuf::from("/a/c"));
+        assert_eq!(clean(Path::new("/../x")), PathBuf::from("/x"));
+    }
+}
