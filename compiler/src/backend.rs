@@ -2,3 +2,4 @@
 
 pub mod bwrap;
 pub mod linux;
+pub mod seccomp;

@@ -79,7 +79,7 @@ impl DecodeCx {
         {
             d = d.help(format!("write {s} without quotes"));
         }
-        if matches!(node.value, Value::Null) {
+        if matches!(node.value, Value::Null) && !self.path.is_empty() {
             d = d.help("remove the key to use the default");
         }
         self.diags.push(d);

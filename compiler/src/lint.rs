@@ -82,6 +82,9 @@ const SHARED_SUFFIXES: &[&str] = &[
     "com.mx",
 ];
 
+/// Lists longer than this are not checked for shadowed entries (the check is quadratic).
+const SHADOW_CHECK_LIMIT: usize = 2_000;
+
 /// Checks a policy. `root` is the file being linted.
 pub fn lint(policy: &Policy, sources: &Sources, root: SourceId, env: &LintEnv) -> Vec<Diagnostic> {
     let mut l = Linter {
@@ -431,6 +434,10 @@ impl Linter<'_> {
         name: &str,
         covered: impl Fn(&T, &T) -> bool,
     ) {
+        // Pairwise: skip lists no person wrote by hand, so lint stays fast on generated ones.
+        if list.len() > SHADOW_CHECK_LIMIT {
+            return;
+        }
         for (j, b) in list.iter().enumerate() {
             let by = list.iter().enumerate().find(|(i, a)| {
                 *i != j && covered(&b.value, &a.value) && (!covered(&a.value, &b.value) || *i < j)

@@ -8,6 +8,9 @@
 //! - `defaultDenyRead`, `allowLocalOutbound`, `useDefaults`, ports, URLs, `dnsAddr`: the layer
 //!   wins when it sets them.
 
+use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
+
 use crate::diagnostic::{Code, Diagnostic};
 use crate::lower::Layer;
 use crate::model::{List, Policy, Setting};
@@ -92,38 +95,49 @@ pub fn merge(base: &mut Policy, layer: Layer, diags: &mut Vec<Diagnostic>) {
     over(&mut base.network.dns_addr, adds.network.dns_addr);
 }
 
-fn list<T: PartialEq>(
+fn list<T: Eq + Hash + Clone>(
     base: &mut List<T>,
     adds: List<T>,
     removes: List<T>,
     name: &str,
     diags: &mut Vec<Diagnostic>,
 ) {
-    for r in removes {
-        let before = base.len();
-        base.retain(|e| e.value != r.value);
-        if base.len() == before {
-            diags.push(
-                Diagnostic::new(
-                    Code::RemoveNothing,
-                    format!("`!` entry in `{name}` removes nothing"),
-                )
-                .at(r.origin)
-                .label("no inherited entry is equal to this one")
-                .note("a `!entry` removes an equal entry inherited through `extends`"),
-            );
+    if !removes.is_empty() {
+        let before: HashSet<T> = base.iter().map(|e| e.value.clone()).collect();
+        let gone: HashSet<&T> = removes.iter().map(|r| &r.value).collect();
+        base.retain(|e| !gone.contains(&e.value));
+        for r in &removes {
+            if !before.contains(&r.value) {
+                diags.push(
+                    Diagnostic::new(
+                        Code::RemoveNothing,
+                        format!("`!` entry in `{name}` removes nothing"),
+                    )
+                    .at(r.origin)
+                    .label("no inherited entry is equal to this one")
+                    .note("a `!entry` removes an equal entry inherited through `extends`"),
+                );
+            }
         }
     }
+    // Position of each value already in the list, so merging stays linear in its length.
+    let mut seen: HashMap<T, usize> = HashMap::with_capacity(base.len() + adds.len());
+    for (i, e) in base.iter().enumerate() {
+        seen.entry(e.value.clone()).or_insert(i);
+    }
     for a in adds {
-        match base.iter().find(|e| e.value == a.value) {
-            Some(first) => diags.push(
+        match seen.get(&a.value) {
+            Some(&i) => diags.push(
                 Diagnostic::new(Code::Duplicate, format!("duplicate entry in `{name}`"))
                     .at(a.origin)
                     .label("already in the list")
-                    .with_secondary(first.origin, "first listed here")
+                    .with_secondary(base[i].origin, "first listed here")
                     .help("remove the repeated entry"),
             ),
-            None => base.push(a),
+            None => {
+                seen.insert(a.value.clone(), base.len());
+                base.push(a);
+            }
         }
     }
 }

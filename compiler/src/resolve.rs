@@ -20,6 +20,9 @@ pub const GLOB_DEPTH: usize = 6;
 /// What resolution needs to know about the machine and the invocation.
 #[derive(Debug, Clone)]
 pub struct ResolveEnv {
+    /// Where the filesystem is: `/` on a real machine, a fixture tree in tests. Every path in
+    /// the result is relative to it (written as absolute paths).
+    pub root: PathBuf,
     pub cwd: PathBuf,
     pub home: PathBuf,
     /// greywall's configuration directory and artifact cache.
@@ -95,16 +98,29 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
+    /// The path on the host (below the resolution root).
+    fn host(&self, p: &Path) -> PathBuf {
+        self.env.root.join(p.strip_prefix("/").unwrap_or(p))
+    }
+
+    /// The path as the sandbox sees it (the resolution root removed).
+    fn guest(&self, p: &Path) -> PathBuf {
+        match p.strip_prefix(&self.env.root) {
+            Ok(rest) => Path::new("/").join(rest),
+            Err(_) => p.to_path_buf(),
+        }
+    }
+
     /// Resolves symlinks of an existing path; a missing path is cleaned lexically.
     fn real(&mut self, path: &Path) -> (PathBuf, bool) {
         let cleaned = clean(path);
-        match std::fs::canonicalize(&cleaned) {
+        match std::fs::canonicalize(self.host(&cleaned)) {
             Ok(p) => {
-                self.deps.push(Dep::Path { path: s(&cleaned), exists: true });
-                (p, true)
+                self.deps.push(Dep::Path { path: s(&self.host(&cleaned)), exists: true });
+                (self.guest(&p), true)
             }
             Err(_) => {
-                self.deps.push(Dep::Path { path: s(&cleaned), exists: false });
+                self.deps.push(Dep::Path { path: s(&self.host(&cleaned)), exists: false });
                 (cleaned, false)
             }
         }
@@ -143,7 +159,7 @@ impl Resolver<'_> {
         };
         if let Segment::Literal(l) = seg {
             let next = dir.join(l);
-            if std::fs::symlink_metadata(&next).is_ok() {
+            if std::fs::symlink_metadata(self.host(&next)).is_ok() {
                 self.walk(&next, more, depth + 1, out);
             }
             return;
@@ -152,8 +168,8 @@ impl Resolver<'_> {
             self.note(format!("glob expansion stopped {GLOB_DEPTH} levels below {}", dir.display()));
             return;
         }
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        self.deps.push(Dep::Listing { path: s(dir) });
+        let Ok(entries) = std::fs::read_dir(self.host(dir)) else { return };
+        self.deps.push(Dep::Listing { path: s(&self.host(dir)) });
         let mut names: Vec<(String, bool)> = Vec::new();
         for e in entries.flatten() {
             if self.budget == 0 {
@@ -195,17 +211,18 @@ impl Resolver<'_> {
 
 /// Finds the git directory for `cwd`: the repository's `.git` directory, or for a linked
 /// worktree its private git directory and the repository's common directory.
-fn git_dirs(cwd: &Path) -> Option<(PathBuf, PathBuf)> {
+fn git_dirs(root: &Path, cwd: &Path) -> Option<(PathBuf, PathBuf)> {
+    let host = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
     for dir in cwd.ancestors() {
         let dotgit = dir.join(".git");
-        let Ok(meta) = std::fs::metadata(&dotgit) else { continue };
+        let Ok(meta) = std::fs::metadata(host(&dotgit)) else { continue };
         if meta.is_dir() {
             return Some((dotgit.clone(), dotgit));
         }
-        let text = std::fs::read_to_string(&dotgit).ok()?;
+        let text = std::fs::read_to_string(host(&dotgit)).ok()?;
         let gitdir = text.strip_prefix("gitdir:")?.trim();
         let gitdir = if Path::new(gitdir).is_absolute() { PathBuf::from(gitdir) } else { dir.join(gitdir) };
-        let common = std::fs::read_to_string(gitdir.join("commondir"))
+        let common = std::fs::read_to_string(host(&gitdir.join("commondir")))
             .ok()
             .map(|c| {
                 let c = c.trim();
@@ -274,7 +291,7 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
 
     // Git: the repository's hooks and configuration stay read-only, and a linked worktree's
     // common directory is writable when the worktree is.
-    if let Some((gitdir, common)) = git_dirs(&env.cwd) {
+    if let Some((gitdir, common)) = git_dirs(&env.root, &env.cwd) {
         let wt = s(&gitdir);
         if out.write.iter().any(|w| under(&wt, w)) {
             let c = s(&common);
@@ -362,7 +379,7 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
         }
     }
     for p in hide {
-        let is_dir = std::fs::metadata(&p).is_ok_and(|m| m.is_dir());
+        let is_dir = std::fs::metadata(r.host(&p)).is_ok_and(|m| m.is_dir());
         let entry = (s(&p), is_dir);
         if !out.hide.contains(&entry) {
             out.hide.push(entry);
@@ -401,6 +418,9 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
         ));
     }
     out.hide.sort();
+    // A hidden path needs no read-only mount of its own.
+    let hidden: Vec<String> = out.hide.iter().map(|(p, _)| p.clone()).collect();
+    out.read_only.retain(|p| !hidden.contains(p));
     out.read_only.sort();
     out.unprotected_new.sort();
     r.deps.sort();

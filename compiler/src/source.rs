@@ -96,10 +96,14 @@ impl SourceFile {
         };
         let start = self.line_starts[line] as usize;
         let end = (offset as usize).min(self.text.len());
-        let col = self
+        let mut col = self
             .text
             .get(start..end)
             .map_or(end - start, |s| s.chars().count());
+        // A byte order mark is not a column.
+        if line == 0 && end >= 3 && self.text.starts_with('\u{feff}') {
+            col -= 1;
+        }
         LineCol {
             line: line + 1,
             col: col + 1,

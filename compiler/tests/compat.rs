@@ -39,7 +39,7 @@ fn greywall_code_template_means_what_it_meant() {
     assert_eq!(p.filesystem.deny_read.len(), 14);
     assert_eq!(p.command.deny.len(), 35);
     assert!(p.allow_pty.value && p.network.allow_local_binding.value);
-    assert_eq!(p.network.local_outbound(), true);
+    assert!(p.network.local_outbound());
     // Fence-era files did not set defaultDenyRead; greywall defaults to deny-by-default reads.
     assert!(p.filesystem.default_deny_read.value);
 }

@@ -47,11 +47,47 @@ pub enum Command {
         json: bool,
         color: Color,
     },
+    Compile {
+        source: CompileSource,
+        target: Target,
+        json: bool,
+        color: Color,
+    },
+    Exec {
+        cached: bool,
+        settings: Option<PathBuf>,
+        backend: Backend,
+        argv: Vec<OsString>,
+    },
     /// Internal: apply an already compiled plan file and exec (tests, the bwrap backend).
     ExecPlan {
         plan: PathBuf,
         argv: Vec<OsString>,
     },
+}
+
+/// What `greywall compile` compiles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompileSource {
+    /// Discovery, optionally with `--settings FILE`.
+    Discover(Option<PathBuf>),
+    /// A policy file path or a built-in template name.
+    Named(String),
+}
+
+/// Which platform's artifacts to emit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Linux,
+    Macos,
+    All,
+}
+
+/// Who applies the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Native,
+    Bwrap,
 }
 
 #[derive(Debug)]
@@ -77,6 +113,12 @@ pub const HELP: &str = "\
 greywall: run commands in a sandbox that restricts what they may read, write, execute and reach.
 
 Usage:
+  greywall exec [--cached] [-s FILE] [--backend native|bwrap] -- COMMAND [ARGS...]
+                                         run a command in the sandbox
+  greywall [-s FILE] -- COMMAND [ARGS...]
+  greywall [-s FILE] -c STRING           Greywall's forms (cached; -c runs STRING with bash)
+  greywall compile [-s FILE | POLICY] [--target linux|macos|all] [--json]
+                                         compile a policy into the artifact cache
   greywall lint [OPTIONS] [FILE...]      check policies (all problems, with positions)
   greywall config show [-s FILE] [--json]
                                          the effective policy and where each entry came from
@@ -97,8 +139,9 @@ Policy discovery: --settings FILE; else greywall.json in the working directory o
 nearest parent; else $XDG_CONFIG_HOME/greywall/greywall.json (~/.config/greywall/...);
 else ~/.greywall.json; else the built-in `default` template.
 
-Exit status: 0 clean, 1 the policy has errors (or warnings with --deny-warnings),
-2 usage or I/O failure.
+Exit status of lint and compile: 0 clean, 1 the policy has errors (or warnings with
+--deny-warnings), 2 usage or I/O failure. exec returns the command's status, or 125 when the
+sandbox cannot be set up, 126 when the command cannot be executed, 127 when it is not found.
 ";
 
 fn parse_color(v: OsString) -> Result<Color, UsageError> {
@@ -118,6 +161,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
     match first {
         Short('h') | Long("help") => Ok(Command::Help),
         Short('V') | Long("version") => Ok(Command::Version),
+        // Greywall's forms: `greywall [-s FILE] -- CMD…` and `greywall [-s FILE] -c STRING`.
+        Long("") => exec_rest(&mut p, None, true, Backend::Native),
+        Short('c') => shell_string(&mut p, None),
+        Short('s') | Long("settings") => {
+            let settings = Some(PathBuf::from(p.value()?));
+            match p.next()? {
+                Some(Long("")) => exec_rest(&mut p, settings, true, Backend::Native),
+                Some(Short('c')) => shell_string(&mut p, settings),
+                _ => Err(usage("after --settings FILE, give `-- COMMAND…` or `-c STRING`")),
+            }
+        }
         Value(v) => match v.to_str() {
             Some("help") => Ok(Command::Help),
             Some("version") => Ok(Command::Version),
@@ -128,6 +182,8 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             }
             Some("templates") => parse_templates(&mut p),
             Some("config") => parse_config(&mut p),
+            Some("compile") => parse_compile(&mut p),
+            Some("exec") => parse_exec(&mut p),
             Some("__exec-plan") => {
                 let plan = PathBuf::from(p.value()?);
                 match p.next()? {
@@ -144,6 +200,104 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         },
         other => Err(other.unexpected().into()),
     }
+}
+
+/// The shell used for `-c STRING` (bash, as Greywall does, when it exists).
+pub fn shell() -> &'static str {
+    if std::path::Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" }
+}
+
+fn shell_string(p: &mut lexopt::Parser, settings: Option<PathBuf>) -> Result<Command, UsageError> {
+    let script = p.value()?;
+    no_more(p)?;
+    Ok(Command::Exec {
+        cached: true,
+        settings,
+        backend: Backend::Native,
+        argv: vec![OsString::from(shell()), OsString::from("-c"), script],
+    })
+}
+
+fn exec_rest(
+    p: &mut lexopt::Parser,
+    settings: Option<PathBuf>,
+    cached: bool,
+    backend: Backend,
+) -> Result<Command, UsageError> {
+    let argv: Vec<OsString> = p.raw_args()?.collect();
+    if argv.is_empty() {
+        return Err(usage("no command given after --"));
+    }
+    Ok(Command::Exec { cached, settings, backend, argv })
+}
+
+fn parse_exec(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
+    let mut cached = false;
+    let mut settings = None;
+    let mut backend = Backend::Native;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("cached") => cached = true,
+            Short('s') | Long("settings") => settings = Some(PathBuf::from(p.value()?)),
+            Long("backend") => {
+                backend = match p.value()?.to_str() {
+                    Some("native") => Backend::Native,
+                    Some("bwrap") => Backend::Bwrap,
+                    _ => return Err(usage("--backend takes native or bwrap")),
+                }
+            }
+            Short('c') => {
+                let script = p.value()?;
+                no_more(p)?;
+                return Ok(Command::Exec {
+                    cached,
+                    settings,
+                    backend,
+                    argv: vec![OsString::from(shell()), OsString::from("-c"), script],
+                });
+            }
+            Long("") => return exec_rest(p, settings, cached, backend),
+            Value(v) => {
+                // `greywall exec CMD ARGS…` without `--`.
+                let mut argv = vec![v];
+                argv.extend(p.raw_args()?);
+                return Ok(Command::Exec { cached, settings, backend, argv });
+            }
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    Err(usage("exec needs a command: greywall exec [--cached] [-s FILE] -- COMMAND…"))
+}
+
+fn parse_compile(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
+    let mut settings = None;
+    let mut named = None;
+    let mut target = Target::Linux;
+    let mut json = false;
+    let mut color = Color::Auto;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('s') | Long("settings") => settings = Some(PathBuf::from(p.value()?)),
+            Long("target") => {
+                target = match p.value()?.to_str() {
+                    Some("linux") => Target::Linux,
+                    Some("macos") => Target::Macos,
+                    Some("all") => Target::All,
+                    _ => return Err(usage("--target takes linux, macos or all")),
+                }
+            }
+            Long("json") => json = true,
+            Long("color") => color = parse_color(p.value()?)?,
+            Value(v) if named.is_none() => named = Some(v.to_string_lossy().into_owned()),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let source = match (settings, named) {
+        (Some(_), Some(_)) => return Err(usage("give either --settings FILE or a policy, not both")),
+        (s, None) => CompileSource::Discover(s),
+        (None, Some(n)) => CompileSource::Named(n),
+    };
+    Ok(Command::Compile { source, target, json, color })
 }
 
 fn no_more(p: &mut lexopt::Parser) -> Result<(), UsageError> {
@@ -293,6 +447,21 @@ mod tests {
             }
         );
         assert!(parse_str(&["templates"]).is_err());
+        assert_eq!(
+            parse_str(&["--", "ls", "-l"]).unwrap(),
+            Command::Exec { cached: true, settings: None, backend: Backend::Native, argv: vec!["ls".into(), "-l".into()] }
+        );
+        assert_eq!(
+            parse_str(&["exec", "--backend", "bwrap", "-s", "p.json", "--", "true"]).unwrap(),
+            Command::Exec { cached: false, settings: Some("p.json".into()), backend: Backend::Bwrap, argv: vec!["true".into()] }
+        );
+        assert!(matches!(parse_str(&["-c", "echo hi"]).unwrap(), Command::Exec { argv, .. } if argv[1] == "-c" && argv[2] == "echo hi"));
+        assert!(matches!(parse_str(&["-s", "x.json", "--", "id"]).unwrap(), Command::Exec { settings: Some(_), .. }));
+        assert!(parse_str(&["--"]).is_err());
+        assert_eq!(
+            parse_str(&["compile", "code", "--json"]).unwrap(),
+            Command::Compile { source: CompileSource::Named("code".into()), target: Target::Linux, json: true, color: Color::Auto }
+        );
         assert!(parse_str(&["frobnicate"]).is_err());
         assert_eq!(
             parse_str(&["config", "show", "--json", "-s", "p.json"]).unwrap(),

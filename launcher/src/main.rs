@@ -6,6 +6,7 @@
 mod apply;
 mod cli;
 mod cmd;
+mod exec;
 mod sys;
 
 use std::process::ExitCode;

@@ -7,3 +7,6 @@ pub fn real_uid() -> u32 {
     // SAFETY: getuid takes no arguments, cannot fail and touches no memory of ours.
     unsafe { libc::getuid() }
 }
+
+pub mod kernel;
+pub mod fd;

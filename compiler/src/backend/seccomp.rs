@@ -1,0 +1,743 @@
+//! Greywall's seccomp filter, compiled ahead of time to a classic-BPF program.
+//!
+//! The filter is the same for every policy (only [`SeccompOptions`] change it) and depends on
+//! the architecture alone, so it is built here, golden-tested, stored in the launch plan as
+//! bytes ([`to_bytes`]) and loaded by the launcher without any work at launch.
+//!
+//! Shape of the program, in order:
+//!
+//! 1. `seccomp_data.arch` must be the expected `AUDIT_ARCH_*`, otherwise the process is killed.
+//!    This shuts out the i386 ABI (`int 0x80`) of an x86_64 process, which has its own numbers.
+//! 2. On x86_64, a syscall number with the x32 bit (`0x40000000`) set kills the process: the x32
+//!    ABI reuses the 64-bit arch value with different numbers.
+//! 3. Argument filters, each behind its own `jeq nr`: `ioctl(TIOCSTI | TIOCLINUX)`, `clone` and
+//!    `unshare` creating a namespace fail with `EPERM`; `clone3` fails with `ENOSYS` so that libc
+//!    falls back to `clone`, whose flags a filter can read.
+//! 4. Syscalls blocked outright ([`blocked_syscalls`]) fail with `EPERM`, one `jeq`/`ret` pair
+//!    each, so no jump is longer than 5 instructions.
+//! 5. Everything else is allowed.
+//!
+//! Every path except those of `ioctl`, `clone` and `unshare` reads only `nr` and `arch`, so the
+//! kernel's constant-action cache (Linux 5.11+) marks all other allowed syscalls as always
+//! allowed and never runs the filter for them.
+//!
+//! [`evaluate`] interprets a program for one syscall (tests, docs, `greywall check`);
+//! [`disassemble`] renders one for humans and golden files.
+
+use std::fmt::Write as _;
+
+/// `AUDIT_ARCH_X86_64`: `EM_X86_64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE`.
+pub const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+/// `AUDIT_ARCH_AARCH64`: `EM_AARCH64 | __AUDIT_ARCH_64BIT | __AUDIT_ARCH_LE`.
+pub const AUDIT_ARCH_AARCH64: u32 = 0xC000_00B7;
+
+/// Kill the whole process (Linux 4.14+).
+pub const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
+/// Fail the syscall with the errno in the low 16 bits.
+pub const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+/// Run the syscall.
+pub const SECCOMP_RET_ALLOW: u32 = 0x7FFF_0000;
+const SECCOMP_RET_ACTION_FULL: u32 = 0xFFFF_0000;
+const SECCOMP_RET_DATA: u32 = 0x0000_FFFF;
+/// The kernel caps the errno of `SECCOMP_RET_ERRNO` at `MAX_ERRNO`.
+const MAX_ERRNO: u32 = 4095;
+
+/// Errno of every denial.
+pub const EPERM: u16 = 1;
+/// Errno of `clone3`, so that callers fall back to `clone`.
+pub const ENOSYS: u16 = 38;
+
+/// The kernel's limit on the length of a classic-BPF program.
+pub const BPF_MAXINSNS: usize = 4096;
+
+/// Set in every x32 syscall number.
+const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+
+// The classic-BPF instructions this module emits.
+/// `BPF_LD | BPF_W | BPF_ABS`: `A = seccomp_data[k..k + 4]`.
+const LD_W_ABS: u16 = 0x20;
+/// `BPF_JMP | BPF_JEQ | BPF_K`: `pc += (A == k) ? jt : jf`.
+const JEQ_K: u16 = 0x15;
+/// `BPF_JMP | BPF_JSET | BPF_K`: `pc += (A & k) != 0 ? jt : jf`.
+const JSET_K: u16 = 0x45;
+/// `BPF_RET | BPF_K`: return `k`.
+const RET_K: u16 = 0x06;
+
+// Offsets in `struct seccomp_data` (both architectures are little-endian).
+const OFF_NR: u32 = 0;
+const OFF_ARCH: u32 = 4;
+const OFF_IP: u32 = 8;
+const OFF_ARGS: u32 = 16;
+const SECCOMP_DATA_LEN: u32 = 64;
+
+/// Offset of the low 32 bits of argument `i`.
+const fn arg_lo(i: u32) -> u32 {
+    OFF_ARGS + 8 * i
+}
+
+// ioctl commands refused: both inject input into a terminal.
+/// Push a byte into a terminal's input queue.
+const TIOCSTI: u32 = 0x5412;
+/// Linux console multiplexer (selection paste among others).
+const TIOCLINUX: u32 = 0x541C;
+
+// Namespace flags of `clone` and `unshare`.
+const CLONE_NEWTIME: u32 = 0x0000_0080;
+const CLONE_NEWNS: u32 = 0x0002_0000;
+const CLONE_NEWCGROUP: u32 = 0x0200_0000;
+const CLONE_NEWUTS: u32 = 0x0400_0000;
+const CLONE_NEWIPC: u32 = 0x0800_0000;
+const CLONE_NEWUSER: u32 = 0x1000_0000;
+const CLONE_NEWPID: u32 = 0x2000_0000;
+const CLONE_NEWNET: u32 = 0x4000_0000;
+
+/// Namespaces `clone` must not create. `CLONE_NEWTIME` is left out: in `clone` that bit is part
+/// of the exit signal (`CSIGNAL`) and the kernel accepts the flag only from `unshare` and
+/// `clone3`.
+const CLONE_NAMESPACES: u32 = CLONE_NEWNS
+    | CLONE_NEWCGROUP
+    | CLONE_NEWUTS
+    | CLONE_NEWIPC
+    | CLONE_NEWUSER
+    | CLONE_NEWPID
+    | CLONE_NEWNET;
+/// Namespaces `unshare` must not create.
+const UNSHARE_NAMESPACES: u32 = CLONE_NAMESPACES | CLONE_NEWTIME;
+
+const CLONE_FLAG_NAMES: &[(u32, &str)] = &[
+    (CLONE_NEWTIME, "CLONE_NEWTIME"),
+    (CLONE_NEWNS, "CLONE_NEWNS"),
+    (CLONE_NEWCGROUP, "CLONE_NEWCGROUP"),
+    (CLONE_NEWUTS, "CLONE_NEWUTS"),
+    (CLONE_NEWIPC, "CLONE_NEWIPC"),
+    (CLONE_NEWUSER, "CLONE_NEWUSER"),
+    (CLONE_NEWPID, "CLONE_NEWPID"),
+    (CLONE_NEWNET, "CLONE_NEWNET"),
+];
+
+/// A CPU architecture the filter can be compiled for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Arch {
+    X86_64,
+    Aarch64,
+}
+
+impl Arch {
+    /// Every supported architecture.
+    pub const ALL: [Arch; 2] = [Arch::X86_64, Arch::Aarch64];
+
+    /// The architecture this binary was compiled for, if it is supported.
+    pub fn host() -> Option<Arch> {
+        if cfg!(target_arch = "x86_64") {
+            Some(Arch::X86_64)
+        } else if cfg!(target_arch = "aarch64") {
+            Some(Arch::Aarch64)
+        } else {
+            None
+        }
+    }
+
+    /// The `AUDIT_ARCH_*` value the kernel puts in `seccomp_data.arch`.
+    pub fn audit_arch(self) -> u32 {
+        match self {
+            Arch::X86_64 => AUDIT_ARCH_X86_64,
+            Arch::Aarch64 => AUDIT_ARCH_AARCH64,
+        }
+    }
+
+    /// The architecture of an `AUDIT_ARCH_*` value.
+    pub fn from_audit_arch(value: u32) -> Option<Arch> {
+        Arch::ALL.into_iter().find(|a| a.audit_arch() == value)
+    }
+
+    /// The name used by Rust's `target_arch` and by golden files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    fn audit_arch_name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "AUDIT_ARCH_X86_64",
+            Arch::Aarch64 => "AUDIT_ARCH_AARCH64",
+        }
+    }
+}
+
+/// One instruction of a classic-BPF program (the kernel's `struct sock_filter`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SockFilter {
+    pub code: u16,
+    pub jt: u8,
+    pub jf: u8,
+    pub k: u32,
+}
+
+/// Policy-dependent switches of the filter. The default is the strictest filter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SeccompOptions {
+    /// Allow `ptrace`, `process_vm_readv` and `process_vm_writev` (debuggers, `strace`). Tracing
+    /// stays limited to processes inside the sandbox by Landlock's ptrace scoping.
+    pub allow_ptrace: bool,
+}
+
+/// What the filter does to one syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allow,
+    Errno(u16),
+    KillProcess,
+}
+
+/// A syscall and its number on each architecture (`None`: the architecture has no such call).
+#[derive(Debug, Clone, Copy)]
+struct Sys {
+    name: &'static str,
+    x86_64: Option<i32>,
+    aarch64: Option<i32>,
+}
+
+impl Sys {
+    fn nr(&self, arch: Arch) -> Option<i32> {
+        match arch {
+            Arch::X86_64 => self.x86_64,
+            Arch::Aarch64 => self.aarch64,
+        }
+    }
+}
+
+/// A syscall both architectures have.
+const fn both(name: &'static str, x86_64: i32, aarch64: i32) -> Sys {
+    Sys {
+        name,
+        x86_64: Some(x86_64),
+        aarch64: Some(aarch64),
+    }
+}
+
+/// A syscall with the same number everywhere (numbers from 424 on are shared by all
+/// architectures).
+const fn common(name: &'static str, nr: i32) -> Sys {
+    both(name, nr, nr)
+}
+
+/// A syscall only x86_64 has (aarch64 uses the generic table, without legacy calls).
+const fn x86_64_only(name: &'static str, nr: i32) -> Sys {
+    Sys {
+        name,
+        x86_64: Some(nr),
+        aarch64: None,
+    }
+}
+
+// Syscalls with argument filters.
+const IOCTL: Sys = both("ioctl", 16, 29);
+const CLONE: Sys = both("clone", 56, 220);
+const UNSHARE: Sys = both("unshare", 272, 97);
+const CLONE3: Sys = common("clone3", 435);
+
+/// What `allow_ptrace` unblocks.
+const PTRACE_FAMILY: &[&str] = &["ptrace", "process_vm_readv", "process_vm_writev"];
+
+/// Syscalls that fail with `EPERM` whatever their arguments, in program order. Numbers are from
+/// the kernel's `arch/x86/entry/syscalls/syscall_64.tbl` and `include/uapi/asm-generic/unistd.h`
+/// (as mirrored by the `libc` crate).
+const BLOCKED: &[Sys] = &[
+    // Greywall's list (`linux_seccomp.go`), in its order.
+    both("ptrace", 101, 117),
+    both("process_vm_readv", 310, 270),
+    both("process_vm_writev", 311, 271),
+    both("keyctl", 250, 219),
+    both("add_key", 248, 217),
+    both("request_key", 249, 218),
+    both("personality", 135, 92),
+    both("userfaultfd", 323, 282),
+    both("perf_event_open", 298, 241),
+    both("bpf", 321, 280),
+    both("kexec_load", 246, 104),
+    both("kexec_file_load", 320, 294),
+    both("reboot", 169, 142),
+    both("syslog", 103, 116),
+    both("acct", 163, 89),
+    both("mount", 165, 40),
+    both("umount2", 166, 39),
+    both("pivot_root", 155, 41),
+    both("swapon", 167, 224),
+    both("swapoff", 168, 225),
+    both("sethostname", 170, 161),
+    both("setdomainname", 171, 162),
+    both("init_module", 175, 105),
+    both("finit_module", 313, 273),
+    both("delete_module", 176, 106),
+    x86_64_only("ioperm", 173),
+    x86_64_only("iopl", 172),
+    // Namespaces and mounts: joining namespaces, changing root, the new mount API.
+    both("setns", 308, 268),
+    both("chroot", 161, 51),
+    common("open_tree", 428),
+    common("move_mount", 429),
+    common("fsopen", 430),
+    common("fsconfig", 431),
+    common("fsmount", 432),
+    common("fspick", 433),
+    common("mount_setattr", 442),
+    common("open_tree_attr", 467),
+    // io_uring performs its operations without passing through this filter.
+    common("io_uring_setup", 425),
+    common("io_uring_enter", 426),
+    common("io_uring_register", 427),
+    // File handles open files by inode, around every path-based check.
+    both("name_to_handle_at", 303, 264),
+    both("open_by_handle_at", 304, 265),
+    // Reaching into other processes.
+    common("pidfd_getfd", 438),
+    both("kcmp", 312, 272),
+    common("process_madvise", 440),
+    both("migrate_pages", 256, 238),
+    both("move_pages", 279, 239),
+    // System-wide state: clocks, quotas, terminals, filesystem-wide monitoring.
+    both("clock_settime", 227, 112),
+    both("settimeofday", 164, 170),
+    both("adjtimex", 159, 171),
+    both("clock_adjtime", 305, 266),
+    both("quotactl", 179, 60),
+    common("quotactl_fd", 443),
+    both("vhangup", 153, 58),
+    both("fanotify_init", 300, 262),
+    both("lookup_dcookie", 212, 18),
+    both("nfsservctl", 180, 42),
+    // x86_64 legacy calls (absent from aarch64's generic table).
+    x86_64_only("modify_ldt", 154),
+    x86_64_only("uselib", 134),
+    x86_64_only("_sysctl", 156),
+    x86_64_only("create_module", 174),
+    x86_64_only("get_kernel_syms", 177),
+    x86_64_only("query_module", 178),
+];
+
+/// Name and number of each syscall blocked outright (`EPERM` whatever the arguments) by the
+/// default filter, in program order.
+pub fn blocked_syscalls(arch: Arch) -> Vec<(&'static str, i32)> {
+    blocked_syscalls_with(arch, &SeccompOptions::default())
+}
+
+/// [`blocked_syscalls`] for a filter built with `opts`.
+pub fn blocked_syscalls_with(arch: Arch, opts: &SeccompOptions) -> Vec<(&'static str, i32)> {
+    BLOCKED
+        .iter()
+        .filter(|s| !(opts.allow_ptrace && PTRACE_FAMILY.contains(&s.name)))
+        .filter_map(|s| Some((s.name, s.nr(arch)?)))
+        .collect()
+}
+
+/// Name, number and rule of each syscall the filter decides on by its arguments (or, for
+/// `clone3`, denies with an errno other than `EPERM`), in program order.
+pub fn conditional_syscalls(arch: Arch) -> Vec<(&'static str, i32, &'static str)> {
+    [
+        (IOCTL, "EPERM when the command is TIOCSTI or TIOCLINUX"),
+        (
+            CLONE,
+            "EPERM when the flags create a namespace (CLONE_NEW*); threads and fork are allowed",
+        ),
+        (
+            UNSHARE,
+            "EPERM when the flags create a namespace (CLONE_NEW*, CLONE_NEWTIME)",
+        ),
+        (CLONE3, "ENOSYS always, so that libc falls back to clone"),
+    ]
+    .into_iter()
+    .filter_map(|(s, rule)| Some((s.name, s.nr(arch)?, rule)))
+    .collect()
+}
+
+/// The name of a syscall number the filter mentions.
+fn syscall_name(arch: Arch, nr: u32) -> Option<&'static str> {
+    [IOCTL, CLONE, UNSHARE, CLONE3]
+        .iter()
+        .chain(BLOCKED)
+        .find(|s| s.nr(arch).is_some_and(|n| n as u32 == nr))
+        .map(|s| s.name)
+}
+
+const fn stmt(code: u16, k: u32) -> SockFilter {
+    SockFilter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    }
+}
+
+const fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
+    SockFilter { code, jt, jf, k }
+}
+
+const fn ld(offset: u32) -> SockFilter {
+    stmt(LD_W_ABS, offset)
+}
+
+const fn ret(k: u32) -> SockFilter {
+    stmt(RET_K, k)
+}
+
+const fn ret_errno(errno: u16) -> SockFilter {
+    ret(SECCOMP_RET_ERRNO | errno as u32)
+}
+
+/// Emits `body` behind `jeq nr`: the body runs for that syscall only and must end in a return.
+fn guarded<const N: usize>(
+    prog: &mut Vec<SockFilter>,
+    arch: Arch,
+    sys: Sys,
+    body: [SockFilter; N],
+) {
+    const { assert!(N <= u8::MAX as usize) };
+    if let Some(nr) = sys.nr(arch) {
+        prog.push(jump(JEQ_K, nr as u32, 0, N as u8));
+        prog.extend(body);
+    }
+}
+
+/// Compiles the filter for `arch`. The output depends on nothing else than the arguments.
+pub fn build(arch: Arch, opts: &SeccompOptions) -> Vec<SockFilter> {
+    let mut prog = vec![
+        ld(OFF_ARCH),
+        jump(JEQ_K, arch.audit_arch(), 1, 0),
+        ret(SECCOMP_RET_KILL_PROCESS),
+        ld(OFF_NR),
+    ];
+    if arch == Arch::X86_64 {
+        prog.push(jump(JSET_K, X32_SYSCALL_BIT, 0, 1));
+        prog.push(ret(SECCOMP_RET_KILL_PROCESS));
+    }
+    // The argument filters come first: ioctl and clone are frequent, and they are the only
+    // allowed syscalls the kernel's constant-action cache cannot skip.
+    // ioctl(fd, cmd, ...): the kernel takes `cmd` as an unsigned int.
+    guarded(
+        &mut prog,
+        arch,
+        IOCTL,
+        [
+            ld(arg_lo(1)),
+            jump(JEQ_K, TIOCSTI, 2, 0),
+            jump(JEQ_K, TIOCLINUX, 1, 0),
+            ret(SECCOMP_RET_ALLOW),
+            ret_errno(EPERM),
+        ],
+    );
+    // clone(flags, ...): flags come first on both architectures and the kernel reads only their
+    // low 32 bits.
+    guarded(
+        &mut prog,
+        arch,
+        CLONE,
+        [
+            ld(arg_lo(0)),
+            jump(JSET_K, CLONE_NAMESPACES, 0, 1),
+            ret_errno(EPERM),
+            ret(SECCOMP_RET_ALLOW),
+        ],
+    );
+    // unshare(flags): a bit in the high 32 bits makes the kernel fail with EINVAL.
+    guarded(
+        &mut prog,
+        arch,
+        UNSHARE,
+        [
+            ld(arg_lo(0)),
+            jump(JSET_K, UNSHARE_NAMESPACES, 0, 1),
+            ret_errno(EPERM),
+            ret(SECCOMP_RET_ALLOW),
+        ],
+    );
+    // clone3 passes its flags in memory, out of the filter's reach.
+    guarded(&mut prog, arch, CLONE3, [ret_errno(ENOSYS)]);
+    for (_, nr) in blocked_syscalls_with(arch, opts) {
+        prog.push(jump(JEQ_K, nr as u32, 0, 1));
+        prog.push(ret_errno(EPERM));
+    }
+    prog.push(ret(SECCOMP_RET_ALLOW));
+    prog
+}
+
+/// The program as the kernel's `struct sock_filter` array (8 bytes each, little-endian).
+pub fn to_bytes(prog: &[SockFilter]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(prog.len() * 8);
+    for f in prog {
+        out.extend_from_slice(&f.code.to_le_bytes());
+        out.push(f.jt);
+        out.push(f.jf);
+        out.extend_from_slice(&f.k.to_le_bytes());
+    }
+    out
+}
+
+/// The inverse of [`to_bytes`]; `None` if the length is not a multiple of 8 or the program is
+/// longer than [`BPF_MAXINSNS`].
+pub fn from_bytes(bytes: &[u8]) -> Option<Vec<SockFilter>> {
+    if bytes.len() % 8 != 0 || bytes.len() / 8 > BPF_MAXINSNS {
+        return None;
+    }
+    Some(
+        bytes
+            .chunks_exact(8)
+            .map(|c| SockFilter {
+                code: u16::from_le_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect(),
+    )
+}
+
+/// The 32-bit word at `offset` of `struct seccomp_data` (little-endian, `ip` = 0), or `None`
+/// where the kernel would reject the load.
+fn data_word(offset: u32, arch_value: u32, nr: i32, args: &[u64; 6]) -> Option<u32> {
+    if offset % 4 != 0 || offset >= SECCOMP_DATA_LEN {
+        return None;
+    }
+    Some(match offset {
+        OFF_NR => nr as u32,
+        OFF_ARCH => arch_value,
+        o if o < OFF_ARGS => 0,
+        o => {
+            let arg = args[((o - OFF_ARGS) / 8) as usize];
+            if o % 8 == 0 {
+                arg as u32
+            } else {
+                (arg >> 32) as u32
+            }
+        }
+    })
+}
+
+fn verdict(k: u32) -> Verdict {
+    match k & SECCOMP_RET_ACTION_FULL {
+        SECCOMP_RET_ALLOW => Verdict::Allow,
+        SECCOMP_RET_ERRNO => Verdict::Errno((k & SECCOMP_RET_DATA).min(MAX_ERRNO) as u16),
+        _ => Verdict::KillProcess,
+    }
+}
+
+/// What `prog` does to syscall `nr` with `args` when `seccomp_data.arch` is `arch_value`.
+///
+/// Interprets the instructions [`build`] emits (`ld [k]`, `jeq #k`, `jset #k`, `ret #k`). Any
+/// other instruction, a load the kernel would reject, a jump or a fall past the end, and any
+/// return action other than allow or errno give [`Verdict::KillProcess`].
+pub fn evaluate(prog: &[SockFilter], arch_value: u32, nr: i32, args: [u64; 6]) -> Verdict {
+    let mut a: u32 = 0;
+    let mut pc = 0usize;
+    // Every jump goes forward, so the loop ends; the bound is a second guarantee.
+    for _ in 0..=prog.len() {
+        let Some(ins) = prog.get(pc) else {
+            return Verdict::KillProcess;
+        };
+        pc += 1;
+        match ins.code {
+            LD_W_ABS => match data_word(ins.k, arch_value, nr, &args) {
+                Some(word) => a = word,
+                None => return Verdict::KillProcess,
+            },
+            JEQ_K | JSET_K => {
+                let taken = if ins.code == JEQ_K {
+                    a == ins.k
+                } else {
+                    a & ins.k != 0
+                };
+                pc += usize::from(if taken { ins.jt } else { ins.jf });
+            }
+            RET_K => return verdict(ins.k),
+            _ => return Verdict::KillProcess,
+        }
+    }
+    Verdict::KillProcess
+}
+
+/// What the accumulator holds at an instruction, as far as the disassembler can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Acc {
+    Unknown,
+    Word(u32),
+}
+
+/// Facts true on every path reaching an instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Facts {
+    acc: Acc,
+    arch: Option<Arch>,
+    nr: Option<u32>,
+}
+
+impl Facts {
+    fn merge(self, other: Facts) -> Facts {
+        Facts {
+            acc: if self.acc == other.acc {
+                self.acc
+            } else {
+                Acc::Unknown
+            },
+            arch: self.arch.filter(|a| other.arch == Some(*a)),
+            nr: self.nr.filter(|n| other.nr == Some(*n)),
+        }
+    }
+}
+
+/// Forward data flow over `prog` (jumps only go forward, so one pass is enough).
+fn analyze(prog: &[SockFilter]) -> Vec<Option<Facts>> {
+    let mut facts: Vec<Option<Facts>> = vec![None; prog.len()];
+    if let Some(first) = facts.first_mut() {
+        *first = Some(Facts {
+            acc: Acc::Unknown,
+            arch: None,
+            nr: None,
+        });
+    }
+    let flow = |facts: &mut Vec<Option<Facts>>, to: usize, f: Facts| {
+        if let Some(slot) = facts.get_mut(to) {
+            *slot = Some(slot.map_or(f, |old| old.merge(f)));
+        }
+    };
+    for pc in 0..prog.len() {
+        let (Some(f), ins) = (facts[pc], prog[pc]) else {
+            continue;
+        };
+        match ins.code {
+            LD_W_ABS => flow(
+                &mut facts,
+                pc + 1,
+                Facts {
+                    acc: Acc::Word(ins.k),
+                    ..f
+                },
+            ),
+            JEQ_K | JSET_K => {
+                let mut taken = f;
+                if ins.code == JEQ_K {
+                    match f.acc {
+                        Acc::Word(OFF_ARCH) => taken.arch = Arch::from_audit_arch(ins.k),
+                        Acc::Word(OFF_NR) => taken.nr = Some(ins.k),
+                        _ => {}
+                    }
+                }
+                flow(&mut facts, pc + 1 + usize::from(ins.jt), taken);
+                flow(&mut facts, pc + 1 + usize::from(ins.jf), f);
+            }
+            _ => {}
+        }
+    }
+    facts
+}
+
+fn field_name(offset: u32) -> Option<String> {
+    if offset % 4 != 0 || offset >= SECCOMP_DATA_LEN {
+        return None;
+    }
+    let half = |o: u32| if o % 8 == 0 { "low" } else { "high" };
+    Some(match offset {
+        OFF_NR => "nr".to_string(),
+        OFF_ARCH => "arch".to_string(),
+        o if o < OFF_ARGS => format!("instruction_pointer ({})", half(o - OFF_IP)),
+        o => format!("args[{}] ({})", (o - OFF_ARGS) / 8, half(o - OFF_ARGS)),
+    })
+}
+
+fn clone_flags_name(mask: u32) -> String {
+    let mut names: Vec<String> = CLONE_FLAG_NAMES
+        .iter()
+        .filter(|(bit, _)| mask & bit != 0)
+        .map(|(_, name)| (*name).to_string())
+        .collect();
+    let rest = CLONE_FLAG_NAMES.iter().fold(mask, |m, (bit, _)| m & !bit);
+    if rest != 0 {
+        names.push(format!("{rest:#x}"));
+    }
+    names.join("|")
+}
+
+/// The meaning of the constant of a `jeq`/`jset`, given what the accumulator holds.
+fn constant_name(ins: &SockFilter, f: Facts) -> Option<String> {
+    let syscall = || Some((f.arch?, f.nr?));
+    let named = |s: Sys| syscall().is_some_and(|(arch, nr)| s.nr(arch) == Some(nr as i32));
+    match f.acc {
+        Acc::Word(OFF_ARCH) => Arch::from_audit_arch(ins.k).map(|a| a.audit_arch_name().into()),
+        Acc::Word(OFF_NR) if ins.code == JSET_K && ins.k == X32_SYSCALL_BIT => {
+            Some("__X32_SYSCALL_BIT".into())
+        }
+        Acc::Word(OFF_NR) if ins.code == JEQ_K => syscall_name(f.arch?, ins.k).map(str::to_string),
+        Acc::Word(o) if o == arg_lo(0) && (named(CLONE) || named(UNSHARE)) => {
+            Some(clone_flags_name(ins.k))
+        }
+        Acc::Word(o) if o == arg_lo(1) && named(IOCTL) => match ins.k {
+            TIOCSTI => Some("TIOCSTI".into()),
+            TIOCLINUX => Some("TIOCLINUX".into()),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn errno_name(errno: u32) -> String {
+    match errno {
+        1 => "EPERM".into(),
+        38 => "ENOSYS".into(),
+        n => n.to_string(),
+    }
+}
+
+fn return_name(k: u32) -> String {
+    match k & SECCOMP_RET_ACTION_FULL {
+        SECCOMP_RET_ALLOW => "ALLOW".into(),
+        SECCOMP_RET_ERRNO => format!("ERRNO({})", errno_name(k & SECCOMP_RET_DATA)),
+        SECCOMP_RET_KILL_PROCESS => "KILL_PROCESS".into(),
+        _ => "unsupported action".into(),
+    }
+}
+
+/// A human-readable listing, one instruction a line:
+/// `0003: jeq #101 jt 0 jf 1  ; ptrace`. Syscall numbers are decimal, other constants
+/// hexadecimal; comments name fields, syscalls, flags and actions where the program makes them
+/// known (the architecture comes from the program's own `arch` check).
+pub fn disassemble(prog: &[SockFilter]) -> String {
+    let facts = analyze(prog);
+    let mut out = String::new();
+    for (pc, (ins, f)) in prog.iter().zip(facts).enumerate() {
+        let (text, comment) = match ins.code {
+            LD_W_ABS => (format!("ld [{}]", ins.k), field_name(ins.k)),
+            JEQ_K | JSET_K => {
+                let op = if ins.code == JEQ_K { "jeq" } else { "jset" };
+                let k = if f.is_some_and(|f| f.acc == Acc::Word(OFF_NR)) && ins.code == JEQ_K {
+                    ins.k.to_string()
+                } else {
+                    format!("{:#x}", ins.k)
+                };
+                let text = format!("{op} #{k} jt {} jf {}", ins.jt, ins.jf);
+                (text, f.and_then(|f| constant_name(ins, f)))
+            }
+            RET_K => (format!("ret #{:#010x}", ins.k), Some(return_name(ins.k))),
+            _ => (
+                format!(
+                    ".insn code {:#06x} jt {} jf {} k {:#010x}",
+                    ins.code, ins.jt, ins.jf, ins.k
+                ),
+                Some("not emitted by greywall".into()),
+            ),
+        };
+        let comment = match (f, comment) {
+            (None, Some(c)) => Some(format!("{c} (unreachable)")),
+            (None, None) => Some("unreachable".into()),
+            (Some(_), c) => c,
+        };
+        let _ = match comment {
+            Some(c) => writeln!(out, "{pc:04}: {text}  ; {c}"),
+            None => writeln!(out, "{pc:04}: {text}"),
+        };
+    }
+    out
+}
+
+#[cfg(test)]
+#[path = "seccomp_tests.rs"]
+mod tests;

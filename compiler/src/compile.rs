@@ -1,0 +1,196 @@
+//! `greywall compile`: policy in, cached artifacts out.
+//!
+//! Loads the policy (following discovery when no file is named), resolves it on this machine,
+//! builds the Linux plan and the bwrap argument vector, and lists every file-system fact the
+//! result depends on, so the launcher can tell a fresh plan from a stale one with a few `stat`s.
+
+use std::path::PathBuf;
+
+use crate::backend::linux::KernelFacts;
+use crate::backend::seccomp::{self, Arch, SeccompOptions};
+use crate::backend::{bwrap, linux};
+use crate::cache::{Cache, Index, StatDep, content_key};
+use crate::diagnostic::{self, Diagnostic};
+use crate::discover::{self, DiscoverEnv, Discovered, PROJECT_FILE};
+use crate::load::{self, Input};
+use crate::plan::LinuxPlan;
+use crate::resolve::{self, Dep, ResolveEnv, Resolved};
+use crate::source::Sources;
+
+/// Which policy to compile.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// Discovery, with an optional `--settings` file.
+    Discover { settings: Option<PathBuf> },
+    /// A file or template named on the command line.
+    Named(Input),
+}
+
+/// Everything about the machine compilation needs.
+#[derive(Debug, Clone)]
+pub struct CompileEnv {
+    pub discover: DiscoverEnv,
+    pub cache_dir: Option<PathBuf>,
+    pub runtime_dir: Option<PathBuf>,
+    pub kernel: KernelFacts,
+}
+
+/// A compiled policy.
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    /// Where the policy came from, for messages.
+    pub origin: String,
+    pub sources: Sources,
+    /// Warnings (errors stop compilation).
+    pub diagnostics: Vec<Diagnostic>,
+    pub resolved: Resolved,
+    pub plan: LinuxPlan,
+    pub plan_bytes: Vec<u8>,
+    /// The plan bwrap's inner launcher applies.
+    pub inner_plan_bytes: Vec<u8>,
+    pub bwrap_argv: Vec<String>,
+    pub deps: Vec<StatDep>,
+    /// Content key of `plan_bytes`.
+    pub key: String,
+}
+
+/// Compilation failed: the diagnostics say why.
+#[derive(Debug, Clone)]
+pub struct Failed {
+    pub sources: Sources,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+fn s(p: &std::path::Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// Compiles a policy for this machine.
+pub fn compile(source: &Source, env: &CompileEnv) -> Result<Compiled, Failed> {
+    let mut diags = Vec::new();
+    let mut deps: Vec<StatDep> = Vec::new();
+    let (input, origin) = match source {
+        Source::Named(input) => (input.clone(), describe(input)),
+        Source::Discover { settings } => {
+            let found = match discover::discover(settings.as_deref(), &env.discover, &mut diags) {
+                Ok(f) => f,
+                Err(d) => {
+                    diags.push(d);
+                    return Err(Failed { sources: Sources::new(), diagnostics: diags });
+                }
+            };
+            deps.extend(discovery_deps(&found, &env.discover));
+            (found.input(), found.to_string())
+        }
+    };
+    let loaded = load::load(&input);
+    diags.extend(loaded.diagnostics.iter().cloned());
+    let Some(policy) = loaded.policy.clone() else {
+        return Err(Failed { sources: loaded.sources, diagnostics: diags });
+    };
+    for f in &loaded.files {
+        deps.push(StatDep::exact(&s(f)));
+    }
+    let renv = ResolveEnv {
+        root: PathBuf::from("/"),
+        cwd: env.discover.cwd.clone(),
+        home: env.discover.home.clone().unwrap_or_else(|| PathBuf::from("/")),
+        config_dir: env.discover.config_dir(),
+        cache_dir: env.cache_dir.clone(),
+        runtime_dir: env.runtime_dir.clone(),
+        policy_files: loaded.files.clone(),
+    };
+    let resolved = resolve::resolve(&policy, &renv);
+    for d in &resolved.deps {
+        deps.push(match d {
+            Dep::Path { path, .. } => StatDep::identity(path),
+            Dep::Listing { path } => StatDep::exact(path),
+        });
+    }
+    deps.sort_by(|a, b| a.path.cmp(&b.path));
+    deps.dedup();
+
+    let arch = arch_of(env.kernel.audit_arch);
+    let filter = arch
+        .map(|a| seccomp::to_bytes(&seccomp::build(a, &SeccompOptions::default())))
+        .unwrap_or_default();
+    let plan = linux::plan(&resolved, &env.kernel, filter);
+    let plan_bytes = plan.encode();
+    let inner_plan_bytes = bwrap::inner_plan(&plan).encode();
+    let bwrap_argv = bwrap::argv(&plan);
+    let key = content_key(&plan_bytes);
+    diagnostic::sort(&mut diags);
+    Ok(Compiled {
+        origin,
+        sources: loaded.sources,
+        diagnostics: diags,
+        resolved,
+        plan,
+        plan_bytes,
+        inner_plan_bytes,
+        bwrap_argv,
+        deps,
+        key,
+    })
+}
+
+fn arch_of(audit_arch: u32) -> Option<Arch> {
+    [Arch::X86_64, Arch::Aarch64].into_iter().find(|a| a.audit_arch() == audit_arch)
+}
+
+fn describe(input: &Input) -> String {
+    match input {
+        Input::File(p) => p.display().to_string(),
+        Input::Template(n) => format!("built-in template `{n}`"),
+        Input::Text { name, .. } => name.clone(),
+    }
+}
+
+/// The files discovery looked at: the one it chose must stay as it is, and none of the ones
+/// it passed over may appear.
+fn discovery_deps(found: &Discovered, env: &DiscoverEnv) -> Vec<StatDep> {
+    let mut out = Vec::new();
+    if let Discovered::Explicit(p) = found {
+        out.push(StatDep::exact(&s(p)));
+        return out;
+    }
+    let mut candidates: Vec<PathBuf> = env.cwd.ancestors().map(|d| d.join(PROJECT_FILE)).collect();
+    if let Some(dir) = env.config_dir() {
+        candidates.push(dir.join("greywall.json"));
+    }
+    if let Some(h) = &env.home {
+        candidates.push(h.join(".greywall.json"));
+    }
+    for c in candidates {
+        out.push(StatDep::exact(&s(&c)));
+        let chosen = matches!(found, Discovered::Project(p) | Discovered::User(p) | Discovered::Legacy(p) if *p == c);
+        if chosen {
+            break;
+        }
+    }
+    out
+}
+
+/// Paths of the artifacts written for one compile.
+#[derive(Debug, Clone)]
+pub struct Written {
+    pub plan: PathBuf,
+    pub inner_plan: PathBuf,
+    pub bwrap: PathBuf,
+    pub index: PathBuf,
+}
+
+/// Writes the artifacts and the invocation's index into the cache, atomically.
+pub fn store(c: &Compiled, cache: &Cache, invocation: &str) -> std::io::Result<Written> {
+    cache.ensure_dirs()?;
+    let plan = cache.plan_path(&c.key);
+    let inner_plan = cache.root.join("plans").join(format!("{}.inner.plan", c.key));
+    let bwrap_path = cache.bwrap_path(&c.key);
+    Cache::write_atomic(&plan, &c.plan_bytes)?;
+    Cache::write_atomic(&inner_plan, &c.inner_plan_bytes)?;
+    Cache::write_atomic(&bwrap_path, &bwrap::args_blob(&c.bwrap_argv))?;
+    let index = cache.index_path(invocation);
+    let idx = Index { key: c.key.clone(), deps: c.deps.clone() };
+    Cache::write_atomic(&index, &idx.encode())?;
+    Ok(Written { plan, inner_plan, bwrap: bwrap_path, index })
+}

@@ -1,0 +1,151 @@
+//! Golden files for the Linux backends: every shipped template, resolved against a fixture
+//! file system, compiled to a launch plan and a bwrap argument vector.
+//!
+//! On drift the test fails with a diff hint; `GREYWALL_BLESS=1 cargo test -p
+//! greywall-compiler --test golden_linux` rewrites the files.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+
+use greywall_compiler::backend::{bwrap, linux};
+use greywall_compiler::load::{Input, load};
+use greywall_compiler::resolve::{ResolveEnv, resolve};
+use greywall_compiler::templates::TEMPLATES;
+
+/// A small machine: system directories, a home with credentials and caches, and a git
+/// workspace with a secret `.env` and existing hooks.
+fn fixture() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    for d in [
+        "usr/bin", "usr/lib", "etc", "bin", "lib", "lib64", "opt", "proc", "sys", "dev/pts", "dev/shm",
+        "run/user/1000", "var/lib", "var/cache", "tmp", "var/run",
+        "home/user/.ssh", "home/user/.aws", "home/user/.config/gh", "home/user/.config/gcloud",
+        "home/user/.cache/greywall", "home/user/.cargo/registry", "home/user/.cargo/bin",
+        "home/user/.rustup", "home/user/.npm/_cacache", "home/user/.claude", "home/user/.local/bin",
+        "home/user/project/.git/hooks", "home/user/project/src", "home/user/project/.vscode",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    for f in [
+        "dev/null", "dev/zero", "dev/tty", "dev/urandom",
+        "home/user/.ssh/id_ed25519", "home/user/.ssh/config", "home/user/.aws/credentials",
+        "home/user/.config/gh/hosts.yml", "home/user/.npmrc", "home/user/.gitconfig",
+        "home/user/.bashrc", "home/user/.claude.json", "home/user/.cargo/credentials.toml",
+        "home/user/project/.git/config", "home/user/project/.git/hooks/pre-commit.sample",
+        "home/user/project/.env", "home/user/project/server.key", "home/user/project/src/main.rs",
+        "home/user/project/greywall.json", "var/run/docker.sock",
+    ] {
+        std::fs::write(root.join(f), "").unwrap();
+    }
+    dir
+}
+
+fn render(name: &str, root: &Path) -> String {
+    let loaded = load(&Input::Template(name.to_string()));
+    let policy = loaded.policy.expect("shipped templates load");
+    let env = ResolveEnv {
+        root: root.to_path_buf(),
+        cwd: PathBuf::from("/home/user/project"),
+        home: PathBuf::from("/home/user"),
+        config_dir: Some(PathBuf::from("/home/user/.config/greywall")),
+        cache_dir: Some(PathBuf::from("/home/user/.cache/greywall")),
+        runtime_dir: Some(PathBuf::from("/run/user/1000")),
+        policy_files: vec![PathBuf::from("/home/user/project/greywall.json")],
+    };
+    let resolved = resolve(&policy, &env);
+    let kernel = linux::KernelFacts { landlock_abi: 7, audit_arch: 0xC000_003E };
+    let plan = linux::plan(&resolved, &kernel, Vec::new());
+    let mut out = format!("# template {name}\n{plan}");
+    out.push_str("bwrap\n");
+    for a in bwrap::argv(&plan) {
+        out.push_str(&format!("  {a}\n"));
+    }
+    out.push_str("notes\n");
+    for n in &resolved.notes {
+        out.push_str(&format!("  {n}\n"));
+    }
+    out.push_str("not protected against creation\n");
+    for p in &resolved.unprotected_new {
+        out.push_str(&format!("  {p}\n"));
+    }
+    out
+}
+
+#[test]
+fn linux_plans_match_golden_files() {
+    let fx = fixture();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/linux");
+    let bless = std::env::var_os("GREYWALL_BLESS").is_some_and(|v| v == "1");
+    let mut stale = Vec::new();
+    for t in TEMPLATES {
+        let got = render(t.name, fx.path());
+        let path = dir.join(format!("{}.txt", t.name));
+        if bless {
+            std::fs::write(&path, &got).unwrap();
+            continue;
+        }
+        let want = std::fs::read_to_string(&path).unwrap_or_default();
+        if want != got {
+            stale.push(format!("--- {}\n{}", path.display(), diff(&want, &got)));
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "golden files differ; if the change is intended run\n  GREYWALL_BLESS=1 cargo test -p greywall-compiler --test golden_linux\n{}",
+        stale.join("\n")
+    );
+}
+
+/// A line diff good enough to see what moved.
+fn diff(want: &str, got: &str) -> String {
+    let w: Vec<&str> = want.lines().collect();
+    let g: Vec<&str> = got.lines().collect();
+    let mut out = String::new();
+    for l in &w {
+        if !g.contains(l) {
+            out.push_str(&format!("- {l}\n"));
+        }
+    }
+    for l in &g {
+        if !w.contains(l) {
+            out.push_str(&format!("+ {l}\n"));
+        }
+    }
+    out
+}
+
+#[test]
+fn code_template_protects_what_it_must() {
+    let fx = fixture();
+    let text = render("code", fx.path());
+    // Credentials hidden, secrets hidden, git hooks and config read-only, docker socket hidden.
+    for needle in [
+        "hide-dir /home/user/.aws",
+        "hide-file /home/user/.ssh/id_ed25519",
+        "hide-dir /home/user/.config/gh",
+        "hide-file /home/user/project/.env",
+        "hide-file /var/run/docker.sock",
+        "read-only /home/user/project/.git/hooks",
+        "read-only /home/user/project/.git/config",
+        "read-only /home/user/project/.vscode",
+        "read-only /home/user/project/greywall.json",
+        "read-only /home/user/.cache/greywall",
+        "read-only /home/user/project/server.key",
+        "read+write /home/user/project",
+    ] {
+        assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
+    }
+    // The workspace's .mcp.json does not exist: the plan says so instead of pretending.
+    assert!(text.contains("/home/user/project/.mcp.json"), "{text}");
+}
+
+#[test]
+fn default_deny_read_never_grants_credential_folders() {
+    let fx = fixture();
+    let text = render("code-strict", fx.path());
+    for forbidden in ["read /home/user\n", "read /home/user/.config\n", "read /home/user/.cargo\n", "read /home/user/.ssh"] {
+        assert!(!text.contains(forbidden), "`{forbidden}` granted:\n{text}");
+    }
+    assert!(text.contains("read /home/user/.cargo/bin"), "{text}");
+}

@@ -1,0 +1,197 @@
+//! `greywall exec`: find the compiled plan for this invocation, or compile one, and apply it.
+//!
+//! The cached path reads the invocation's index, `stat`s what the plan depends on, reads and
+//! checks the plan, and hands it to [`crate::apply`]: no policy parsing, no JSON, no probes.
+//! Only a miss (or a stale entry) loads the compiler.
+
+use std::ffi::OsString;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use greywall_compiler::backend::linux::KernelFacts;
+use greywall_compiler::backend::seccomp::Arch;
+use greywall_compiler::cache::{self, Cache, Index};
+use greywall_compiler::compile::{self, CompileEnv, Compiled, Source};
+use greywall_compiler::diagnostic::{self, RenderOptions};
+use greywall_compiler::plan::LinuxPlan;
+
+use crate::apply::EXIT_SETUP;
+use crate::cli::Backend;
+
+fn fail(msg: &str) -> ExitCode {
+    eprintln!("greywall: {msg}");
+    ExitCode::from(EXIT_SETUP)
+}
+
+fn env_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from).filter(|p| p.is_absolute())
+}
+
+/// `$XDG_CACHE_HOME/greywall`, or `~/.cache/greywall`.
+pub fn cache_root() -> Option<PathBuf> {
+    env_path("XDG_CACHE_HOME")
+        .or_else(|| env_path("HOME").map(|h| h.join(".cache")))
+        .map(|p| p.join("greywall"))
+}
+
+/// The index name `greywall exec` uses for this working directory and settings.
+pub fn invocation_for(cwd: &Path, settings: Option<&Path>) -> String {
+    invocation(cwd, settings)
+}
+
+/// Everything that decides which policy an invocation loads and how it resolves, apart from
+/// file contents (the index's dependencies cover those).
+fn invocation(cwd: &Path, settings: Option<&Path>) -> String {
+    let exe_sig = std::env::current_exe()
+        .ok()
+        .and_then(|e| cache::Signature::now(&e.to_string_lossy()))
+        .map(|s| format!("{}:{}:{}", s.ino, s.size, s.mtime_ns))
+        .unwrap_or_default();
+    let settings = settings.map(|s| cwd.join(s).to_string_lossy().into_owned()).unwrap_or_default();
+    let var = |n: &str| std::env::var_os(n).map(|v| v.to_string_lossy().into_owned()).unwrap_or_default();
+    let uid = crate::sys::real_uid().to_string();
+    let kernel = crate::sys::kernel::identity();
+    cache::invocation_key(&[
+        env!("CARGO_PKG_VERSION").as_bytes(),
+        exe_sig.as_bytes(),
+        cwd.as_os_str().as_encoded_bytes(),
+        settings.as_bytes(),
+        var("HOME").as_bytes(),
+        var("XDG_CONFIG_HOME").as_bytes(),
+        var("XDG_CACHE_HOME").as_bytes(),
+        var("XDG_RUNTIME_DIR").as_bytes(),
+        uid.as_bytes(),
+        kernel.as_bytes(),
+    ])
+}
+
+/// The plan key of a fresh index entry, if there is one.
+fn fresh_key(cache: &Cache, inv: &str) -> Option<String> {
+    let bytes = std::fs::read(cache.index_path(inv)).ok()?;
+    let idx = Index::decode(&bytes)?;
+    idx.is_fresh().then_some(idx.key)
+}
+
+/// Reads a cached plan and checks it is the one its name says.
+fn read_plan(path: &Path, key: &str) -> Option<LinuxPlan> {
+    let bytes = std::fs::read(path).ok()?;
+    if cache::content_key(&bytes) != key {
+        return None;
+    }
+    LinuxPlan::decode(&bytes).ok()
+}
+
+pub fn run(cached: bool, settings: Option<&Path>, backend: Backend, argv: &[OsString]) -> ExitCode {
+    let cwd = match std::env::current_dir() {
+        Ok(c) => c,
+        Err(e) => return fail(&format!("cannot determine the working directory: {e}")),
+    };
+    let cache = cache_root().map(Cache::new);
+    let inv = invocation(&cwd, settings);
+
+    if cached {
+        if let Some(cache) = &cache {
+            if let Some(key) = fresh_key(cache, &inv) {
+                match backend {
+                    Backend::Native => {
+                        if let Some(plan) = read_plan(&cache.plan_path(&key), &key) {
+                            return crate::apply::run(&plan, argv);
+                        }
+                    }
+                    Backend::Bwrap => {
+                        let inner = cache.root.join("plans").join(format!("{key}.inner.plan"));
+                        let blob = cache.bwrap_path(&key);
+                        if inner.is_file() && blob.is_file() {
+                            return run_bwrap(&blob, &inner, argv);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // Miss, stale entry, or not cached: compile now.
+    let compiled = match compile_here(settings) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    for n in &compiled.resolved.notes {
+        eprintln!("greywall: note: {n}");
+    }
+    let needs_store = cached || backend == Backend::Bwrap;
+    let written = if needs_store {
+        let Some(cache) = &cache else {
+            return fail("cannot find a cache directory: set HOME or XDG_CACHE_HOME");
+        };
+        match compile::store(&compiled, cache, &inv) {
+            Ok(w) => Some(w),
+            Err(e) => return fail(&format!("cannot write the artifact cache {}: {e}", cache.root.display())),
+        }
+    } else {
+        None
+    };
+    match (backend, written) {
+        (Backend::Native, _) => crate::apply::run(&compiled.plan, argv),
+        (Backend::Bwrap, Some(w)) => run_bwrap(&w.bwrap, &w.inner_plan, argv),
+        (Backend::Bwrap, None) => fail("the bwrap backend needs the artifact cache"),
+    }
+}
+
+/// Compiles the policy this invocation uses. Errors are printed; the exit code is returned.
+pub fn compile_here(settings: Option<&Path>) -> Result<Compiled, ExitCode> {
+    let env = compile_env().map_err(|e| fail(&e))?;
+    let source = Source::Discover { settings: settings.map(Path::to_path_buf) };
+    compile::compile(&source, &env).map_err(|f| {
+        let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        eprint!("{}", diagnostic::render_all(&f.diagnostics, &f.sources, RenderOptions { color }, 50));
+        ExitCode::from(EXIT_SETUP)
+    })
+}
+
+/// The machine facts a compile needs.
+pub fn compile_env() -> Result<CompileEnv, String> {
+    Ok(CompileEnv {
+        discover: crate::cmd::discover_env()?,
+        cache_dir: cache_root(),
+        runtime_dir: env_path("XDG_RUNTIME_DIR"),
+        kernel: KernelFacts {
+            landlock_abi: crate::sys::kernel::landlock_abi(),
+            audit_arch: Arch::host().map_or(0, Arch::audit_arch),
+        },
+    })
+}
+
+/// The trusted bwrap: looked up in system directories only, never through `$PATH`.
+fn bwrap_path() -> Option<&'static str> {
+    ["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+}
+
+/// Execs bwrap with the cached argument vector (`--args FD`) and this binary as the inner
+/// launcher, which adds Landlock, seccomp and the environment.
+fn run_bwrap(blob: &Path, inner: &Path, argv: &[OsString]) -> ExitCode {
+    let Some(bwrap) = bwrap_path() else {
+        return fail("bubblewrap (bwrap) is not installed in /usr/bin; use --backend native or install it");
+    };
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return fail(&format!("cannot find the greywall executable: {e}")),
+    };
+    let fd = match crate::sys::fd::open_inheritable(blob) {
+        Ok(fd) => fd,
+        Err(e) => return fail(&format!("cannot open {}: {e}", blob.display())),
+    };
+    let err = std::process::Command::new(bwrap)
+        .arg("--args")
+        .arg(fd.to_string())
+        .arg("--")
+        .arg(&exe)
+        .arg("__exec-plan")
+        .arg(inner)
+        .arg("--")
+        .args(argv)
+        .exec();
+    fail(&format!("cannot execute {bwrap}: {err}"))
+}
