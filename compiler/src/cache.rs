@@ -31,13 +31,19 @@ pub struct StatDep {
 impl StatDep {
     /// Depends on the exact state of a file (policy files, listed directories).
     pub fn exact(path: &str) -> Self {
-        StatDep { path: path.to_string(), sig: Signature::now(path) }
+        StatDep {
+            path: path.to_string(),
+            sig: Signature::now(path),
+        }
     }
 
     /// Depends only on whether the path exists and which inode it is (paths the plan mounts
     /// over or grants): its contents may change freely.
     pub fn identity(path: &str) -> Self {
-        StatDep { path: path.to_string(), sig: Signature::now(path).map(Signature::identity) }
+        StatDep {
+            path: path.to_string(),
+            sig: Signature::now(path).map(Signature::identity),
+        }
     }
 
     fn is_fresh(&self) -> bool {
@@ -67,14 +73,26 @@ impl Signature {
             dev: meta.dev(),
             ino: meta.ino(),
             size: meta.size(),
-            mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
-            ctime_ns: meta.ctime().saturating_mul(1_000_000_000).saturating_add(meta.ctime_nsec()),
+            mtime_ns: meta
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.mtime_nsec()),
+            ctime_ns: meta
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(meta.ctime_nsec()),
         }
     }
 
     /// Only the device and inode (marked by `size == u64::MAX`).
     pub fn identity(self) -> Self {
-        Signature { dev: self.dev, ino: self.ino, size: u64::MAX, mtime_ns: 0, ctime_ns: 0 }
+        Signature {
+            dev: self.dev,
+            ino: self.ino,
+            size: u64::MAX,
+            mtime_ns: 0,
+            ctime_ns: 0,
+        }
     }
 
     fn is_identity(&self) -> bool {
@@ -100,7 +118,11 @@ impl Index {
         let mut out = Vec::with_capacity(64 + self.deps.len() * 64);
         out.extend_from_slice(INDEX_MAGIC);
         put_str(&mut out, &self.key);
-        out.extend_from_slice(&u32::try_from(self.deps.len()).unwrap_or(u32::MAX).to_le_bytes());
+        out.extend_from_slice(
+            &u32::try_from(self.deps.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
         for d in &self.deps {
             put_str(&mut out, &d.path);
             match d.sig {
@@ -148,7 +170,13 @@ impl Index {
                     let size = get_u64(body, &mut pos)?;
                     let mtime_ns = get_u64(body, &mut pos)? as i64;
                     let ctime_ns = get_u64(body, &mut pos)? as i64;
-                    Some(Signature { dev, ino, size, mtime_ns, ctime_ns })
+                    Some(Signature {
+                        dev,
+                        ino,
+                        size,
+                        mtime_ns,
+                        ctime_ns,
+                    })
                 }
                 _ => return None,
             };
@@ -230,8 +258,16 @@ impl Cache {
 
     /// Creates the cache directories with mode 0700 (and tightens them if they exist).
     pub fn ensure_dirs(&self) -> std::io::Result<()> {
-        for dir in [self.root.clone(), self.root.join("plans"), self.root.join("index")] {
-            match fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir) {
+        for dir in [
+            self.root.clone(),
+            self.root.join("plans"),
+            self.root.join("index"),
+        ] {
+            match fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+            {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(e),
@@ -247,7 +283,10 @@ impl Cache {
     /// Writes `bytes` to `path` atomically with mode 0600.
     pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         let dir = path.parent().unwrap_or(Path::new("."));
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         let result = (|| {
             let mut f = fs::OpenOptions::new()
@@ -275,10 +314,19 @@ mod tests {
         let idx = Index {
             key: "00ff".into(),
             deps: vec![
-                StatDep { path: "/a".into(), sig: None },
+                StatDep {
+                    path: "/a".into(),
+                    sig: None,
+                },
                 StatDep {
                     path: "/b".into(),
-                    sig: Some(Signature { dev: 1, ino: 2, size: 3, mtime_ns: 4, ctime_ns: -5 }),
+                    sig: Some(Signature {
+                        dev: 1,
+                        ino: 2,
+                        size: 3,
+                        mtime_ns: 4,
+                        ctime_ns: -5,
+                    }),
                 },
             ],
         };
@@ -301,16 +349,28 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let f = dir.join("f");
         let fs_ = f.to_string_lossy().into_owned();
-        let idx = Index { key: "k".into(), deps: vec![StatDep { path: fs_.clone(), sig: None }] };
+        let idx = Index {
+            key: "k".into(),
+            deps: vec![StatDep {
+                path: fs_.clone(),
+                sig: None,
+            }],
+        };
         assert!(idx.is_fresh());
         fs::write(&f, "x").unwrap();
         assert!(!idx.is_fresh(), "a file that appeared makes the plan stale");
-        let idx = Index { key: "k".into(), deps: vec![StatDep::exact(&fs_)] };
+        let idx = Index {
+            key: "k".into(),
+            deps: vec![StatDep::exact(&fs_)],
+        };
         assert!(idx.is_fresh());
         std::thread::sleep(std::time::Duration::from_millis(5));
         fs::write(&f, "xy").unwrap();
         assert!(!idx.is_fresh(), "a changed file makes the plan stale");
-        let idx = Index { key: "k".into(), deps: vec![StatDep::identity(&fs_)] };
+        let idx = Index {
+            key: "k".into(),
+            deps: vec![StatDep::identity(&fs_)],
+        };
         fs::write(&f, "xyz").unwrap();
         assert!(idx.is_fresh(), "identity deps ignore content");
         fs::remove_file(&f).unwrap();
@@ -324,12 +384,22 @@ mod tests {
         let _ = fs::remove_dir_all(&dir);
         let cache = Cache::new(dir.join("greywall"));
         cache.ensure_dirs().unwrap();
-        assert_eq!(fs::metadata(&cache.root).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(&cache.root).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         let p = cache.plan_path("abc");
         Cache::write_atomic(&p, b"hello").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"hello");
-        assert_eq!(fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(fs::read_dir(p.parent().unwrap()).unwrap().count(), 1, "no temp file left");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(
+            fs::read_dir(p.parent().unwrap()).unwrap().count(),
+            1,
+            "no temp file left"
+        );
         let _ = fs::remove_dir_all(&dir);
     }
 }

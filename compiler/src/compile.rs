@@ -10,7 +10,7 @@ use crate::backend::linux::KernelFacts;
 use crate::backend::seccomp::{self, Arch, SeccompOptions};
 use crate::backend::{bwrap, linux};
 use crate::cache::{Cache, Index, StatDep, content_key};
-use crate::diagnostic::{self, Diagnostic};
+use crate::diagnostic::{self, Code, Diagnostic};
 use crate::discover::{self, DiscoverEnv, Discovered, PROJECT_FILE};
 use crate::load::{self, Input};
 use crate::plan::LinuxPlan;
@@ -43,6 +43,7 @@ pub struct Compiled {
     pub sources: Sources,
     /// Warnings (errors stop compilation).
     pub diagnostics: Vec<Diagnostic>,
+    pub policy: crate::model::Policy,
     pub resolved: Resolved,
     pub plan: LinuxPlan,
     pub plan_bytes: Vec<u8>,
@@ -76,7 +77,10 @@ pub fn compile(source: &Source, env: &CompileEnv) -> Result<Compiled, Failed> {
                 Ok(f) => f,
                 Err(d) => {
                     diags.push(d);
-                    return Err(Failed { sources: Sources::new(), diagnostics: diags });
+                    return Err(Failed {
+                        sources: Sources::new(),
+                        diagnostics: diags,
+                    });
                 }
             };
             deps.extend(discovery_deps(&found, &env.discover));
@@ -86,15 +90,51 @@ pub fn compile(source: &Source, env: &CompileEnv) -> Result<Compiled, Failed> {
     let loaded = load::load(&input);
     diags.extend(loaded.diagnostics.iter().cloned());
     let Some(policy) = loaded.policy.clone() else {
-        return Err(Failed { sources: loaded.sources, diagnostics: diags });
+        return Err(Failed {
+            sources: loaded.sources,
+            diagnostics: diags,
+        });
     };
     for f in &loaded.files {
         deps.push(StatDep::exact(&s(f)));
     }
+    // Fail closed on rules the Linux launcher does not enforce yet.
+    if policy.ssh.is_active() {
+        let at = policy
+            .ssh
+            .allowed_hosts
+            .iter()
+            .chain(&policy.ssh.denied_hosts)
+            .map(|e| e.origin)
+            .next();
+        let mut d = Diagnostic::new(
+            Code::NotEnforceable,
+            "the SSH policy (`ssh.*`) is not enforced by greywall on Linux yet",
+        )
+        .note("greywall refuses the policy rather than run ssh unchecked")
+        .help("remove the `ssh` section, or run ssh outside the sandbox");
+        if let Some(at) = at {
+            d = d.at(at);
+        }
+        diags.push(d);
+        return Err(Failed {
+            sources: loaded.sources,
+            diagnostics: diags,
+        });
+    }
+    // The cache directory is one of the paths the plan protects: create it first, so its
+    // first appearance does not make the new plan stale at once.
+    if let Some(dir) = &env.cache_dir {
+        let _ = Cache::new(dir.clone()).ensure_dirs();
+    }
     let renv = ResolveEnv {
         root: PathBuf::from("/"),
         cwd: env.discover.cwd.clone(),
-        home: env.discover.home.clone().unwrap_or_else(|| PathBuf::from("/")),
+        home: env
+            .discover
+            .home
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/")),
         config_dir: env.discover.config_dir(),
         cache_dir: env.cache_dir.clone(),
         runtime_dir: env.runtime_dir.clone(),
@@ -124,6 +164,7 @@ pub fn compile(source: &Source, env: &CompileEnv) -> Result<Compiled, Failed> {
         origin,
         sources: loaded.sources,
         diagnostics: diags,
+        policy,
         resolved,
         plan,
         plan_bytes,
@@ -135,7 +176,9 @@ pub fn compile(source: &Source, env: &CompileEnv) -> Result<Compiled, Failed> {
 }
 
 fn arch_of(audit_arch: u32) -> Option<Arch> {
-    [Arch::X86_64, Arch::Aarch64].into_iter().find(|a| a.audit_arch() == audit_arch)
+    [Arch::X86_64, Arch::Aarch64]
+        .into_iter()
+        .find(|a| a.audit_arch() == audit_arch)
 }
 
 fn describe(input: &Input) -> String {
@@ -184,13 +227,24 @@ pub struct Written {
 pub fn store(c: &Compiled, cache: &Cache, invocation: &str) -> std::io::Result<Written> {
     cache.ensure_dirs()?;
     let plan = cache.plan_path(&c.key);
-    let inner_plan = cache.root.join("plans").join(format!("{}.inner.plan", c.key));
+    let inner_plan = cache
+        .root
+        .join("plans")
+        .join(format!("{}.inner.plan", c.key));
     let bwrap_path = cache.bwrap_path(&c.key);
     Cache::write_atomic(&plan, &c.plan_bytes)?;
     Cache::write_atomic(&inner_plan, &c.inner_plan_bytes)?;
     Cache::write_atomic(&bwrap_path, &bwrap::args_blob(&c.bwrap_argv))?;
     let index = cache.index_path(invocation);
-    let idx = Index { key: c.key.clone(), deps: c.deps.clone() };
+    let idx = Index {
+        key: c.key.clone(),
+        deps: c.deps.clone(),
+    };
     Cache::write_atomic(&index, &idx.encode())?;
-    Ok(Written { plan, inner_plan, bwrap: bwrap_path, index })
+    Ok(Written {
+        plan,
+        inner_plan,
+        bwrap: bwrap_path,
+        index,
+    })
 }

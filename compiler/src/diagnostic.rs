@@ -72,6 +72,7 @@ codes! {
     InvalidCommand = "E306", "invalid-command", Error, "A command prefix is malformed.";
     InvalidUrl = "E307", "invalid-proxy-url", Error, "A proxy URL has the wrong scheme or lacks a host or port.";
     InvalidAddr = "E308", "invalid-address", Error, "An address is not of the form host:port.";
+    NotEnforceable = "E310", "not-enforceable", Error, "A rule this platform cannot enforce; greywall refuses the policy rather than run without it.";
     RemoveNothing = "W309", "remove-matches-nothing", Warning, "A `!entry` removes nothing: no inherited entry matches it.";
     Io = "E400", "io-error", Error, "A policy file could not be read.";
     SettingsNotFound = "E401", "settings-not-found", Error, "The file given with --settings does not exist.";

@@ -6,10 +6,12 @@
 
 pub mod backend;
 pub mod cache;
+pub mod compile;
 pub mod config;
 pub mod diagnostic;
 pub mod discover;
 pub mod effective;
+pub mod fidelity;
 pub mod jsonc;
 pub mod lint;
 pub mod load;

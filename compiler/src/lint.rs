@@ -251,11 +251,16 @@ impl Linter<'_> {
                 if dir == "/" || dir == self.env.cwd {
                     continue;
                 }
-                if Self::literal(&dir).is_some_and(|d| abs.is_covered_by(&d)) {
+                let inside = Self::literal(&dir).is_some_and(|d| abs.is_covered_by(&d));
+                if inside || abs.covers(&dir) {
                     self.push(
                         Diagnostic::new(
                             Code::WritePath,
-                            format!("grants write access to {dir}, a directory on $PATH"),
+                            if inside {
+                                format!("grants write access to {dir}, a directory on $PATH")
+                            } else {
+                                format!("grants write access to {dir}, a directory on $PATH, and what is around it")
+                            },
                         )
                         .at(e.origin)
                         .note("a program planted there runs the next time you type its name, outside the sandbox")
@@ -301,16 +306,18 @@ impl Linter<'_> {
                 (None, true) => continue,
             };
             match groups.iter_mut().find(|(s, _)| *s == span) {
-                Some((_, creds)) => {
-                    if !creds.iter().any(|c| c.what == cred.what) {
-                        creds.push(cred);
-                    }
-                }
+                Some((_, creds)) => creds.push(cred),
                 None => groups.push((span, vec![cred])),
             }
         }
         for (span, creds) in groups {
-            let message = match creds.as_slice() {
+            let mut kinds: Vec<&protections::Credential> = Vec::new();
+            for c in &creds {
+                if !kinds.iter().any(|k| k.what == c.what) {
+                    kinds.push(c);
+                }
+            }
+            let message = match kinds.as_slice() {
                 [one] => format!("lets the sandbox read {} (~/{})", one.what, one.sample),
                 many => format!(
                     "lets the sandbox read credentials: {}",

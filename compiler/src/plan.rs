@@ -192,7 +192,9 @@ impl fmt::Display for DecodeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             DecodeError::BadMagic => f.write_str("not a greywall launch plan"),
-            DecodeError::Version(v) => write!(f, "launch plan format {v}, expected {FORMAT_VERSION}"),
+            DecodeError::Version(v) => {
+                write!(f, "launch plan format {v}, expected {FORMAT_VERSION}")
+            }
             DecodeError::Truncated => f.write_str("launch plan is truncated"),
             DecodeError::Checksum => f.write_str("launch plan checksum mismatch"),
             DecodeError::Invalid(what) => write!(f, "launch plan has an invalid {what}"),
@@ -506,6 +508,113 @@ impl LinuxPlan {
     }
 }
 
+/// Names of the set bits of a Landlock filesystem access mask, for people.
+pub fn fs_access_names(access: u64) -> String {
+    const NAMES: [&str; 16] = [
+        "execute",
+        "write_file",
+        "read_file",
+        "read_dir",
+        "remove_dir",
+        "remove_file",
+        "make_char",
+        "make_dir",
+        "make_reg",
+        "make_sock",
+        "make_fifo",
+        "make_block",
+        "make_sym",
+        "refer",
+        "truncate",
+        "ioctl_dev",
+    ];
+    if access & fs_access::all_for_abi(7) == fs_access::READ | fs_access::WRITE {
+        return "read+write".into();
+    }
+    if access == fs_access::READ {
+        return "read".into();
+    }
+    let names: Vec<&str> = (0..16)
+        .filter(|i| access & (1 << i) != 0)
+        .map(|i| NAMES[i])
+        .collect();
+    names.join(",")
+}
+
+impl fmt::Display for LinuxPlan {
+    /// A stable, human-readable listing (used by golden tests and `greywall check`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "format {FORMAT_VERSION}")?;
+        writeln!(
+            f,
+            "namespaces {}",
+            if self.namespaces {
+                "user+mount (+net when isolated)"
+            } else {
+                "none (applied by bwrap)"
+            }
+        )?;
+        writeln!(
+            f,
+            "network {}",
+            match self.network {
+                Network::Isolated => "isolated",
+                Network::Host => "host",
+            }
+        )?;
+        writeln!(f, "mounts")?;
+        for m in &self.mounts {
+            match m {
+                MountOp::Tmpfs { path, mode } => writeln!(f, "  tmpfs {path} mode={mode:o}")?,
+                MountOp::ReadOnly { path } => writeln!(f, "  read-only {path}")?,
+                MountOp::HideDir { path } => writeln!(f, "  hide-dir {path}")?,
+                MountOp::HideFile { path } => writeln!(f, "  hide-file {path}")?,
+            }
+        }
+        let l = &self.landlock;
+        writeln!(
+            f,
+            "landlock abi={} handled_fs={:#x} handled_net={:#x} handled_net_no_userns={:#x} scoped={:#x}",
+            l.abi, l.handled_fs, l.handled_net, l.handled_net_no_userns, l.scoped
+        )?;
+        for p in &l.paths {
+            writeln!(f, "  {} {}", fs_access_names(p.access), p.path)?;
+        }
+        for (port, access) in &l.ports {
+            writeln!(f, "  port {port} {access:#x}")?;
+        }
+        writeln!(
+            f,
+            "seccomp arch={:#x} instructions={}",
+            self.seccomp_arch,
+            self.seccomp.len() / 8
+        )?;
+        writeln!(f, "env")?;
+        for e in &self.env {
+            match e {
+                EnvOp::UnsetPrefix(p) => writeln!(f, "  unset {p}*")?,
+                EnvOp::Unset(n) => writeln!(f, "  unset {n}")?,
+                EnvOp::Set(n, v) => writeln!(f, "  set {n}={v}")?,
+            }
+        }
+        writeln!(f, "deny commands")?;
+        for w in &self.deny_commands {
+            writeln!(f, "  {}", w.join(" "))?;
+        }
+        if !self.allow_commands.is_empty() {
+            writeln!(f, "allow commands")?;
+            for w in &self.allow_commands {
+                writeln!(f, "  {}", w.join(" "))?;
+            }
+        }
+        writeln!(f, "without user namespaces, not enforced")?;
+        for s in &self.without_userns {
+            writeln!(f, "  {s}")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -517,10 +626,19 @@ mod tests {
             network: Network::Isolated,
             pid_namespace: false,
             mounts: vec![
-                MountOp::Tmpfs { path: "/tmp".into(), mode: 0o1777 },
-                MountOp::ReadOnly { path: "/w/.git/hooks".into() },
-                MountOp::HideDir { path: "/home/u/.aws".into() },
-                MountOp::HideFile { path: "/home/u/.netrc".into() },
+                MountOp::Tmpfs {
+                    path: "/tmp".into(),
+                    mode: 0o1777,
+                },
+                MountOp::ReadOnly {
+                    path: "/w/.git/hooks".into(),
+                },
+                MountOp::HideDir {
+                    path: "/home/u/.aws".into(),
+                },
+                MountOp::HideFile {
+                    path: "/home/u/.netrc".into(),
+                },
             ],
             landlock: Landlock {
                 abi: 7,
@@ -528,7 +646,10 @@ mod tests {
                 handled_net: net_access::BIND_TCP,
                 handled_net_no_userns: net_access::BIND_TCP | net_access::CONNECT_TCP,
                 scoped: scope::SIGNAL | scope::ABSTRACT_UNIX_SOCKET,
-                paths: vec![PathRule { path: "/usr".into(), access: fs_access::READ }],
+                paths: vec![PathRule {
+                    path: "/usr".into(),
+                    access: fs_access::READ,
+                }],
                 ports: vec![(3128, net_access::CONNECT_TCP)],
             },
             seccomp_arch: 0xC000_003E,
@@ -576,80 +697,5 @@ mod tests {
         assert_eq!(fs_access::all_for_abi(1), (1 << 13) - 1);
         assert_eq!(fs_access::all_for_abi(7), (1 << 16) - 1);
         assert_eq!(fs_access::all_for_abi(4), (1 << 15) - 1);
-    }
-}
-
-/// Names of the set bits of a Landlock filesystem access mask, for people.
-pub fn fs_access_names(access: u64) -> String {
-    const NAMES: [&str; 16] = [
-        "execute", "write_file", "read_file", "read_dir", "remove_dir", "remove_file", "make_char",
-        "make_dir", "make_reg", "make_sock", "make_fifo", "make_block", "make_sym", "refer",
-        "truncate", "ioctl_dev",
-    ];
-    if access & fs_access::all_for_abi(7) == fs_access::READ | fs_access::WRITE {
-        return "read+write".into();
-    }
-    if access == fs_access::READ {
-        return "read".into();
-    }
-    let names: Vec<&str> = (0..16).filter(|i| access & (1 << i) != 0).map(|i| NAMES[i]).collect();
-    names.join(",")
-}
-
-impl fmt::Display for LinuxPlan {
-    /// A stable, human-readable listing (used by golden tests and `greywall check`).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "format {FORMAT_VERSION}")?;
-        writeln!(f, "namespaces {}", if self.namespaces { "user+mount (+net when isolated)" } else { "none (applied by bwrap)" })?;
-        writeln!(
-            f,
-            "network {}",
-            match self.network {
-                Network::Isolated => "isolated",
-                Network::Host => "host",
-            }
-        )?;
-        writeln!(f, "mounts")?;
-        for m in &self.mounts {
-            match m {
-                MountOp::Tmpfs { path, mode } => writeln!(f, "  tmpfs {path} mode={mode:o}")?,
-                MountOp::ReadOnly { path } => writeln!(f, "  read-only {path}")?,
-                MountOp::HideDir { path } => writeln!(f, "  hide-dir {path}")?,
-                MountOp::HideFile { path } => writeln!(f, "  hide-file {path}")?,
-            }
-        }
-        let l = &self.landlock;
-        writeln!(f, "landlock abi={} handled_fs={:#x} handled_net={:#x} handled_net_no_userns={:#x} scoped={:#x}",
-            l.abi, l.handled_fs, l.handled_net, l.handled_net_no_userns, l.scoped)?;
-        for p in &l.paths {
-            writeln!(f, "  {} {}", fs_access_names(p.access), p.path)?;
-        }
-        for (port, access) in &l.ports {
-            writeln!(f, "  port {port} {access:#x}")?;
-        }
-        writeln!(f, "seccomp arch={:#x} instructions={}", self.seccomp_arch, self.seccomp.len() / 8)?;
-        writeln!(f, "env")?;
-        for e in &self.env {
-            match e {
-                EnvOp::UnsetPrefix(p) => writeln!(f, "  unset {p}*")?,
-                EnvOp::Unset(n) => writeln!(f, "  unset {n}")?,
-                EnvOp::Set(n, v) => writeln!(f, "  set {n}={v}")?,
-            }
-        }
-        writeln!(f, "deny commands")?;
-        for w in &self.deny_commands {
-            writeln!(f, "  {}", w.join(" "))?;
-        }
-        if !self.allow_commands.is_empty() {
-            writeln!(f, "allow commands")?;
-            for w in &self.allow_commands {
-                writeln!(f, "  {}", w.join(" "))?;
-            }
-        }
-        writeln!(f, "without user namespaces, not enforced")?;
-        for s in &self.without_userns {
-            writeln!(f, "  {s}")?;
-        }
-        Ok(())
     }
 }

@@ -116,11 +116,17 @@ impl Resolver<'_> {
         let cleaned = clean(path);
         match std::fs::canonicalize(self.host(&cleaned)) {
             Ok(p) => {
-                self.deps.push(Dep::Path { path: s(&self.host(&cleaned)), exists: true });
+                self.deps.push(Dep::Path {
+                    path: s(&self.host(&cleaned)),
+                    exists: true,
+                });
                 (self.guest(&p), true)
             }
             Err(_) => {
-                self.deps.push(Dep::Path { path: s(&self.host(&cleaned)), exists: false });
+                self.deps.push(Dep::Path {
+                    path: s(&self.host(&cleaned)),
+                    exists: false,
+                });
                 (cleaned, false)
             }
         }
@@ -138,7 +144,11 @@ impl Resolver<'_> {
         let base: PathBuf = std::iter::once("/").chain(prefix.iter().copied()).collect();
         if !p.is_glob() {
             let (real, exists) = self.real(&base);
-            return if exists || include_missing { vec![real] } else { Vec::new() };
+            return if exists || include_missing {
+                vec![real]
+            } else {
+                Vec::new()
+            };
         }
         let rest: Vec<Segment> = abs.segments[prefix.len()..].to_vec();
         let (root, exists) = self.real(&base);
@@ -165,15 +175,24 @@ impl Resolver<'_> {
             return;
         }
         if depth > GLOB_DEPTH {
-            self.note(format!("glob expansion stopped {GLOB_DEPTH} levels below {}", dir.display()));
+            self.note(format!(
+                "glob expansion stopped {GLOB_DEPTH} levels below {}",
+                dir.display()
+            ));
             return;
         }
-        let Ok(entries) = std::fs::read_dir(self.host(dir)) else { return };
-        self.deps.push(Dep::Listing { path: s(&self.host(dir)) });
+        let Ok(entries) = std::fs::read_dir(self.host(dir)) else {
+            return;
+        };
+        self.deps.push(Dep::Listing {
+            path: s(&self.host(dir)),
+        });
         let mut names: Vec<(String, bool)> = Vec::new();
         for e in entries.flatten() {
             if self.budget == 0 {
-                self.note(format!("glob expansion stopped after {GLOB_BUDGET} entries"));
+                self.note(format!(
+                    "glob expansion stopped after {GLOB_BUDGET} entries"
+                ));
                 return;
             }
             self.budget -= 1;
@@ -215,18 +234,28 @@ fn git_dirs(root: &Path, cwd: &Path) -> Option<(PathBuf, PathBuf)> {
     let host = |p: &Path| root.join(p.strip_prefix("/").unwrap_or(p));
     for dir in cwd.ancestors() {
         let dotgit = dir.join(".git");
-        let Ok(meta) = std::fs::metadata(host(&dotgit)) else { continue };
+        let Ok(meta) = std::fs::metadata(host(&dotgit)) else {
+            continue;
+        };
         if meta.is_dir() {
             return Some((dotgit.clone(), dotgit));
         }
         let text = std::fs::read_to_string(host(&dotgit)).ok()?;
         let gitdir = text.strip_prefix("gitdir:")?.trim();
-        let gitdir = if Path::new(gitdir).is_absolute() { PathBuf::from(gitdir) } else { dir.join(gitdir) };
+        let gitdir = if Path::new(gitdir).is_absolute() {
+            PathBuf::from(gitdir)
+        } else {
+            dir.join(gitdir)
+        };
         let common = std::fs::read_to_string(host(&gitdir.join("commondir")))
             .ok()
             .map(|c| {
                 let c = c.trim();
-                if Path::new(c).is_absolute() { PathBuf::from(c) } else { gitdir.join(c) }
+                if Path::new(c).is_absolute() {
+                    PathBuf::from(c)
+                } else {
+                    gitdir.join(c)
+                }
             })
             .unwrap_or_else(|| gitdir.clone());
         return Some((clean(&gitdir), clean(&common)));
@@ -246,7 +275,12 @@ fn under(path: &str, root: &str) -> bool {
 
 /// Resolves a policy on this machine.
 pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
-    let mut r = Resolver { env, deps: Vec::new(), budget: GLOB_BUDGET, notes: Vec::new() };
+    let mut r = Resolver {
+        env,
+        deps: Vec::new(),
+        budget: GLOB_BUDGET,
+        notes: Vec::new(),
+    };
     let fs = &policy.filesystem;
     let mut out = Resolved {
         cwd: s(&env.cwd),
@@ -297,7 +331,10 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
             let c = s(&common);
             if !out.write.iter().any(|w| under(&c, w)) {
                 push_unique(&mut out.write, c);
-                r.note(format!("the linked worktree's common git directory {} is writable", common.display()));
+                r.note(format!(
+                    "the linked worktree's common git directory {} is writable",
+                    common.display()
+                ));
             }
             for protected in ["hooks", "config"] {
                 if protected == "config" && fs.allow_git_config.value {
@@ -365,15 +402,26 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
         }
     }
     let sockets_allowed = policy.network.allow_all_unix_sockets.value;
-    let mut sockets: Vec<PathBuf> = protections::CONTAINER_SOCKETS.iter().map(PathBuf::from).collect();
+    let mut sockets: Vec<PathBuf> = protections::CONTAINER_SOCKETS
+        .iter()
+        .map(PathBuf::from)
+        .collect();
     if let Some(rt) = &env.runtime_dir {
-        sockets.extend(protections::USER_CONTAINER_SOCKETS.iter().map(|n| rt.join(n)));
+        sockets.extend(
+            protections::USER_CONTAINER_SOCKETS
+                .iter()
+                .map(|n| rt.join(n)),
+        );
     }
     for sock in sockets {
         let (p, exists) = r.real(&sock);
         let ps = s(&p);
         let allowed = sockets_allowed
-            || policy.network.allow_unix_sockets.iter().any(|a| r.abs(&a.value).covers(&ps));
+            || policy
+                .network
+                .allow_unix_sockets
+                .iter()
+                .any(|a| r.abs(&a.value).covers(&ps));
         if exists && !allowed {
             hide.push(p);
         }
@@ -387,9 +435,10 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
     }
 
     // Commands.
-    let words = |l: &crate::model::List<crate::pattern::command::CommandPrefix>| -> Vec<Vec<String>> {
-        l.iter().map(|e| e.value.words().to_vec()).collect()
-    };
+    let words =
+        |l: &crate::model::List<crate::pattern::command::CommandPrefix>| -> Vec<Vec<String>> {
+            l.iter().map(|e| e.value.words().to_vec()).collect()
+        };
     out.deny_commands = words(&policy.command.deny);
     if policy.command.use_defaults.value {
         for c in protections::DEFAULT_DENIED_COMMANDS {
@@ -409,7 +458,10 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
         NetworkMode::Isolated => {}
     }
     if out.local_outbound && out.network != NetworkMode::Relaxed {
-        r.note("allowLocalOutbound: host loopback services are not reachable from the sandbox yet".into());
+        r.note(
+            "allowLocalOutbound: host loopback services are not reachable from the sandbox yet"
+                .into(),
+        );
     }
     if !out.unprotected_new.is_empty() {
         r.note(format!(

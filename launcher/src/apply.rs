@@ -1,16 +1,548 @@
-//! Applying a Linux launch plan and exec'ing the command (the hot path).
+//! Applying a Linux launch plan and exec'ing the command: the hot path.
 //!
-//! Stub: the sandbox set-up is being written. Until then this refuses to run anything, so
-//! nothing can be mistaken for sandboxed.
+//! One process, no fork, no helper, no shell. In order:
+//!
+//! 1. The command policy (`deny_commands` unless `allow_commands`): exit 1 when blocked.
+//! 2. Everything that needs no kernel: the edited environment, the `execve` vectors, the
+//!    programs `$PATH` names, the seccomp program; and the Landlock ABI check (one syscall).
+//! 3. `unshare(USER|NS[|NET])` and the identity maps. Without user namespaces the launcher
+//!    goes on with Landlock and seccomp alone and says what is lost, unless
+//!    `GREYWALL_REQUIRE=userns`.
+//! 4. The filesystem view (only with namespaces): mounts in plan order, then the working
+//!    directory is entered again so that it sees them too.
+//! 5. `lo` up in a new network namespace.
+//! 6. `no_new_privs`, 7. Landlock, 8. seccomp (last: it forbids what set-up needs).
+//! 9. `execve` of each `$PATH` candidate in turn, under the sandbox.
+//!
+//! Every failure is one line on stderr naming the step and the errno, and exit status 125
+//! ([`EXIT_SETUP`]); 126 and 127 are for a program that cannot be executed or is not found.
 
-use std::ffi::OsString;
+use std::ffi::{CStr, CString, OsStr, OsString};
+use std::fmt::Display;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::ExitCode;
 
+use greywall_compiler::backend::seccomp::Arch;
+use greywall_compiler::plan::{EnvOp, LinuxPlan, MountOp, Network, fs_access};
+
+use crate::sys;
+use crate::sys::exec::Vectors;
+use crate::sys::landlock::{Handled, Ruleset};
+use crate::sys::ns::Namespaces;
+use crate::sys::seccomp::Filter;
+
 /// Exit status for the launcher's own set-up failures.
 pub const EXIT_SETUP: u8 = 125;
+/// Exit status when the program was found but could not be executed.
+pub const EXIT_CANNOT_EXEC: u8 = 126;
+/// Exit status when the program was not found.
+pub const EXIT_NOT_FOUND: u8 = 127;
+/// Exit status when the command policy refuses the command (as Greywall does).
+const EXIT_BLOCKED: u8 = 1;
 
-pub fn exec_plan_file(_plan: &Path, _argv: &[OsString]) -> ExitCode {
-    eprintln!("greywall: the Linux launcher is not implemented yet");
-    ExitCode::from(EXIT_SETUP)
+/// `$PATH` when the environment has none (glibc's `_CS_PATH`, what `execvp` uses).
+const DEFAULT_PATH: &[u8] = b"/bin:/usr/bin";
+
+/// Reads, decodes and runs a plan file (`greywall __exec-plan PLAN -- CMD`).
+pub fn exec_plan_file(plan: &Path, argv: &[OsString]) -> ExitCode {
+    let bytes = match std::fs::read(plan) {
+        Ok(b) => b,
+        Err(e) => {
+            return Failure::step(format_args!("cannot read {}", plan.display()), &e).exit();
+        }
+    };
+    match LinuxPlan::decode(&bytes) {
+        Ok(p) => run(&p, argv),
+        Err(e) => Failure::Setup(format!("{}: {e}", plan.display())).exit(),
+    }
+}
+
+/// Applies `plan` and execs `argv`. Returns only on failure.
+pub fn run(plan: &LinuxPlan, argv: &[OsString]) -> ExitCode {
+    match launch(plan, argv) {
+        Ok(never) => match never {},
+        Err(f) => f.exit(),
+    }
+}
+
+/// Why the launcher did not exec.
+enum Failure {
+    /// The command policy refused the command.
+    Blocked { command: String, prefix: String },
+    /// Set-up failed; the message names the step.
+    Setup(String),
+    /// The program was found but `execve` failed.
+    CannotExec(String),
+    /// The program was not found.
+    NotFound(String),
+}
+
+impl Failure {
+    fn step(step: impl Display, err: &io::Error) -> Failure {
+        Failure::Setup(format!("{step}: {}", sys::describe(err)))
+    }
+
+    fn exit(self) -> ExitCode {
+        let (code, msg) = match self {
+            Failure::Blocked { command, prefix } => (
+                EXIT_BLOCKED,
+                format!("command blocked by policy: \"{command}\" matches \"{prefix}\""),
+            ),
+            Failure::Setup(m) => (EXIT_SETUP, m),
+            Failure::CannotExec(m) => (EXIT_CANNOT_EXEC, m),
+            Failure::NotFound(m) => (EXIT_NOT_FOUND, m),
+        };
+        eprintln!("greywall: {msg}");
+        ExitCode::from(code)
+    }
+}
+
+/// Uninhabited: `launch` only returns on failure.
+enum Never {}
+
+fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Never, Failure> {
+    if plan.pid_namespace {
+        return Err(Failure::Setup(
+            "PID namespaces are not supported yet".into(),
+        ));
+    }
+    let Some(program) = argv.first() else {
+        return Err(Failure::Setup("no command to run".into()));
+    };
+    if let Some(prefix) = blocked_by(plan, argv) {
+        return Err(Failure::Blocked {
+            command: join_lossy(argv),
+            prefix: prefix.join(" "),
+        });
+    }
+
+    // Everything that needs no kernel, before the sandbox exists.
+    let env = edited_env(&plan.env);
+    let candidates = candidates(program, path_of(&env))?;
+    let vectors = Vectors::new(c_strings(argv)?, env_strings(env)?);
+    let filter = seccomp_filter(plan)?;
+    check_landlock_abi(plan)?;
+
+    let namespaced = plan.namespaces && enter_namespaces(plan)?;
+    if namespaced {
+        build_view(&plan.mounts)?;
+        if plan.network == Network::Isolated {
+            sys::net::loopback_up().map_err(|e| Failure::step("bring up lo", &e))?;
+        }
+    }
+    sys::seccomp::set_no_new_privs()
+        .map_err(|e| Failure::step("prctl(PR_SET_NO_NEW_PRIVS)", &e))?;
+    // Without a network namespace of its own (user namespaces unavailable), Landlock is the
+    // only network barrier and handles more.
+    let handled_net = if plan.namespaces && !namespaced {
+        plan.landlock.handled_net_no_userns
+    } else {
+        plan.landlock.handled_net
+    };
+    restrict_self(plan, handled_net)?;
+    sys::exec::default_sigpipe().map_err(|e| Failure::step("reset SIGPIPE", &e))?;
+    if !filter.is_empty() {
+        filter
+            .load()
+            .map_err(|e| Failure::step("load the seccomp filter", &e))?;
+    }
+    Err(exec_first(&vectors, &candidates, program))
+}
+
+// ---- 1. Command policy -------------------------------------------------------------------
+
+/// The `deny_commands` prefix `argv` matches, unless an `allow_commands` prefix matches too.
+fn blocked_by<'p>(plan: &'p LinuxPlan, argv: &[OsString]) -> Option<&'p [String]> {
+    let deny = plan
+        .deny_commands
+        .iter()
+        .find(|p| prefix_matches(p, argv))?;
+    if plan.allow_commands.iter().any(|p| prefix_matches(p, argv)) {
+        return None;
+    }
+    Some(deny)
+}
+
+/// Whole-word prefix match; the first word is compared with the program's basename.
+fn prefix_matches(prefix: &[String], argv: &[OsString]) -> bool {
+    let (Some((first, rest)), Some((program, args))) = (prefix.split_first(), argv.split_first())
+    else {
+        return false;
+    };
+    let name = program.as_bytes();
+    let base = name
+        .iter()
+        .rposition(|b| *b == b'/')
+        .map_or(name, |i| &name[i + 1..]);
+    base == first.as_bytes()
+        && args.len() >= rest.len()
+        && rest
+            .iter()
+            .zip(args)
+            .all(|(w, a)| w.as_bytes() == a.as_bytes())
+}
+
+fn join_lossy(argv: &[OsString]) -> String {
+    let words: Vec<_> = argv.iter().map(|a| a.to_string_lossy()).collect();
+    words.join(" ")
+}
+
+// ---- 2. Preparation ------------------------------------------------------------------------
+
+/// The launcher's environment with the plan's edits applied in order.
+fn edited_env(ops: &[EnvOp]) -> Vec<(OsString, OsString)> {
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    for op in ops {
+        match op {
+            EnvOp::UnsetPrefix(p) => env.retain(|(k, _)| !k.as_bytes().starts_with(p.as_bytes())),
+            EnvOp::Unset(n) => env.retain(|(k, _)| k.as_bytes() != n.as_bytes()),
+            EnvOp::Set(n, v) => {
+                env.retain(|(k, _)| k.as_bytes() != n.as_bytes());
+                env.push((n.into(), v.into()));
+            }
+        }
+    }
+    env
+}
+
+fn path_of(env: &[(OsString, OsString)]) -> &[u8] {
+    env.iter()
+        .find(|(k, _)| k == "PATH")
+        .map_or(DEFAULT_PATH, |(_, v)| v.as_bytes())
+}
+
+/// The paths `execvp` would try for `program`, in order.
+fn candidates(program: &OsStr, path: &[u8]) -> Result<Vec<CString>, Failure> {
+    let name = program.as_bytes();
+    if name.is_empty() {
+        return Err(Failure::NotFound("'': command not found".into()));
+    }
+    if name.contains(&b'/') {
+        return Ok(vec![c_string(name)?]);
+    }
+    path.split(|b| *b == b':')
+        .map(|dir| {
+            // An empty entry is the working directory, as POSIX says.
+            let dir = if dir.is_empty() { b".".as_slice() } else { dir };
+            let mut full = Vec::with_capacity(dir.len() + 1 + name.len());
+            full.extend_from_slice(dir);
+            full.push(b'/');
+            full.extend_from_slice(name);
+            c_string(&full)
+        })
+        .collect()
+}
+
+fn c_string(bytes: &[u8]) -> Result<CString, Failure> {
+    CString::new(bytes).map_err(|_| {
+        Failure::Setup(format!(
+            "{:?} contains a NUL byte",
+            String::from_utf8_lossy(bytes)
+        ))
+    })
+}
+
+fn c_strings(argv: &[OsString]) -> Result<Vec<CString>, Failure> {
+    argv.iter().map(|a| c_string(a.as_bytes())).collect()
+}
+
+fn env_strings(env: Vec<(OsString, OsString)>) -> Result<Vec<CString>, Failure> {
+    env.into_iter()
+        .map(|(mut k, v)| {
+            k.push("=");
+            k.push(v);
+            c_string(k.as_bytes())
+        })
+        .collect()
+}
+
+fn seccomp_filter(plan: &LinuxPlan) -> Result<Filter, Failure> {
+    let filter = Filter::from_bytes(&plan.seccomp)
+        .ok_or_else(|| Failure::Setup("the plan's seccomp program is malformed".into()))?;
+    let host = Arch::host().map(Arch::audit_arch);
+    if !filter.is_empty() && host != Some(plan.seccomp_arch) {
+        return Err(Failure::Setup(format!(
+            "the plan's seccomp filter is for architecture {:#x}, not this machine's; run \
+             greywall compile again",
+            plan.seccomp_arch
+        )));
+    }
+    Ok(filter)
+}
+
+/// The plan's rights must all exist in the running kernel; a lower ABI would silently drop
+/// some of them.
+fn check_landlock_abi(plan: &LinuxPlan) -> Result<(), Failure> {
+    let l = &plan.landlock;
+    if l.abi == 0 {
+        return Ok(());
+    }
+    let running = sys::kernel::landlock_abi();
+    if running < l.abi {
+        return Err(Failure::Setup(format!(
+            "the plan needs Landlock ABI {}, the kernel has {running}; run greywall compile again",
+            l.abi
+        )));
+    }
+    Ok(())
+}
+
+// ---- 3. Namespaces -------------------------------------------------------------------------
+
+/// Creates the namespaces and maps this user to itself. `Ok(false)`: user namespaces are
+/// unavailable and the caller goes on without them.
+fn enter_namespaces(plan: &LinuxPlan) -> Result<bool, Failure> {
+    let ns = Namespaces {
+        network: plan.network == Network::Isolated,
+    };
+    let (uid, gid) = sys::ns::effective_ids();
+    if let Err(e) = sys::ns::unshare(ns) {
+        return match e.raw_os_error() {
+            Some(libc::EPERM | libc::EINVAL | libc::ENOSPC) => without_userns(plan, &e),
+            _ => Err(Failure::step(ns.describe(), &e)),
+        };
+    }
+    let maps = [
+        ("setgroups", "deny".to_string()),
+        ("uid_map", format!("{uid} {uid} 1")),
+        ("gid_map", format!("{gid} {gid} 1")),
+    ];
+    for (file, content) in &maps {
+        sys::ns::write_proc_self(file, content).map_err(|e| {
+            let mut f = Failure::step(format_args!("write /proc/self/{file}"), &e);
+            if let Failure::Setup(m) = &mut f
+                && matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+            {
+                m.push_str(RESTRICTED_HINT);
+            }
+            f
+        })?;
+    }
+    Ok(true)
+}
+
+/// Where user namespaces exist but are powerless (Ubuntu 23.10+), `unshare` succeeds and the
+/// first privileged step after it fails.
+const RESTRICTED_HINT: &str = "; user namespaces look restricted (Ubuntu: AppArmor's \
+                               kernel.apparmor_restrict_unprivileged_userns)";
+
+fn without_userns(plan: &LinuxPlan, err: &io::Error) -> Result<bool, Failure> {
+    let errno = err
+        .raw_os_error()
+        .and_then(sys::errno_name)
+        .map_or_else(|| sys::describe(err), str::to_string);
+    let required = std::env::var_os("GREYWALL_REQUIRE").is_some_and(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|w| w.trim_ascii() == b"userns")
+    });
+    if required {
+        return Err(Failure::Setup(format!(
+            "user namespaces are unavailable ({errno}) and GREYWALL_REQUIRE includes userns"
+        )));
+    }
+    let mut msg = format!(
+        "greywall: user namespaces are unavailable ({errno}); running with Landlock and seccomp \
+         only."
+    );
+    if !plan.without_userns.is_empty() {
+        msg.push_str(" Not enforced: ");
+        msg.push_str(&plan.without_userns.join("; "));
+    }
+    eprintln!("{msg}");
+    Ok(false)
+}
+
+// ---- 4. Filesystem view --------------------------------------------------------------------
+
+fn build_view(mounts: &[MountOp]) -> Result<(), Failure> {
+    if mounts.is_empty() {
+        return Ok(());
+    }
+    // The working directory still refers to the mount it was on: a read-only bind or a mask
+    // over it would not apply to relative paths until it is entered again.
+    let cwd = std::env::current_dir().ok();
+    sys::mount::make_private().map_err(|e| {
+        let mut f = Failure::step("make / a private mount tree", &e);
+        if let Failure::Setup(m) = &mut f
+            && matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+        {
+            m.push_str(RESTRICTED_HINT);
+        }
+        f
+    })?;
+    for op in mounts {
+        apply_mount(op)?;
+    }
+    if let Some(cwd) = cwd {
+        std::env::set_current_dir(&cwd).map_err(|e| {
+            Failure::step(
+                format_args!(
+                    "enter the working directory {} in the sandbox's view",
+                    cwd.display()
+                ),
+                &e,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// `Ok(false)` when the mount point does not exist (skipped silently).
+fn mounted(result: io::Result<()>, target: &CStr) -> io::Result<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) && !sys::mount::exists(target) => {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn apply_mount(op: &MountOp) -> Result<(), Failure> {
+    use sys::mount;
+    match op {
+        MountOp::Tmpfs { path, mode } => {
+            let target = c_string(path.as_bytes())?;
+            let options = c_string(format!("mode={mode:o}").as_bytes())?;
+            mounted(mount::tmpfs(&target, &options, false), &target)
+                .map_err(|e| Failure::step(format_args!("mount a tmpfs on {path}"), &e))?;
+        }
+        MountOp::ReadOnly { path } => {
+            let target = c_string(path.as_bytes())?;
+            let bound = mounted(mount::bind(&target, &target), &target)
+                .map_err(|e| Failure::step(format_args!("bind {path} onto itself"), &e))?;
+            if bound {
+                mount::set_read_only(&target, true)
+                    .map_err(|e| Failure::step(format_args!("make {path} read-only"), &e))?;
+            }
+        }
+        MountOp::HideDir { path } => {
+            // Mounted read-only from the start: it stays empty, so it needs no size limit.
+            let target = c_string(path.as_bytes())?;
+            mounted(mount::tmpfs(&target, c"mode=0", true), &target)
+                .map_err(|e| Failure::step(format_args!("hide {path} under a tmpfs"), &e))?;
+        }
+        MountOp::HideFile { path } => {
+            let target = c_string(path.as_bytes())?;
+            let bound = mounted(mount::bind(c"/dev/null", &target), &target)
+                .map_err(|e| Failure::step(format_args!("bind /dev/null onto {path}"), &e))?;
+            if bound {
+                mount::set_read_only(&target, false).map_err(|e| {
+                    Failure::step(format_args!("make the /dev/null over {path} read-only"), &e)
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+// ---- 7. Landlock ---------------------------------------------------------------------------
+
+fn restrict_self(plan: &LinuxPlan, handled_net: u64) -> Result<(), Failure> {
+    let l = &plan.landlock;
+    let handled = Handled {
+        fs: l.handled_fs,
+        net: handled_net,
+        scoped: l.scoped,
+    };
+    if handled.fs == 0 && handled.net == 0 && handled.scoped == 0 {
+        return Ok(());
+    }
+    let ruleset = Ruleset::create(handled, l.abi)
+        .map_err(|e| Failure::step("landlock_create_ruleset", &e))?;
+    for rule in &l.paths {
+        let path = c_string(rule.path.as_bytes())?;
+        let opened = sys::landlock::open_rule_path(&path)
+            .map_err(|e| Failure::step(format_args!("open {} for Landlock", rule.path), &e))?;
+        let Some(target) = opened else { continue };
+        let mut access = rule.access & handled.fs;
+        if !target.is_dir {
+            access &= !fs_access::DIR_ONLY;
+        }
+        // The kernel refuses a rule that allows nothing (ENOMSG).
+        if access == 0 {
+            continue;
+        }
+        ruleset
+            .allow_beneath(target.fd.as_fd(), access)
+            .map_err(|e| Failure::step(format_args!("Landlock rule for {}", rule.path), &e))?;
+    }
+    for &(port, access) in &l.ports {
+        let access = access & handled.net;
+        if access == 0 {
+            continue;
+        }
+        ruleset
+            .allow_port(port, access)
+            .map_err(|e| Failure::step(format_args!("Landlock rule for TCP port {port}"), &e))?;
+    }
+    ruleset
+        .restrict_self()
+        .map_err(|e| Failure::step("landlock_restrict_self", &e))
+}
+
+// ---- 9. Exec -------------------------------------------------------------------------------
+
+/// `execvp` over the candidates, without its shell fallback for `ENOEXEC`.
+fn exec_first(vectors: &Vectors, candidates: &[CString], program: &OsStr) -> Failure {
+    let name = program.to_string_lossy();
+    let mut denied = None;
+    for path in candidates {
+        let err = vectors.execve(path);
+        match err.raw_os_error() {
+            Some(libc::ENOENT | libc::ENOTDIR | libc::ESTALE | libc::ENODEV | libc::ETIMEDOUT) => {}
+            Some(libc::EACCES) => {
+                denied.get_or_insert(err);
+            }
+            _ => return Failure::CannotExec(format!("{name}: {}", sys::describe(&err))),
+        }
+    }
+    match denied {
+        Some(err) => Failure::CannotExec(format!("{name}: {}", sys::describe(&err))),
+        None if program.as_bytes().contains(&b'/') => {
+            Failure::NotFound(format!("{name}: No such file or directory"))
+        }
+        None => Failure::NotFound(format!("{name}: command not found")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    fn words(w: &[&str]) -> Vec<String> {
+        w.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn prefixes_match_whole_words_and_basenames() {
+        let p = words(&["git", "push"]);
+        assert!(prefix_matches(&p, &argv(&["git", "push"])));
+        assert!(prefix_matches(
+            &p,
+            &argv(&["/usr/bin/git", "push", "origin"])
+        ));
+        assert!(!prefix_matches(&p, &argv(&["git", "pushx"])));
+        assert!(!prefix_matches(&p, &argv(&["git"])));
+        assert!(!prefix_matches(&p, &argv(&["xgit", "push"])));
+        assert!(!prefix_matches(&[], &argv(&["git"])));
+    }
+
+    #[test]
+    fn candidates_follow_path() {
+        let c = candidates(OsStr::new("ls"), b"/a::/b").unwrap_or_default();
+        let c: Vec<_> = c.iter().map(|s| s.to_str().unwrap_or("")).collect();
+        assert_eq!(c, ["/a/ls", "./ls", "/b/ls"]);
+        let c = candidates(OsStr::new("./x"), b"/a").unwrap_or_default();
+        assert_eq!(c.len(), 1);
+        assert!(candidates(OsStr::new(""), b"/a").is_err());
+    }
 }

@@ -59,6 +59,11 @@ pub enum Command {
         backend: Backend,
         argv: Vec<OsString>,
     },
+    Check {
+        settings: Option<PathBuf>,
+    },
+    /// Internal: can this process create namespaces? (a child of `check`)
+    ProbeUserns,
     /// Internal: apply an already compiled plan file and exec (tests, the bwrap backend).
     ExecPlan {
         plan: PathBuf,
@@ -119,6 +124,7 @@ Usage:
   greywall [-s FILE] -c STRING           Greywall's forms (cached; -c runs STRING with bash)
   greywall compile [-s FILE | POLICY] [--target linux|macos|all] [--json]
                                          compile a policy into the artifact cache
+  greywall check [-s FILE]               what this machine enforces, rule by rule
   greywall lint [OPTIONS] [FILE...]      check policies (all problems, with positions)
   greywall config show [-s FILE] [--json]
                                          the effective policy and where each entry came from
@@ -154,6 +160,22 @@ fn parse_color(v: OsString) -> Result<Color, UsageError> {
 }
 
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageError> {
+    let args: Vec<OsString> = args.into_iter().collect();
+    // Greywall's forms, `greywall -- CMD…` and `greywall -s FILE -- CMD…`: lexopt treats `--`
+    // as the end of options, so these are recognised before it runs.
+    let (settings, rest) = match args.first().and_then(|a| a.to_str()) {
+        Some("-s" | "--settings") if args.get(2).is_some_and(|a| a == "--") => {
+            (Some(PathBuf::from(&args[1])), &args[3..])
+        }
+        Some("--") => (None, &args[1..]),
+        _ => (None, &[][..]),
+    };
+    if settings.is_some() || args.first().is_some_and(|a| a == "--") {
+        if rest.is_empty() {
+            return Err(usage("no command given after --"));
+        }
+        return Ok(Command::Exec { cached: true, settings, backend: Backend::Native, argv: rest.to_vec() });
+    }
     let mut p = lexopt::Parser::from_args(args);
     let Some(first) = p.next()? else {
         return Ok(Command::Help);
@@ -161,13 +183,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
     match first {
         Short('h') | Long("help") => Ok(Command::Help),
         Short('V') | Long("version") => Ok(Command::Version),
-        // Greywall's forms: `greywall [-s FILE] -- CMD…` and `greywall [-s FILE] -c STRING`.
-        Long("") => exec_rest(&mut p, None, true, Backend::Native),
+        // Greywall's form `greywall [-s FILE] -c STRING`.
         Short('c') => shell_string(&mut p, None),
         Short('s') | Long("settings") => {
             let settings = Some(PathBuf::from(p.value()?));
             match p.next()? {
-                Some(Long("")) => exec_rest(&mut p, settings, true, Backend::Native),
                 Some(Short('c')) => shell_string(&mut p, settings),
                 _ => Err(usage("after --settings FILE, give `-- COMMAND…` or `-c STRING`")),
             }
@@ -183,14 +203,24 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             Some("templates") => parse_templates(&mut p),
             Some("config") => parse_config(&mut p),
             Some("compile") => parse_compile(&mut p),
+            Some("check") => {
+                let mut settings = None;
+                while let Some(arg) = p.next()? {
+                    match arg {
+                        Short('s') | Long("settings") => settings = Some(PathBuf::from(p.value()?)),
+                        other => return Err(other.unexpected().into()),
+                    }
+                }
+                Ok(Command::Check { settings })
+            }
+            Some("__probe-userns") => Ok(Command::ProbeUserns),
             Some("exec") => parse_exec(&mut p),
             Some("__exec-plan") => {
                 let plan = PathBuf::from(p.value()?);
-                match p.next()? {
-                    Some(Long("")) | None => {}
-                    Some(other) => return Err(other.unexpected().into()),
+                let mut argv: Vec<OsString> = p.raw_args()?.collect();
+                if argv.first().is_some_and(|a| a == "--") {
+                    argv.remove(0);
                 }
-                let argv: Vec<OsString> = p.raw_args()?.collect();
                 if argv.is_empty() {
                     return Err(usage("__exec-plan needs a command after --"));
                 }
@@ -218,19 +248,6 @@ fn shell_string(p: &mut lexopt::Parser, settings: Option<PathBuf>) -> Result<Com
     })
 }
 
-fn exec_rest(
-    p: &mut lexopt::Parser,
-    settings: Option<PathBuf>,
-    cached: bool,
-    backend: Backend,
-) -> Result<Command, UsageError> {
-    let argv: Vec<OsString> = p.raw_args()?.collect();
-    if argv.is_empty() {
-        return Err(usage("no command given after --"));
-    }
-    Ok(Command::Exec { cached, settings, backend, argv })
-}
-
 fn parse_exec(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
     let mut cached = false;
     let mut settings = None;
@@ -256,7 +273,6 @@ fn parse_exec(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
                     argv: vec![OsString::from(shell()), OsString::from("-c"), script],
                 });
             }
-            Long("") => return exec_rest(p, settings, cached, backend),
             Value(v) => {
                 // `greywall exec CMD ARGS…` without `--`.
                 let mut argv = vec![v];

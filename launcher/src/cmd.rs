@@ -1,5 +1,6 @@
 //! The subcommands.
 
+mod check;
 mod compile;
 mod config;
 mod lint;
@@ -20,6 +21,8 @@ pub fn run(command: Command) -> ExitCode {
         Command::Exec { cached, settings, backend, argv } => {
             crate::exec::run(cached, settings.as_deref(), backend, &argv)
         }
+        Command::Check { settings } => check::run(settings.as_deref()),
+        Command::ProbeUserns => check::probe_userns(),
         Command::Compile { source, target, json, color } => {
             compile::run(&source, target, json, use_color(color, true))
         }

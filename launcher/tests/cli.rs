@@ -357,7 +357,7 @@ fn config_show_falls_back_to_the_default_and_rejects_missing_settings() {
         "{text}"
     );
     let missing = s.run(&["config", "show", "-s", "nope.json"]);
-    assert_eq!(code(&missing), 1);
+    assert_eq!(code(&missing), 2);
     assert!(String::from_utf8_lossy(&missing.stderr).contains("error[E401]"));
     // The user configuration directory comes before the legacy file.
     s.write("home/.greywall.json", "{}");

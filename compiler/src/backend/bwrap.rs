@@ -13,7 +13,13 @@ use crate::plan::{LinuxPlan, MountOp, Network};
 pub fn argv(plan: &LinuxPlan) -> Vec<String> {
     let mut a: Vec<String> = Vec::new();
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| (*s).to_string()));
-    push(&["--die-with-parent", "--unshare-user", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]);
+    push(&[
+        "--die-with-parent",
+        "--unshare-user",
+        "--unshare-ipc",
+        "--unshare-uts",
+        "--unshare-cgroup-try",
+    ]);
     if plan.network == Network::Isolated {
         push(&["--unshare-net"]);
     }
@@ -25,7 +31,9 @@ pub fn argv(plan: &LinuxPlan) -> Vec<String> {
                 push(&["--perms", &mode, "--tmpfs", path]);
             }
             MountOp::ReadOnly { path } => push(&["--ro-bind-try", path, path]),
-            MountOp::HideDir { path } => push(&["--perms", "0", "--tmpfs", path, "--remount-ro", path]),
+            MountOp::HideDir { path } => {
+                push(&["--perms", "0", "--tmpfs", path, "--remount-ro", path])
+            }
             MountOp::HideFile { path } => push(&["--ro-bind-try", "/dev/null", path]),
         }
     }

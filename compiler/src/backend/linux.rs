@@ -7,7 +7,7 @@
 
 use crate::model::NetworkMode;
 use crate::plan::{
-    EnvOp, Landlock, LinuxPlan, MountOp, Network, PathRule, fs_access, fnv1a, net_access, scope,
+    EnvOp, Landlock, LinuxPlan, MountOp, Network, PathRule, fnv1a, fs_access, net_access, scope,
 };
 use crate::resolve::Resolved;
 
@@ -35,10 +35,20 @@ const DEVICES: &[&str] = &[
 /// Builds the plan. `seccomp` is the compiled filter for `kernel.audit_arch`.
 pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
     let mut mounts = vec![
-        MountOp::Tmpfs { path: "/tmp".into(), mode: 0o1777 },
-        MountOp::Tmpfs { path: "/dev/shm".into(), mode: 0o1777 },
+        MountOp::Tmpfs {
+            path: "/tmp".into(),
+            mode: 0o1777,
+        },
+        MountOp::Tmpfs {
+            path: "/dev/shm".into(),
+            mode: 0o1777,
+        },
     ];
-    mounts.extend(r.read_only.iter().map(|p| MountOp::ReadOnly { path: p.clone() }));
+    mounts.extend(
+        r.read_only
+            .iter()
+            .map(|p| MountOp::ReadOnly { path: p.clone() }),
+    );
     for (p, dir) in &r.hide {
         mounts.push(if *dir {
             MountOp::HideDir { path: p.clone() }
@@ -54,7 +64,10 @@ pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
         let access = access & handled_fs;
         match paths.iter_mut().find(|p| p.path == path) {
             Some(p) => p.access |= access,
-            None => paths.push(PathRule { path: path.to_string(), access }),
+            None => paths.push(PathRule {
+                path: path.to_string(),
+                access,
+            }),
         }
     };
     for p in &r.read {
@@ -65,13 +78,23 @@ pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
     }
     grant("/dev/shm", fs_access::READ | fs_access::WRITE);
     for d in DEVICES {
-        grant(d, fs_access::READ_FILE | fs_access::WRITE_FILE | fs_access::IOCTL_DEV | fs_access::READ_DIR);
+        grant(
+            d,
+            fs_access::READ_FILE
+                | fs_access::WRITE_FILE
+                | fs_access::IOCTL_DEV
+                | fs_access::READ_DIR,
+        );
     }
 
     let (network, handled_net, handled_net_no_userns) = match r.network {
         NetworkMode::Relaxed => (Network::Host, 0, 0),
         NetworkMode::Isolated | NetworkMode::Filtered => {
-            let bind = if r.local_binding { 0 } else { net_access::BIND_TCP };
+            let bind = if r.local_binding {
+                0
+            } else {
+                net_access::BIND_TCP
+            };
             (Network::Isolated, bind, bind | net_access::CONNECT_TCP)
         }
     };
@@ -80,7 +103,11 @@ pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
     } else {
         (0, 0)
     };
-    let scoped = if abi >= 6 { scope::SIGNAL | scope::ABSTRACT_UNIX_SOCKET } else { 0 };
+    let scoped = if abi >= 6 {
+        scope::SIGNAL | scope::ABSTRACT_UNIX_SOCKET
+    } else {
+        0
+    };
 
     let env = vec![
         EnvOp::UnsetPrefix("LD_".into()),
@@ -89,9 +116,8 @@ pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
         EnvOp::Set("TMPDIR".into(), "/tmp".into()),
     ];
 
-    let mut without_userns = vec![
-        "the private /tmp (the host's /tmp is used, under Landlock)".to_string(),
-    ];
+    let mut without_userns =
+        vec!["the private /tmp (the host's /tmp is used, under Landlock)".to_string()];
     if !r.read_only.is_empty() {
         without_userns.push(format!(
             "read-only protection of {} existing paths inside writable folders",
@@ -99,10 +125,16 @@ pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
         ));
     }
     if !r.hide.is_empty() {
-        without_userns.push(format!("hiding of {} paths (denyRead and secrets)", r.hide.len()));
+        without_userns.push(format!(
+            "hiding of {} paths (denyRead and secrets)",
+            r.hide.len()
+        ));
     }
     if network == Network::Isolated {
-        without_userns.push("network isolation (Landlock still refuses TCP; UDP and Unix sockets are not blocked)".into());
+        without_userns.push(
+            "network isolation (Landlock still refuses TCP; UDP and Unix sockets are not blocked)"
+                .into(),
+        );
     }
 
     let mut plan = LinuxPlan {

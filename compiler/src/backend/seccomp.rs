@@ -477,7 +477,7 @@ pub fn to_bytes(prog: &[SockFilter]) -> Vec<u8> {
 /// The inverse of [`to_bytes`]; `None` if the length is not a multiple of 8 or the program is
 /// longer than [`BPF_MAXINSNS`].
 pub fn from_bytes(bytes: &[u8]) -> Option<Vec<SockFilter>> {
-    if bytes.len() % 8 != 0 || bytes.len() / 8 > BPF_MAXINSNS {
+    if !bytes.len().is_multiple_of(8) || bytes.len() / 8 > BPF_MAXINSNS {
         return None;
     }
     Some(
@@ -496,7 +496,7 @@ pub fn from_bytes(bytes: &[u8]) -> Option<Vec<SockFilter>> {
 /// The 32-bit word at `offset` of `struct seccomp_data` (little-endian, `ip` = 0), or `None`
 /// where the kernel would reject the load.
 fn data_word(offset: u32, arch_value: u32, nr: i32, args: &[u64; 6]) -> Option<u32> {
-    if offset % 4 != 0 || offset >= SECCOMP_DATA_LEN {
+    if !offset.is_multiple_of(4) || offset >= SECCOMP_DATA_LEN {
         return None;
     }
     Some(match offset {
@@ -505,7 +505,7 @@ fn data_word(offset: u32, arch_value: u32, nr: i32, args: &[u64; 6]) -> Option<u
         o if o < OFF_ARGS => 0,
         o => {
             let arg = args[((o - OFF_ARGS) / 8) as usize];
-            if o % 8 == 0 {
+            if o.is_multiple_of(8) {
                 arg as u32
             } else {
                 (arg >> 32) as u32
@@ -632,10 +632,10 @@ fn analyze(prog: &[SockFilter]) -> Vec<Option<Facts>> {
 }
 
 fn field_name(offset: u32) -> Option<String> {
-    if offset % 4 != 0 || offset >= SECCOMP_DATA_LEN {
+    if !offset.is_multiple_of(4) || offset >= SECCOMP_DATA_LEN {
         return None;
     }
-    let half = |o: u32| if o % 8 == 0 { "low" } else { "high" };
+    let half = |o: u32| if o.is_multiple_of(8) { "low" } else { "high" };
     Some(match offset {
         OFF_NR => "nr".to_string(),
         OFF_ARCH => "arch".to_string(),

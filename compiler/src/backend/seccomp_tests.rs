@@ -512,7 +512,7 @@ fn check_program(prog: &[SockFilter]) -> Result<(), String> {
     for (pc, ins) in prog.iter().enumerate() {
         match ins.code {
             LD_W_ABS => {
-                if ins.k % 4 != 0 || ins.k >= SECCOMP_DATA_LEN {
+                if !ins.k.is_multiple_of(4) || ins.k >= SECCOMP_DATA_LEN {
                     return Err(format!("{pc}: load of {}", ins.k));
                 }
             }

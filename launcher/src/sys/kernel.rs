@@ -10,7 +10,11 @@ pub fn identity() -> String {
         return String::new();
     }
     let field = |f: &[libc::c_char]| -> String {
-        let bytes: Vec<u8> = f.iter().take_while(|c| **c != 0).map(|c| *c as u8).collect();
+        let bytes: Vec<u8> = f
+            .iter()
+            .take_while(|c| **c != 0)
+            .map(|c| *c as u8)
+            .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     };
     format!(
@@ -37,4 +41,22 @@ pub fn landlock_abi() -> u32 {
         )
     };
     u32::try_from(v).unwrap_or(0)
+}
+
+/// Tries to create a user and a network namespace in this process (used by a throw-away child
+/// process of `greywall check`, never by the launcher itself). Returns the errno on failure.
+pub fn try_unshare_user_net() -> Result<(), i32> {
+    // SAFETY: unshare takes flags only; the calling process is a disposable child.
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    }
+}
+
+/// Whether seccomp filters can be installed (`PR_GET_SECCOMP` answers rather than failing
+/// with `EINVAL`).
+pub fn seccomp_available() -> bool {
+    // SAFETY: PR_GET_SECCOMP reads no memory and returns the current mode.
+    unsafe { libc::prctl(libc::PR_GET_SECCOMP, 0, 0, 0, 0) >= 0 }
 }

@@ -1,0 +1,96 @@
+//! `greywall check`: what this machine can enforce, and how faithfully it enforces a policy.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::process::ExitCode;
+
+use greywall_compiler::fidelity::{self, Level};
+
+use super::print;
+use crate::cli::EXIT_USAGE;
+
+/// Runs in a throw-away child: can this process create user and network namespaces?
+pub fn probe_userns() -> ExitCode {
+    match crate::sys::kernel::try_unshare_user_net() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(errno) => ExitCode::from(u8::try_from(errno).unwrap_or(1).max(1)),
+    }
+}
+
+fn userns_status() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "unknown (cannot find the greywall executable)".into();
+    };
+    match std::process::Command::new(exe).arg("__probe-userns").status() {
+        Ok(s) if s.success() => "available".into(),
+        Ok(s) => format!(
+            "unavailable ({}): greywall falls back to Landlock and seccomp alone",
+            std::io::Error::from_raw_os_error(s.code().unwrap_or(0))
+        ),
+        Err(e) => format!("unknown ({e})"),
+    }
+}
+
+fn bwrap_status() -> String {
+    for p in ["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"] {
+        if Path::new(p).is_file() {
+            let version = std::process::Command::new(p)
+                .arg("--version")
+                .output()
+                .ok()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+                .unwrap_or_default();
+            return format!("{p} ({version})");
+        }
+    }
+    "not installed (--backend bwrap unavailable)".into()
+}
+
+pub fn run(settings: Option<&Path>) -> ExitCode {
+    let env = match crate::exec::compile_env() {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("greywall: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let mut out = String::new();
+    let abi = env.kernel.landlock_abi;
+    let _ = writeln!(out, "kernel");
+    let _ = writeln!(out, "  identity         {}", crate::sys::kernel::identity());
+    let _ = writeln!(
+        out,
+        "  landlock         {}",
+        if abi == 0 { "unavailable: filesystem rules cannot be enforced".to_string() } else { format!("ABI {abi}") }
+    );
+    let _ = writeln!(out, "  user namespaces  {}", userns_status());
+    let _ = writeln!(
+        out,
+        "  seccomp          {}",
+        if crate::sys::kernel::seccomp_available() { "available" } else { "unavailable" }
+    );
+    let _ = writeln!(out, "  bwrap            {}", bwrap_status());
+
+    let compiled = match crate::exec::compile_here(settings) {
+        Ok(c) => c,
+        Err(code) => {
+            let _ = print(&out);
+            return code;
+        }
+    };
+    let _ = writeln!(out, "\npolicy {}", compiled.origin);
+    for row in fidelity::report(&compiled.policy, &compiled.resolved, &env.kernel) {
+        let origin = row.origin.map(|s| format!("  ({})", compiled.sources.locate(s))).unwrap_or_default();
+        let mark = match row.level {
+            Level::Exact => "exact        ",
+            Level::Approximated(_) => "approximated ",
+            Level::Unenforceable(_) => "unenforceable",
+        };
+        let detail = match &row.level {
+            Level::Exact => String::new(),
+            Level::Approximated(s) | Level::Unenforceable(s) => format!("\n                   {s}"),
+        };
+        let _ = writeln!(out, "  {mark}  {}{origin}{detail}", row.rule);
+    }
+    print(&out)
+}

@@ -1,0 +1,38 @@
+//! The loopback interface of a new network namespace.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+/// The part of `struct ifreq` that `SIOC[GS]IFFLAGS` use: the name, then `ifr_flags` at the
+/// start of the 24-byte union.
+#[repr(C)]
+struct IfreqFlags {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _rest: [u8; 22],
+}
+
+/// Brings `lo` up, so that loopback addresses work inside the namespace.
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: socket takes only integers; we own the descriptor it returns.
+    let fd = super::check(unsafe {
+        libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0)
+    })?;
+    // SAFETY: `fd` was just returned by socket and nothing else owns it.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut req = IfreqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: 0,
+        _rest: [0; 22],
+    };
+    for (dst, src) in req.name.iter_mut().zip(b"lo") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: `req` is a writable buffer the size of `struct ifreq` with a NUL-terminated
+    // name; SIOCGIFFLAGS writes only `ifr_flags` into it.
+    super::check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &raw mut req) })?;
+    req.flags |= libc::IFF_UP as libc::c_short;
+    // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
+    super::check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &raw const req) })?;
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! `no_new_privs` and the precompiled seccomp filter.
+
+use std::io;
+
+/// The kernel's `struct sock_filter`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SockFilter {
+    code: u16,
+    jt: u8,
+    jf: u8,
+    k: u32,
+}
+
+/// The kernel's `struct sock_fprog`.
+#[repr(C)]
+struct SockFprog {
+    len: libc::c_ushort,
+    filter: *const SockFilter,
+}
+
+/// A classic-BPF program, ready to load.
+pub struct Filter(Vec<SockFilter>);
+
+impl Filter {
+    /// Reads a `struct sock_filter` array (8 little-endian bytes per instruction). `None` when
+    /// the length is not a whole number of instructions or exceeds what `sock_fprog` can hold.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Filter> {
+        if !bytes.len().is_multiple_of(8) || bytes.len() / 8 > usize::from(u16::MAX) {
+            return None;
+        }
+        let prog = bytes
+            .chunks_exact(8)
+            .map(|c| SockFilter {
+                code: u16::from_le_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect();
+        Some(Filter(prog))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Installs the filter on this thread (the only one) and everything it execs. Needs
+    /// `no_new_privs` first.
+    pub fn load(&self) -> io::Result<()> {
+        let prog = SockFprog {
+            len: libc::c_ushort::try_from(self.0.len())
+                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+            filter: self.0.as_ptr(),
+        };
+        // SAFETY: `prog` points to `len` valid instructions that outlive the call; the kernel
+        // copies the program and keeps no pointer to our memory.
+        let ret = unsafe {
+            libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &raw const prog,
+                0,
+                0,
+            )
+        };
+        super::check(ret).map(drop)
+    }
+}
+
+/// `prctl(PR_SET_NO_NEW_PRIVS, 1)`: exec can no longer grant privileges (setuid bits, file
+/// capabilities). Required by Landlock and seccomp for unprivileged callers.
+pub fn set_no_new_privs() -> io::Result<()> {
+    // SAFETY: the call takes only integers and changes only this process's flags.
+    super::check(unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) }).map(drop)
+}
