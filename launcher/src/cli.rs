@@ -174,7 +174,12 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
         if rest.is_empty() {
             return Err(usage("no command given after --"));
         }
-        return Ok(Command::Exec { cached: true, settings, backend: Backend::Native, argv: rest.to_vec() });
+        return Ok(Command::Exec {
+            cached: true,
+            settings,
+            backend: Backend::Native,
+            argv: rest.to_vec(),
+        });
     }
     let mut p = lexopt::Parser::from_args(args);
     let Some(first) = p.next()? else {
@@ -189,7 +194,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             let settings = Some(PathBuf::from(p.value()?));
             match p.next()? {
                 Some(Short('c')) => shell_string(&mut p, settings),
-                _ => Err(usage("after --settings FILE, give `-- COMMAND…` or `-c STRING`")),
+                _ => Err(usage(
+                    "after --settings FILE, give `-- COMMAND…` or `-c STRING`",
+                )),
             }
         }
         Value(v) => match v.to_str() {
@@ -234,7 +241,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
 
 /// The shell used for `-c STRING` (bash, as Greywall does, when it exists).
 pub fn shell() -> &'static str {
-    if std::path::Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" }
+    if std::path::Path::new("/bin/bash").exists() {
+        "/bin/bash"
+    } else {
+        "/bin/sh"
+    }
 }
 
 fn shell_string(p: &mut lexopt::Parser, settings: Option<PathBuf>) -> Result<Command, UsageError> {
@@ -277,12 +288,19 @@ fn parse_exec(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
                 // `greywall exec CMD ARGS…` without `--`.
                 let mut argv = vec![v];
                 argv.extend(p.raw_args()?);
-                return Ok(Command::Exec { cached, settings, backend, argv });
+                return Ok(Command::Exec {
+                    cached,
+                    settings,
+                    backend,
+                    argv,
+                });
             }
             other => return Err(other.unexpected().into()),
         }
     }
-    Err(usage("exec needs a command: greywall exec [--cached] [-s FILE] -- COMMAND…"))
+    Err(usage(
+        "exec needs a command: greywall exec [--cached] [-s FILE] -- COMMAND…",
+    ))
 }
 
 fn parse_compile(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
@@ -309,11 +327,18 @@ fn parse_compile(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
         }
     }
     let source = match (settings, named) {
-        (Some(_), Some(_)) => return Err(usage("give either --settings FILE or a policy, not both")),
+        (Some(_), Some(_)) => {
+            return Err(usage("give either --settings FILE or a policy, not both"));
+        }
         (s, None) => CompileSource::Discover(s),
         (None, Some(n)) => CompileSource::Named(n),
     };
-    Ok(Command::Compile { source, target, json, color })
+    Ok(Command::Compile {
+        source,
+        target,
+        json,
+        color,
+    })
 }
 
 fn no_more(p: &mut lexopt::Parser) -> Result<(), UsageError> {
@@ -465,18 +490,41 @@ mod tests {
         assert!(parse_str(&["templates"]).is_err());
         assert_eq!(
             parse_str(&["--", "ls", "-l"]).unwrap(),
-            Command::Exec { cached: true, settings: None, backend: Backend::Native, argv: vec!["ls".into(), "-l".into()] }
+            Command::Exec {
+                cached: true,
+                settings: None,
+                backend: Backend::Native,
+                argv: vec!["ls".into(), "-l".into()]
+            }
         );
         assert_eq!(
             parse_str(&["exec", "--backend", "bwrap", "-s", "p.json", "--", "true"]).unwrap(),
-            Command::Exec { cached: false, settings: Some("p.json".into()), backend: Backend::Bwrap, argv: vec!["true".into()] }
+            Command::Exec {
+                cached: false,
+                settings: Some("p.json".into()),
+                backend: Backend::Bwrap,
+                argv: vec!["true".into()]
+            }
         );
-        assert!(matches!(parse_str(&["-c", "echo hi"]).unwrap(), Command::Exec { argv, .. } if argv[1] == "-c" && argv[2] == "echo hi"));
-        assert!(matches!(parse_str(&["-s", "x.json", "--", "id"]).unwrap(), Command::Exec { settings: Some(_), .. }));
+        assert!(
+            matches!(parse_str(&["-c", "echo hi"]).unwrap(), Command::Exec { argv, .. } if argv[1] == "-c" && argv[2] == "echo hi")
+        );
+        assert!(matches!(
+            parse_str(&["-s", "x.json", "--", "id"]).unwrap(),
+            Command::Exec {
+                settings: Some(_),
+                ..
+            }
+        ));
         assert!(parse_str(&["--"]).is_err());
         assert_eq!(
             parse_str(&["compile", "code", "--json"]).unwrap(),
-            Command::Compile { source: CompileSource::Named("code".into()), target: Target::Linux, json: true, color: Color::Auto }
+            Command::Compile {
+                source: CompileSource::Named("code".into()),
+                target: Target::Linux,
+                json: true,
+                color: Color::Auto
+            }
         );
         assert!(parse_str(&["frobnicate"]).is_err());
         assert_eq!(

@@ -18,14 +18,20 @@ use crate::cli::{Color, Command, EXIT_USAGE, HELP};
 pub fn run(command: Command) -> ExitCode {
     match command {
         Command::ExecPlan { plan, argv } => crate::apply::exec_plan_file(&plan, &argv),
-        Command::Exec { cached, settings, backend, argv } => {
-            crate::exec::run(cached, settings.as_deref(), backend, &argv)
-        }
+        Command::Exec {
+            cached,
+            settings,
+            backend,
+            argv,
+        } => crate::exec::run(cached, settings.as_deref(), backend, &argv),
         Command::Check { settings } => check::run(settings.as_deref()),
         Command::ProbeUserns => check::probe_userns(),
-        Command::Compile { source, target, json, color } => {
-            compile::run(&source, target, json, use_color(color, true))
-        }
+        Command::Compile {
+            source,
+            target,
+            json,
+            color,
+        } => compile::run(&source, target, json, use_color(color, true)),
         Command::Help => print(HELP),
         Command::Version => print(&format!("greywall {}\n", env!("CARGO_PKG_VERSION"))),
         Command::Schema => print(&greywall_compiler::schema::schema_text()),

@@ -25,7 +25,10 @@ fn fail(msg: &str) -> ExitCode {
 }
 
 fn env_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from).filter(|p| p.is_absolute())
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
 }
 
 /// `$XDG_CACHE_HOME/greywall`, or `~/.cache/greywall`.
@@ -48,8 +51,14 @@ fn invocation(cwd: &Path, settings: Option<&Path>) -> String {
         .and_then(|e| cache::Signature::now(&e.to_string_lossy()))
         .map(|s| format!("{}:{}:{}", s.ino, s.size, s.mtime_ns))
         .unwrap_or_default();
-    let settings = settings.map(|s| cwd.join(s).to_string_lossy().into_owned()).unwrap_or_default();
-    let var = |n: &str| std::env::var_os(n).map(|v| v.to_string_lossy().into_owned()).unwrap_or_default();
+    let settings = settings
+        .map(|s| cwd.join(s).to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let var = |n: &str| {
+        std::env::var_os(n)
+            .map(|v| v.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
     let uid = crate::sys::real_uid().to_string();
     let kernel = crate::sys::kernel::identity();
     cache::invocation_key(&[
@@ -90,22 +99,22 @@ pub fn run(cached: bool, settings: Option<&Path>, backend: Backend, argv: &[OsSt
     let cache = cache_root().map(Cache::new);
     let inv = invocation(&cwd, settings);
 
-    if cached {
-        if let Some(cache) = &cache {
-            if let Some(key) = fresh_key(cache, &inv) {
-                match backend {
-                    Backend::Native => {
-                        if let Some(plan) = read_plan(&cache.plan_path(&key), &key) {
-                            return crate::apply::run(&plan, argv);
-                        }
-                    }
-                    Backend::Bwrap => {
-                        let inner = cache.root.join("plans").join(format!("{key}.inner.plan"));
-                        let blob = cache.bwrap_path(&key);
-                        if inner.is_file() && blob.is_file() {
-                            return run_bwrap(&blob, &inner, argv);
-                        }
-                    }
+    let hit = match (&cache, cached) {
+        (Some(cache), true) => fresh_key(cache, &inv).map(|key| (cache, key)),
+        _ => None,
+    };
+    if let Some((cache, key)) = hit {
+        match backend {
+            Backend::Native => {
+                if let Some(plan) = read_plan(&cache.plan_path(&key), &key) {
+                    return crate::apply::run(&plan, argv);
+                }
+            }
+            Backend::Bwrap => {
+                let inner = cache.root.join("plans").join(format!("{key}.inner.plan"));
+                let blob = cache.bwrap_path(&key);
+                if inner.is_file() && blob.is_file() {
+                    return run_bwrap(&blob, &inner, argv);
                 }
             }
         }
@@ -126,7 +135,12 @@ pub fn run(cached: bool, settings: Option<&Path>, backend: Backend, argv: &[OsSt
         };
         match compile::store(&compiled, cache, &inv) {
             Ok(w) => Some(w),
-            Err(e) => return fail(&format!("cannot write the artifact cache {}: {e}", cache.root.display())),
+            Err(e) => {
+                return fail(&format!(
+                    "cannot write the artifact cache {}: {e}",
+                    cache.root.display()
+                ));
+            }
         }
     } else {
         None
@@ -141,10 +155,15 @@ pub fn run(cached: bool, settings: Option<&Path>, backend: Backend, argv: &[OsSt
 /// Compiles the policy this invocation uses. Errors are printed; the exit code is returned.
 pub fn compile_here(settings: Option<&Path>) -> Result<Compiled, ExitCode> {
     let env = compile_env().map_err(|e| fail(&e))?;
-    let source = Source::Discover { settings: settings.map(Path::to_path_buf) };
+    let source = Source::Discover {
+        settings: settings.map(Path::to_path_buf),
+    };
     compile::compile(&source, &env).map_err(|f| {
         let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
-        eprint!("{}", diagnostic::render_all(&f.diagnostics, &f.sources, RenderOptions { color }, 50));
+        eprint!(
+            "{}",
+            diagnostic::render_all(&f.diagnostics, &f.sources, RenderOptions { color }, 50)
+        );
         ExitCode::from(EXIT_SETUP)
     })
 }
@@ -173,7 +192,9 @@ fn bwrap_path() -> Option<&'static str> {
 /// launcher, which adds Landlock, seccomp and the environment.
 fn run_bwrap(blob: &Path, inner: &Path, argv: &[OsString]) -> ExitCode {
     let Some(bwrap) = bwrap_path() else {
-        return fail("bubblewrap (bwrap) is not installed in /usr/bin; use --backend native or install it");
+        return fail(
+            "bubblewrap (bwrap) is not installed in /usr/bin; use --backend native or install it",
+        );
     };
     let exe = match std::env::current_exe() {
         Ok(e) => e,

@@ -21,7 +21,10 @@ fn userns_status() -> String {
     let Ok(exe) = std::env::current_exe() else {
         return "unknown (cannot find the greywall executable)".into();
     };
-    match std::process::Command::new(exe).arg("__probe-userns").status() {
+    match std::process::Command::new(exe)
+        .arg("__probe-userns")
+        .status()
+    {
         Ok(s) if s.success() => "available".into(),
         Ok(s) => format!(
             "unavailable ({}): greywall falls back to Landlock and seccomp alone",
@@ -61,13 +64,21 @@ pub fn run(settings: Option<&Path>) -> ExitCode {
     let _ = writeln!(
         out,
         "  landlock         {}",
-        if abi == 0 { "unavailable: filesystem rules cannot be enforced".to_string() } else { format!("ABI {abi}") }
+        if abi == 0 {
+            "unavailable: filesystem rules cannot be enforced".to_string()
+        } else {
+            format!("ABI {abi}")
+        }
     );
     let _ = writeln!(out, "  user namespaces  {}", userns_status());
     let _ = writeln!(
         out,
         "  seccomp          {}",
-        if crate::sys::kernel::seccomp_available() { "available" } else { "unavailable" }
+        if crate::sys::kernel::seccomp_available() {
+            "available"
+        } else {
+            "unavailable"
+        }
     );
     let _ = writeln!(out, "  bwrap            {}", bwrap_status());
 
@@ -80,7 +91,10 @@ pub fn run(settings: Option<&Path>) -> ExitCode {
     };
     let _ = writeln!(out, "\npolicy {}", compiled.origin);
     for row in fidelity::report(&compiled.policy, &compiled.resolved, &env.kernel) {
-        let origin = row.origin.map(|s| format!("  ({})", compiled.sources.locate(s))).unwrap_or_default();
+        let origin = row
+            .origin
+            .map(|s| format!("  ({})", compiled.sources.locate(s)))
+            .unwrap_or_default();
         let mark = match row.level {
             Level::Exact => "exact        ",
             Level::Approximated(_) => "approximated ",

@@ -27,10 +27,15 @@ pub fn run(source: &CompileSource, target: Target, json: bool, color: bool) -> E
         }
     };
     let src = match source {
-        CompileSource::Discover(settings) => Source::Discover { settings: settings.clone() },
+        CompileSource::Discover(settings) => Source::Discover {
+            settings: settings.clone(),
+        },
         CompileSource::Named(name) => {
             let path = PathBuf::from(name);
-            if path.exists() || name.contains('/') || name.ends_with(".json") && templates::find(name).is_none() {
+            if path.exists()
+                || name.contains('/')
+                || name.ends_with(".json") && templates::find(name).is_none()
+            {
                 Source::Named(Input::File(path))
             } else {
                 Source::Named(Input::Template(name.clone()))
@@ -40,13 +45,27 @@ pub fn run(source: &CompileSource, target: Target, json: bool, color: bool) -> E
     let compiled = match compile::compile(&src, &env) {
         Ok(c) => c,
         Err(f) => {
-            eprint!("{}", diagnostic::render_all(&f.diagnostics, &f.sources, RenderOptions { color }, 50));
-            let io = f.diagnostics.iter().any(|d| d.primary.is_none() && d.path.is_some());
+            eprint!(
+                "{}",
+                diagnostic::render_all(&f.diagnostics, &f.sources, RenderOptions { color }, 50)
+            );
+            let io = f
+                .diagnostics
+                .iter()
+                .any(|d| d.primary.is_none() && d.path.is_some());
             return ExitCode::from(if io { EXIT_USAGE } else { 1 });
         }
     };
     if !compiled.diagnostics.is_empty() {
-        eprint!("{}", diagnostic::render_all(&compiled.diagnostics, &compiled.sources, RenderOptions { color }, 50));
+        eprint!(
+            "{}",
+            diagnostic::render_all(
+                &compiled.diagnostics,
+                &compiled.sources,
+                RenderOptions { color },
+                50
+            )
+        );
     }
     let Some(root) = cache_root() else {
         eprintln!("greywall: cannot find a cache directory: set HOME or XDG_CACHE_HOME");
@@ -64,7 +83,10 @@ pub fn run(source: &CompileSource, target: Target, json: bool, color: bool) -> E
     let written = match compile::store(&compiled, &cache, &inv) {
         Ok(w) => w,
         Err(e) => {
-            eprintln!("greywall: cannot write the artifact cache {}: {e}", cache.root.display());
+            eprintln!(
+                "greywall: cannot write the artifact cache {}: {e}",
+                cache.root.display()
+            );
             return ExitCode::from(EXIT_USAGE);
         }
     };
