@@ -95,7 +95,9 @@ pub fn compile(source: &Source, env: &CompileEnv) -> Result<Compiled, Failed> {
             diagnostics: diags,
         });
     };
-    for f in &loaded.files {
+    // Relative `--settings` paths are relative to the working directory.
+    let policy_files: Vec<PathBuf> = loaded.files.iter().map(|f| env.discover.cwd.join(f)).collect();
+    for f in &policy_files {
         deps.push(StatDep::exact(&s(f)));
     }
     // Fail closed on rules the Linux launcher does not enforce yet.
@@ -138,7 +140,7 @@ pub fn compile(source: &Source, env: &CompileEnv) -> Result<Compiled, Failed> {
         config_dir: env.discover.config_dir(),
         cache_dir: env.cache_dir.clone(),
         runtime_dir: env.runtime_dir.clone(),
-        policy_files: loaded.files.clone(),
+        policy_files,
     };
     let resolved = resolve::resolve(&policy, &renv);
     for d in &resolved.deps {

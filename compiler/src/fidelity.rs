@@ -6,6 +6,7 @@
 use std::fmt;
 
 use crate::backend::linux::KernelFacts;
+use crate::backend::seccomp::Arch;
 use crate::model::{NetworkMode, Policy};
 use crate::resolve::Resolved;
 use crate::source::Span;
@@ -26,6 +27,10 @@ impl fmt::Display for Level {
         }
     }
 }
+
+/// How the create-deny supervisor falls short.
+const RACE: &str = "but the kernel reads the path again after the check, so a deliberately racing \
+                    multi-threaded program can swap it in between";
 
 /// One rule and how it is enforced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -67,13 +72,22 @@ pub fn report(policy: &Policy, resolved: &Resolved, kernel: &KernelFacts) -> Vec
             write_level.clone(),
         );
     }
+    // New paths are refused by the launcher's supervisor, through a seccomp notify filter.
+    let supervised = Arch::from_audit_arch(kernel.audit_arch).is_some();
     for e in &fs.deny_write {
-        let level = if e.value.is_glob() {
-            Level::Approximated(
-                "paths matching when the policy is compiled are read-only; files created later that match are not protected".into(),
-            )
-        } else {
-            Level::Approximated("read-only if it exists when the policy is compiled; creating it later is not prevented".into())
+        let level = match (e.value.is_glob(), supervised) {
+            (true, true) => Level::Approximated(format!(
+                "paths matching when the policy is compiled are read-only mounts; creating a new match is refused by a supervisor, {RACE}"
+            )),
+            (false, true) => Level::Approximated(format!(
+                "read-only if it exists when the policy is compiled; creating it later is refused by a supervisor, {RACE}"
+            )),
+            (true, false) => Level::Approximated(
+                "paths matching when the policy is compiled are read-only; files created later that match are not protected (no seccomp filter for this architecture)".into(),
+            ),
+            (false, false) => Level::Approximated(
+                "read-only if it exists when the policy is compiled; creating it later is not prevented (no seccomp filter for this architecture)".into(),
+            ),
         };
         row(
             format!("filesystem.denyWrite {}", e.value),
@@ -100,12 +114,25 @@ pub fn report(policy: &Policy, resolved: &Resolved, kernel: &KernelFacts) -> Vec
             Level::Exact
         },
     );
-    if !resolved.unprotected_new.is_empty() {
-        row(
-            format!("mandatory protections ({} paths that do not exist yet)", resolved.unprotected_new.len()),
-            None,
-            Level::Approximated("existing protected paths are read-only; creating a missing one is not prevented yet".into()),
-        );
+    if !resolved.unprotected_new.is_empty() || !resolved.create_deny.names.is_empty() {
+        let rule = if resolved.unprotected_new.is_empty() {
+            "mandatory protections (names that do not exist yet)".to_string()
+        } else {
+            format!(
+                "mandatory protections ({} paths that do not exist yet)",
+                resolved.unprotected_new.len()
+            )
+        };
+        let level = if supervised {
+            Level::Approximated(format!(
+                "existing protected paths are read-only mounts; creating a missing one is refused by a supervisor, {RACE} (the existing ones stay protected regardless)"
+            ))
+        } else {
+            Level::Approximated(
+                "existing protected paths are read-only; creating a missing one is not prevented (no seccomp filter for this architecture)".into(),
+            )
+        };
+        row(rule, None, level);
     }
     let net = &policy.network;
     match net.mode() {
@@ -173,4 +200,64 @@ pub fn report(policy: &Policy, resolved: &Resolved, kernel: &KernelFacts) -> Vec
         );
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::{Input, load};
+
+    fn rows(audit_arch: u32) -> Vec<Row> {
+        let text = r#"{"filesystem": {"allowWrite": ["."], "denyWrite": ["**/*.key", "x.pem"]}}"#;
+        let policy = load(&Input::Text {
+            name: "t.json".into(),
+            text: text.into(),
+            dir: "/".into(),
+        })
+        .policy
+        .unwrap_or_default();
+        let resolved = Resolved {
+            unprotected_new: vec!["/w/.bashrc".into()],
+            ..Resolved::default()
+        };
+        let kernel = KernelFacts {
+            landlock_abi: 7,
+            audit_arch,
+        };
+        report(&policy, &resolved, &kernel)
+    }
+
+    fn level(rows: &[Row], rule: &str) -> String {
+        rows.iter()
+            .find(|r| r.rule.starts_with(rule))
+            .map(|r| r.level.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn creation_is_refused_with_a_documented_race() {
+        let r = rows(crate::backend::seccomp::AUDIT_ARCH_X86_64);
+        for rule in [
+            "mandatory protections (1 paths",
+            "filesystem.denyWrite ./**/*.key",
+            "filesystem.denyWrite ./x.pem",
+        ] {
+            let l = level(&r, rule);
+            assert!(
+                l.starts_with("approximated: ") && l.contains("refused by a supervisor"),
+                "{rule}: {l}"
+            );
+            assert!(l.contains("racing multi-threaded program"), "{rule}: {l}");
+        }
+    }
+
+    #[test]
+    fn without_a_filter_for_the_architecture_creation_is_not_prevented() {
+        let r = rows(0x1234);
+        assert!(
+            level(&r, "mandatory protections").contains("not prevented"),
+            "{r:?}"
+        );
+        assert!(level(&r, "filesystem.denyWrite ./**/*.key").contains("not protected"));
+    }
 }

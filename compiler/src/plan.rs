@@ -14,7 +14,7 @@ use std::fmt;
 /// First bytes of every plan.
 pub const MAGIC: &[u8; 8] = b"GWPLAN\0\x01";
 /// Bumped whenever the layout or meaning of a field changes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Landlock filesystem access rights (`LANDLOCK_ACCESS_FS_*`).
 pub mod fs_access {
@@ -152,8 +152,33 @@ pub enum Network {
     Host,
 }
 
-/// Everything the launcher does, in order: namespaces, mounts, loopback, Landlock,
-/// `no_new_privs`, seccomp, environment, exec.
+/// New directory entries the sandbox must not create, though they are inside writable roots.
+///
+/// Existing protected paths are read-only mounts; a path that does not exist yet cannot be
+/// mounted over, and Landlock cannot deny inside a directory it allows. The launcher enforces
+/// these rules with a supervisor that answers the `seccomp_notify` filter's notifications for
+/// every syscall that creates a directory entry (see the launcher's `supervise` module).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Hash)]
+pub struct CreateDeny {
+    /// Absolute paths that must not be created (nor anything below them).
+    pub paths: Vec<String>,
+    /// `(root, components)`: creating any path below the absolute `root` whose components
+    /// (relative to `root`) contain `components` contiguously is refused: `("/w", [".git",
+    /// "hooks"])` refuses `/w/.git/hooks` and `/w/a/.git/hooks/pre-commit`.
+    pub names: Vec<(String, Vec<String>)>,
+    /// Absolute path patterns in greywall's glob syntax (`*`, `?`, `[..]`, `**`, `\` escapes):
+    /// a new path a pattern covers (matches it or one of its ancestors) is refused.
+    pub globs: Vec<String>,
+}
+
+impl CreateDeny {
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty() && self.names.is_empty() && self.globs.is_empty()
+    }
+}
+
+/// Everything the launcher does, in order: namespaces, mounts, loopback, (the create-deny
+/// supervisor), Landlock, `no_new_privs`, seccomp, environment, exec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinuxPlan {
     /// Hash of the resolved policy (for audit lines and `greywall check`).
@@ -165,10 +190,15 @@ pub struct LinuxPlan {
     /// A new PID namespace (the launcher then stays as PID 1's parent).
     pub pid_namespace: bool,
     pub mounts: Vec<MountOp>,
+    /// Paths the sandbox must not create; enforced through `seccomp_notify`.
+    pub create_deny: CreateDeny,
     pub landlock: Landlock,
     /// The `AUDIT_ARCH_*` value the filter checks, and the filter (`struct sock_filter` array).
     pub seccomp_arch: u32,
     pub seccomp: Vec<u8>,
+    /// The filter that hands every syscall creating a directory entry to the supervisor
+    /// (`SECCOMP_RET_USER_NOTIF`), for the same architecture; empty when `create_deny` is.
+    pub seccomp_notify: Vec<u8>,
     pub env: Vec<EnvOp>,
     /// Command prefixes refused before exec, as words (first word a basename).
     pub deny_commands: Vec<Vec<String>>,
@@ -239,10 +269,13 @@ impl Writer {
     fn words(&mut self, list: &[Vec<String>]) {
         self.len(list.len());
         for w in list {
-            self.len(w.len());
-            for s in w {
-                self.str(s);
-            }
+            self.strings(w);
+        }
+    }
+    fn strings(&mut self, list: &[String]) {
+        self.len(list.len());
+        for s in list {
+            self.str(s);
         }
     }
 }
@@ -305,15 +338,62 @@ impl<'a> Reader<'a> {
         let n = self.count()?;
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
-            let m = self.count()?;
-            let mut w = Vec::with_capacity(m);
-            for _ in 0..m {
-                w.push(self.string()?);
-            }
-            out.push(w);
+            out.push(self.strings()?);
         }
         Ok(out)
     }
+    fn strings(&mut self) -> Result<Vec<String>, DecodeError> {
+        let n = self.count()?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.string()?);
+        }
+        Ok(out)
+    }
+    /// A normalised absolute path: `/`, or `/` and non-empty components other than `.` and
+    /// `..`, without a trailing slash.
+    fn abs_path(&mut self, what: &'static str) -> Result<String, DecodeError> {
+        let p = self.string()?;
+        let ok = p == "/"
+            || p.strip_prefix('/')
+                .is_some_and(|rest| rest.split('/').all(is_component));
+        if ok {
+            Ok(p)
+        } else {
+            Err(DecodeError::Invalid(what))
+        }
+    }
+    fn create_deny(&mut self) -> Result<CreateDeny, DecodeError> {
+        let n = self.count()?;
+        let mut paths = Vec::with_capacity(n);
+        for _ in 0..n {
+            paths.push(self.abs_path("create-deny path")?);
+        }
+        let n = self.count()?;
+        let mut names = Vec::with_capacity(n);
+        for _ in 0..n {
+            let root = self.abs_path("create-deny root")?;
+            let components = self.strings()?;
+            if components.is_empty() || !components.iter().all(|c| is_component(c)) {
+                return Err(DecodeError::Invalid("create-deny name"));
+            }
+            names.push((root, components));
+        }
+        let globs = self.strings()?;
+        if !globs.iter().all(|g| g.starts_with('/')) {
+            return Err(DecodeError::Invalid("create-deny pattern"));
+        }
+        Ok(CreateDeny {
+            paths,
+            names,
+            globs,
+        })
+    }
+}
+
+/// One path component: not empty, no `/`, not `.` or `..`.
+fn is_component(c: &str) -> bool {
+    !c.is_empty() && c != "." && c != ".." && !c.contains('/')
 }
 
 impl LinuxPlan {
@@ -351,6 +431,14 @@ impl LinuxPlan {
                 }
             }
         }
+        let c = &self.create_deny;
+        w.strings(&c.paths);
+        w.len(c.names.len());
+        for (root, components) in &c.names {
+            w.str(root);
+            w.strings(components);
+        }
+        w.strings(&c.globs);
         let l = &self.landlock;
         w.u32(l.abi);
         w.u64(l.handled_fs);
@@ -369,6 +457,7 @@ impl LinuxPlan {
         }
         w.u32(self.seccomp_arch);
         w.bytes(&self.seccomp);
+        w.bytes(&self.seccomp_notify);
         w.len(self.env.len());
         for e in &self.env {
             match e {
@@ -439,6 +528,7 @@ impl LinuxPlan {
                 _ => return Err(DecodeError::Invalid("mount operation")),
             });
         }
+        let create_deny = r.create_deny()?;
         let abi = r.u32()?;
         let handled_fs = r.u64()?;
         let handled_net = r.u64()?;
@@ -462,6 +552,10 @@ impl LinuxPlan {
         let seccomp = r.bytes()?.to_vec();
         if seccomp.len() % 8 != 0 {
             return Err(DecodeError::Invalid("seccomp program"));
+        }
+        let seccomp_notify = r.bytes()?.to_vec();
+        if seccomp_notify.len() % 8 != 0 || seccomp_notify.is_empty() != create_deny.is_empty() {
+            return Err(DecodeError::Invalid("seccomp notify program"));
         }
         let n = r.count()?;
         let mut env = Vec::with_capacity(n);
@@ -489,6 +583,7 @@ impl LinuxPlan {
             network,
             pid_namespace,
             mounts,
+            create_deny,
             landlock: Landlock {
                 abi,
                 handled_fs,
@@ -500,6 +595,7 @@ impl LinuxPlan {
             },
             seccomp_arch,
             seccomp,
+            seccomp_notify,
             env,
             deny_commands,
             allow_commands,
@@ -571,6 +667,19 @@ impl fmt::Display for LinuxPlan {
                 MountOp::HideFile { path } => writeln!(f, "  hide-file {path}")?,
             }
         }
+        let c = &self.create_deny;
+        if !c.is_empty() {
+            writeln!(f, "create-deny")?;
+            for p in &c.paths {
+                writeln!(f, "  path {p}")?;
+            }
+            for (root, components) in &c.names {
+                writeln!(f, "  name {root} {}", components.join("/"))?;
+            }
+            for g in &c.globs {
+                writeln!(f, "  glob {g}")?;
+            }
+        }
         let l = &self.landlock;
         writeln!(
             f,
@@ -589,6 +698,13 @@ impl fmt::Display for LinuxPlan {
             self.seccomp_arch,
             self.seccomp.len() / 8
         )?;
+        if !self.seccomp_notify.is_empty() {
+            writeln!(
+                f,
+                "seccomp-notify instructions={}",
+                self.seccomp_notify.len() / 8
+            )?;
+        }
         writeln!(f, "env")?;
         for e in &self.env {
             match e {
@@ -640,6 +756,14 @@ mod tests {
                     path: "/home/u/.netrc".into(),
                 },
             ],
+            create_deny: CreateDeny {
+                paths: vec!["/home/u/.config/autostart".into()],
+                names: vec![
+                    ("/w".into(), vec![".git".into(), "hooks".into()]),
+                    ("/w".into(), vec![".bashrc".into()]),
+                ],
+                globs: vec!["/w/**/*.key".into()],
+            },
             landlock: Landlock {
                 abi: 7,
                 handled_fs: fs_access::all_for_abi(7),
@@ -654,6 +778,7 @@ mod tests {
             },
             seccomp_arch: 0xC000_003E,
             seccomp: vec![0; 16],
+            seccomp_notify: vec![0; 8],
             env: vec![
                 EnvOp::UnsetPrefix("LD_".into()),
                 EnvOp::Set("GREYWALL_SANDBOX".into(), "1".into()),
@@ -687,9 +812,89 @@ mod tests {
                 assert!(LinuxPlan::decode(&b).is_err(), "flip byte {i} bit {bit}");
             }
         }
-        let mut v2 = bytes.clone();
-        v2[8] = 2;
-        assert!(LinuxPlan::decode(&v2).is_err());
+        // Other format versions, the previous one included.
+        for v in [FORMAT_VERSION - 1, FORMAT_VERSION + 1] {
+            let mut other = bytes.clone();
+            other[8..12].copy_from_slice(&v.to_le_bytes());
+            assert_eq!(LinuxPlan::decode(&other), Err(DecodeError::Version(v)));
+        }
+    }
+
+    /// Re-encodes a plan after `edit`, with a valid checksum, and decodes it.
+    fn decode_edited(edit: impl FnOnce(&mut LinuxPlan)) -> Result<LinuxPlan, DecodeError> {
+        let mut p = sample();
+        edit(&mut p);
+        LinuxPlan::decode(&p.encode())
+    }
+
+    #[test]
+    fn create_deny_must_be_normalised_and_absolute() {
+        assert!(decode_edited(|_| {}).is_ok());
+        for bad in ["", "w", "/w/", "/w//x", "/w/./x", "/w/../x"] {
+            let bad = bad.to_string();
+            let b = bad.clone();
+            assert_eq!(
+                decode_edited(move |p| p.create_deny.paths.push(b)),
+                Err(DecodeError::Invalid("create-deny path")),
+                "{bad:?}"
+            );
+            assert_eq!(
+                decode_edited(move |p| p.create_deny.names[0].0 = bad),
+                Err(DecodeError::Invalid("create-deny root"))
+            );
+        }
+        assert!(decode_edited(|p| p.create_deny.paths.push("/".into())).is_ok());
+        for bad in [
+            vec![],
+            vec!["".to_string()],
+            vec!["a/b".into()],
+            vec!["..".into()],
+        ] {
+            assert_eq!(
+                decode_edited(move |p| p.create_deny.names[0].1 = bad),
+                Err(DecodeError::Invalid("create-deny name"))
+            );
+        }
+        assert_eq!(
+            decode_edited(|p| p.create_deny.globs.push("**/*.key".into())),
+            Err(DecodeError::Invalid("create-deny pattern"))
+        );
+    }
+
+    #[test]
+    fn notify_filter_goes_with_create_deny() {
+        // Rules without the filter to enforce them, or the filter without rules: refused.
+        assert_eq!(
+            decode_edited(|p| p.seccomp_notify.clear()),
+            Err(DecodeError::Invalid("seccomp notify program"))
+        );
+        assert_eq!(
+            decode_edited(|p| p.create_deny = CreateDeny::default()),
+            Err(DecodeError::Invalid("seccomp notify program"))
+        );
+        assert_eq!(
+            decode_edited(|p| p.seccomp_notify.push(0)),
+            Err(DecodeError::Invalid("seccomp notify program"))
+        );
+        let none = decode_edited(|p| {
+            p.create_deny = CreateDeny::default();
+            p.seccomp_notify.clear();
+        })
+        .unwrap();
+        assert!(none.create_deny.is_empty());
+        assert!(!none.to_string().contains("create-deny"));
+    }
+
+    #[test]
+    fn display_lists_create_deny() {
+        let text = sample().to_string();
+        assert!(text.starts_with("format 2\n"), "{text}");
+        for line in [
+            "create-deny\n  path /home/u/.config/autostart\n  name /w .git/hooks\n  name /w .bashrc\n  glob /w/**/*.key\n",
+            "seccomp-notify instructions=1\n",
+        ] {
+            assert!(text.contains(line), "{line:?} not in\n{text}");
+        }
     }
 
     #[test]

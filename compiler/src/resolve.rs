@@ -9,7 +9,8 @@
 use std::path::{Component, Path, PathBuf};
 
 use crate::model::{NetworkMode, Policy};
-use crate::pattern::path::{AbsPattern, PathPattern, Segment, glob_segment};
+use crate::pattern::path::{AbsPattern, PathBase, PathPattern, Segment, glob_segment};
+use crate::plan::CreateDeny;
 use crate::protections::{self, Scope};
 
 /// Most directory entries the glob expansion looks at per compile.
@@ -58,8 +59,13 @@ pub struct Resolved {
     /// Existing paths inside writable roots to keep read-only.
     pub read_only: Vec<String>,
     /// Protected paths that do not exist yet inside writable roots: nothing can be mounted over
-    /// them, so creating them is not prevented on this platform.
+    /// them, so the launcher refuses their creation instead (they are in `create_deny`).
     pub unprotected_new: Vec<String>,
+    /// What the sandbox must not create inside writable roots: the protected paths (missing
+    /// ones, and existing ones should they be moved away), the protected names below the
+    /// working directory (and the home directory when it is writable), and the `denyWrite`
+    /// globs that reach into writable roots.
+    pub create_deny: CreateDeny,
     pub network: NetworkMode,
     pub local_binding: bool,
     pub local_outbound: bool,
@@ -130,6 +136,29 @@ impl Resolver<'_> {
                 (cleaned, false)
             }
         }
+    }
+
+    /// A path that does not exist, with the symlinks of its deepest existing ancestor resolved:
+    /// where the kernel would create it.
+    fn real_new(&mut self, cleaned: &Path) -> PathBuf {
+        let mut rest: Vec<&std::ffi::OsStr> = Vec::new();
+        let mut at = cleaned;
+        while let (Some(parent), Some(name)) = (at.parent(), at.file_name()) {
+            rest.push(name);
+            if let Ok(real) = std::fs::canonicalize(self.host(parent)) {
+                let real = self.guest(&real);
+                if real != parent {
+                    // A symlink decides where the path would be created.
+                    self.deps.push(Dep::Path {
+                        path: s(&self.host(parent)),
+                        exists: true,
+                    });
+                }
+                return rest.iter().rev().fold(real, |p, n| p.join(n));
+            }
+            at = parent;
+        }
+        cleaned.to_path_buf()
     }
 
     fn abs(&self, p: &PathPattern) -> AbsPattern {
@@ -263,6 +292,109 @@ fn git_dirs(root: &Path, cwd: &Path) -> Option<(PathBuf, PathBuf)> {
     None
 }
 
+/// The create-deny rules: only those that can matter, that is that reach into a writable root.
+fn create_rules(
+    r: &mut Resolver<'_>,
+    policy: &Policy,
+    out: &Resolved,
+    missing_denied: &[String],
+) -> CreateDeny {
+    let writes = &out.write;
+    let inside = |p: &str| writes.iter().any(|w| under(p, w));
+    let overlaps = |p: &str| writes.iter().any(|w| under(p, w) || under(w, p));
+    let mut cd = CreateDeny::default();
+
+    // Names protected everywhere below the working directory (when something there is
+    // writable) and below the home directory (when it is writable itself).
+    let cwd = s(&r.real(&r.env.cwd.clone()).0);
+    let home = s(&r.real(&r.env.home.clone()).0);
+    let mut roots: Vec<(String, bool)> = Vec::new();
+    if inside(&home) {
+        roots.push((home.clone(), false));
+    }
+    if overlaps(&cwd) {
+        roots.push((cwd.clone(), true));
+    }
+    for (root, is_cwd) in &roots {
+        // Below a writable home, the home's rules already cover the working directory.
+        let everywhere = !is_cwd || !inside(&home) || !under(root, &home);
+        let mut seqs: Vec<Vec<String>> = Vec::new();
+        if everywhere {
+            for prot in protections::WRITE_PROTECTED {
+                if prot.scope == Scope::Everywhere {
+                    seqs.push(prot.name.split('/').map(str::to_string).collect());
+                }
+            }
+        }
+        if *is_cwd {
+            seqs.extend(
+                protections::SECRET_FILES
+                    .iter()
+                    .map(|n| vec![n.to_string()]),
+            );
+        }
+        cd.names.extend(seqs.into_iter().map(|q| (root.clone(), q)));
+    }
+
+    // Exact paths: the protected paths that exist (read-only mounts; listed so that the
+    // launcher refuses to rename a folder above one away, which would leave its place free),
+    // and the missing ones no name rule covers already.
+    let by_name = |p: &str| {
+        cd.names.iter().any(|(root, seq)| {
+            p.strip_prefix(root.as_str())
+                .filter(|rest| root == "/" || rest.is_empty() || rest.starts_with('/'))
+                .is_some_and(|rest| {
+                    let comps: Vec<&str> = rest.split('/').filter(|c| !c.is_empty()).collect();
+                    comps.windows(seq.len()).any(|w| w == seq.as_slice())
+                })
+        })
+    };
+    let mut paths: Vec<String> = out
+        .unprotected_new
+        .iter()
+        .chain(missing_denied)
+        .filter(|p| !by_name(p))
+        .chain(&out.read_only)
+        .cloned()
+        .collect();
+    paths.sort();
+    paths.dedup();
+    cd.paths = paths;
+
+    // denyWrite globs reaching into a writable root, with their literal prefix resolved.
+    for e in &policy.filesystem.deny_write {
+        if !e.value.is_glob() {
+            continue;
+        }
+        let abs = r.abs(&e.value);
+        let n = abs.literal_prefix().len();
+        let prefix: PathBuf = std::iter::once("/")
+            .chain(abs.literal_prefix().iter().copied())
+            .collect();
+        let (real, exists) = r.real(&prefix);
+        let real = if exists { real } else { r.real_new(&real) };
+        if !overlaps(&s(&real)) {
+            continue;
+        }
+        let mut segments: Vec<Segment> = real
+            .components()
+            .filter_map(|c| match c {
+                Component::Normal(n) => Some(Segment::Literal(n.to_string_lossy().into_owned())),
+                _ => None,
+            })
+            .collect();
+        segments.extend(abs.segments[n..].iter().cloned());
+        let glob = PathPattern {
+            base: PathBase::Root,
+            up: 0,
+            segments,
+        }
+        .to_string();
+        push_unique(&mut cd.globs, glob);
+    }
+    cd
+}
+
 fn push_unique(list: &mut Vec<String>, p: String) {
     if !list.contains(&p) {
         list.push(p);
@@ -345,6 +477,7 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
                 if exists {
                     push_unique(&mut out.read_only, s(&p));
                 } else {
+                    let p = r.real_new(&p);
                     push_unique(&mut out.unprotected_new, s(&p));
                 }
             }
@@ -371,21 +504,37 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
     candidates.extend(env.policy_files.iter().cloned());
     for c in candidates {
         let (p, exists) = r.real(&c);
-        let ps = s(&p);
-        if !writes.iter().any(|w| under(&ps, w)) {
-            continue;
-        }
         if exists {
-            push_unique(&mut out.read_only, ps);
-        } else if out.write.iter().any(|w| under(&ps, w)) {
-            push_unique(&mut out.unprotected_new, ps);
+            let ps = s(&p);
+            if writes.iter().any(|w| under(&ps, w)) {
+                push_unique(&mut out.read_only, ps);
+            }
+        } else {
+            let ps = s(&r.real_new(&p));
+            if writes.iter().any(|w| under(&ps, w)) {
+                push_unique(&mut out.unprotected_new, ps);
+            }
         }
     }
+    let mut missing_denied: Vec<String> = Vec::new();
     for e in &fs.deny_write {
         for p in r.expand(&e.value, false) {
             let ps = s(&p);
             if writes.iter().any(|w| under(&ps, w)) {
                 push_unique(&mut out.read_only, ps);
+            }
+        }
+        if !e.value.is_glob() {
+            let abs = r.abs(&e.value);
+            let literal: PathBuf = std::iter::once("/")
+                .chain(abs.literal_prefix().iter().copied())
+                .collect();
+            let (p, exists) = r.real(&literal);
+            if !exists {
+                let ps = s(&r.real_new(&p));
+                if writes.iter().any(|w| under(&ps, w)) {
+                    push_unique(&mut missing_denied, ps);
+                }
             }
         }
     }
@@ -465,7 +614,7 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
     }
     if !out.unprotected_new.is_empty() {
         r.note(format!(
-            "{} protected paths do not exist yet inside writable folders; creating them is not prevented",
+            "{} protected paths do not exist yet inside writable folders: nothing can be mounted over them, so the launcher refuses their creation as it happens",
             out.unprotected_new.len()
         ));
     }
@@ -474,6 +623,7 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
     let hidden: Vec<String> = out.hide.iter().map(|(p, _)| p.clone()).collect();
     out.read_only.retain(|p| !hidden.contains(p));
     out.read_only.sort();
+    out.create_deny = create_rules(&mut r, policy, &out, &missing_denied);
     out.unprotected_new.sort();
     r.deps.sort();
     r.deps.dedup();

@@ -18,23 +18,60 @@ fn fixture() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
     for d in [
-        "usr/bin", "usr/lib", "etc", "bin", "lib", "lib64", "opt", "proc", "sys", "dev/pts", "dev/shm",
-        "run/user/1000", "var/lib", "var/cache", "tmp", "var/run",
-        "home/user/.ssh", "home/user/.aws", "home/user/.config/gh", "home/user/.config/gcloud",
-        "home/user/.cache/greywall", "home/user/.cargo/registry", "home/user/.cargo/bin",
-        "home/user/.rustup", "home/user/.npm/_cacache", "home/user/.claude", "home/user/.local/bin",
-        "home/user/project/.git/hooks", "home/user/project/src", "home/user/project/.vscode",
+        "usr/bin",
+        "usr/lib",
+        "etc",
+        "bin",
+        "lib",
+        "lib64",
+        "opt",
+        "proc",
+        "sys",
+        "dev/pts",
+        "dev/shm",
+        "run/user/1000",
+        "var/lib",
+        "var/cache",
+        "tmp",
+        "var/run",
+        "home/user/.ssh",
+        "home/user/.aws",
+        "home/user/.config/gh",
+        "home/user/.config/gcloud",
+        "home/user/.cache/greywall",
+        "home/user/.cargo/registry",
+        "home/user/.cargo/bin",
+        "home/user/.rustup",
+        "home/user/.npm/_cacache",
+        "home/user/.claude",
+        "home/user/.local/bin",
+        "home/user/project/.git/hooks",
+        "home/user/project/src",
+        "home/user/project/.vscode",
     ] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
     for f in [
-        "dev/null", "dev/zero", "dev/tty", "dev/urandom",
-        "home/user/.ssh/id_ed25519", "home/user/.ssh/config", "home/user/.aws/credentials",
-        "home/user/.config/gh/hosts.yml", "home/user/.npmrc", "home/user/.gitconfig",
-        "home/user/.bashrc", "home/user/.claude.json", "home/user/.cargo/credentials.toml",
-        "home/user/project/.git/config", "home/user/project/.git/hooks/pre-commit.sample",
-        "home/user/project/.env", "home/user/project/server.key", "home/user/project/src/main.rs",
-        "home/user/project/greywall.json", "var/run/docker.sock",
+        "dev/null",
+        "dev/zero",
+        "dev/tty",
+        "dev/urandom",
+        "home/user/.ssh/id_ed25519",
+        "home/user/.ssh/config",
+        "home/user/.aws/credentials",
+        "home/user/.config/gh/hosts.yml",
+        "home/user/.npmrc",
+        "home/user/.gitconfig",
+        "home/user/.bashrc",
+        "home/user/.claude.json",
+        "home/user/.cargo/credentials.toml",
+        "home/user/project/.git/config",
+        "home/user/project/.git/hooks/pre-commit.sample",
+        "home/user/project/.env",
+        "home/user/project/server.key",
+        "home/user/project/src/main.rs",
+        "home/user/project/greywall.json",
+        "var/run/docker.sock",
     ] {
         std::fs::write(root.join(f), "").unwrap();
     }
@@ -54,7 +91,10 @@ fn render(name: &str, root: &Path) -> String {
         policy_files: vec![PathBuf::from("/home/user/project/greywall.json")],
     };
     let resolved = resolve(&policy, &env);
-    let kernel = linux::KernelFacts { landlock_abi: 7, audit_arch: 0xC000_003E };
+    let kernel = linux::KernelFacts {
+        landlock_abi: 7,
+        audit_arch: 0xC000_003E,
+    };
     let plan = linux::plan(&resolved, &kernel, Vec::new());
     let mut out = format!("# template {name}\n{plan}");
     out.push_str("bwrap\n");
@@ -65,7 +105,7 @@ fn render(name: &str, root: &Path) -> String {
     for n in &resolved.notes {
         out.push_str(&format!("  {n}\n"));
     }
-    out.push_str("not protected against creation\n");
+    out.push_str("protected paths missing at compile time (creation refused)\n");
     for p in &resolved.unprotected_new {
         out.push_str(&format!("  {p}\n"));
     }
@@ -144,8 +184,109 @@ fn code_template_protects_what_it_must() {
 fn default_deny_read_never_grants_credential_folders() {
     let fx = fixture();
     let text = render("code-strict", fx.path());
-    for forbidden in ["read /home/user\n", "read /home/user/.config\n", "read /home/user/.cargo\n", "read /home/user/.ssh"] {
+    for forbidden in [
+        "read /home/user\n",
+        "read /home/user/.config\n",
+        "read /home/user/.cargo\n",
+        "read /home/user/.ssh",
+    ] {
         assert!(!text.contains(forbidden), "`{forbidden}` granted:\n{text}");
     }
     assert!(text.contains("read /home/user/.cargo/bin"), "{text}");
+}
+
+/// The create-deny rules of a policy given as text, resolved against the fixture.
+fn create_deny(fx: &Path, text: &str) -> greywall_compiler::plan::CreateDeny {
+    let loaded = load(&Input::Text {
+        name: "policy.json".into(),
+        text: text.into(),
+        dir: PathBuf::from("/"),
+    });
+    let policy = loaded.policy.expect("the test policy loads");
+    let env = ResolveEnv {
+        root: fx.to_path_buf(),
+        cwd: PathBuf::from("/home/user/project"),
+        home: PathBuf::from("/home/user"),
+        config_dir: Some(PathBuf::from("/home/user/.config/greywall")),
+        cache_dir: Some(PathBuf::from("/home/user/.cache/greywall")),
+        runtime_dir: None,
+        policy_files: vec![],
+    };
+    resolve(&policy, &env).create_deny
+}
+
+fn has_name(c: &greywall_compiler::plan::CreateDeny, root: &str, seq: &str) -> bool {
+    c.names.iter().any(|(r, s)| r == root && s.join("/") == seq)
+}
+
+#[test]
+fn create_deny_reaches_only_writable_roots() {
+    let fx = fixture();
+    // Nothing writable but the private /tmp: no rules about the workspace or the home.
+    let none = create_deny(fx.path(), r#"{"filesystem": {"allowWrite": []}}"#);
+    assert!(none.names.is_empty(), "{none:?}");
+    assert!(none.paths.iter().all(|p| p.starts_with("/tmp")), "{none:?}");
+
+    // A writable workspace: names below it, the workspace repository's protected paths
+    // (existing: read-only mounts that must stay in place), globs made absolute.
+    let ws = create_deny(
+        fx.path(),
+        r#"{"filesystem": {"allowWrite": ["."], "denyWrite": ["**/*.key", "missing.pem", "~/.ssh/*"]}}"#,
+    );
+    for (root, seq) in [
+        ("/home/user/project", ".git/hooks"),
+        ("/home/user/project", ".mcp.json"),
+        ("/home/user/project", ".env"),
+        ("/home/user/project", "greywall.json"),
+    ] {
+        assert!(has_name(&ws, root, seq), "{root} {seq}: {ws:?}");
+    }
+    assert!(!ws.names.iter().any(|(r, _)| r == "/home/user"), "{ws:?}");
+    for p in [
+        "/home/user/project/.git/config",
+        "/home/user/project/.git/hooks",
+        "/home/user/project/missing.pem",
+    ] {
+        assert!(ws.paths.contains(&p.to_string()), "{p}: {ws:?}");
+    }
+    assert_eq!(ws.globs, ["/home/user/project/**/*.key"]);
+
+    // A writable home: names below it too, and the working directory's own secrets.
+    let home = create_deny(fx.path(), r#"{"filesystem": {"allowWrite": ["~"]}}"#);
+    assert!(has_name(&home, "/home/user", ".bashrc"), "{home:?}");
+    assert!(has_name(&home, "/home/user", ".git/hooks"), "{home:?}");
+    assert!(has_name(&home, "/home/user/project", ".env"), "{home:?}");
+    assert!(
+        !has_name(&home, "/home/user/project", ".bashrc"),
+        "covered by the home's rules: {home:?}"
+    );
+    for p in [
+        "/home/user/.ssh",
+        "/home/user/.config/greywall",
+        "/home/user/.greywall.json",
+    ] {
+        assert!(home.paths.contains(&p.to_string()), "{p}: {home:?}");
+    }
+}
+
+#[test]
+fn create_deny_paths_go_through_symlinked_folders() {
+    let fx = fixture();
+    let real = fx.path().join("home/user/dotfiles/config");
+    std::fs::create_dir_all(&real).unwrap();
+    std::fs::create_dir_all(fx.path().join("home/user/proj2")).unwrap();
+    // ~/.config is a symlink (as dotfile managers make it): the kernel creates
+    // ~/.config/autostart in the real folder.
+    let cfg = fx.path().join("home/user/.config");
+    std::fs::rename(&cfg, fx.path().join("home/user/config-old")).unwrap();
+    std::os::unix::fs::symlink(&real, &cfg).unwrap();
+    let c = create_deny(
+        fx.path(),
+        r#"{"filesystem": {"allowWrite": ["~/.config"]}}"#,
+    );
+    assert!(
+        c.paths
+            .contains(&"/home/user/dotfiles/config/autostart".to_string()),
+        "{c:?}"
+    );
 }

@@ -1,18 +1,23 @@
 //! Applying a Linux launch plan and exec'ing the command: the hot path.
 //!
-//! One process, no fork, no helper, no shell. In order:
+//! One process, no helper, no shell, and no fork unless the plan has create-deny rules. In
+//! order:
 //!
 //! 1. The command policy (`deny_commands` unless `allow_commands`): exit 1 when blocked.
 //! 2. Everything that needs no kernel: the edited environment, the `execve` vectors, the
-//!    programs `$PATH` names, the seccomp program; and the Landlock ABI check (one syscall).
+//!    programs `$PATH` names, the seccomp programs, the create-deny rules; and the Landlock
+//!    ABI check (one syscall).
 //! 3. `unshare(USER|NS[|NET])` and the identity maps. Without user namespaces the launcher
 //!    goes on with Landlock and seccomp alone and says what is lost, unless
 //!    `GREYWALL_REQUIRE=userns`.
 //! 4. The filesystem view (only with namespaces): mounts in plan order, then the working
 //!    directory is entered again so that it sees them too.
 //! 5. `lo` up in a new network namespace.
-//! 6. `no_new_privs`, 7. Landlock, 8. seccomp (last: it forbids what set-up needs).
-//! 9. `execve` of each `$PATH` candidate in turn, under the sandbox.
+//! 6. With create-deny rules only: fork. The parent stays outside Landlock and seccomp as the
+//!    supervisor that refuses protected new paths ([`crate::supervise`]); the child goes on.
+//! 7. `no_new_privs`, 8. Landlock, 9. seccomp (last: it forbids what set-up needs), then the
+//!    notify filter, whose listener goes to the supervisor.
+//! 10. `execve` of each `$PATH` candidate in turn, under the sandbox.
 //!
 //! Every failure is one line on stderr naming the step and the errno, and exit status 125
 //! ([`EXIT_SETUP`]); 126 and 127 are for a program that cannot be executed or is not found.
@@ -28,6 +33,7 @@ use std::process::ExitCode;
 use greywall_compiler::backend::seccomp::Arch;
 use greywall_compiler::plan::{EnvOp, LinuxPlan, MountOp, Network, fs_access};
 
+use crate::supervise::{self, Forked, Rules};
 use crate::sys;
 use crate::sys::exec::Vectors;
 use crate::sys::landlock::{Handled, Ruleset};
@@ -60,10 +66,11 @@ pub fn exec_plan_file(plan: &Path, argv: &[OsString]) -> ExitCode {
     }
 }
 
-/// Applies `plan` and execs `argv`. Returns only on failure.
+/// Applies `plan` and execs `argv`. Returns only on failure, or in the create-deny
+/// supervisor once the command has ended (with its status).
 pub fn run(plan: &LinuxPlan, argv: &[OsString]) -> ExitCode {
     match launch(plan, argv) {
-        Ok(never) => match never {},
+        Ok(Supervised(code)) => code,
         Err(f) => f.exit(),
     }
 }
@@ -100,10 +107,11 @@ impl Failure {
     }
 }
 
-/// Uninhabited: `launch` only returns on failure.
-enum Never {}
+/// `launch` returns `Ok` only in the supervisor, with the command's exit status; the command's
+/// side returns only on failure.
+struct Supervised(ExitCode);
 
-fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Never, Failure> {
+fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Supervised, Failure> {
     if plan.pid_namespace {
         return Err(Failure::Setup(
             "PID namespaces are not supported yet".into(),
@@ -123,7 +131,14 @@ fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Never, Failure> {
     let env = edited_env(&plan.env);
     let candidates = candidates(program, path_of(&env))?;
     let vectors = Vectors::new(c_strings(argv)?, env_strings(env)?);
-    let filter = seccomp_filter(plan)?;
+    let filter = seccomp_filter(plan, &plan.seccomp)?;
+    let notify = seccomp_filter(plan, &plan.seccomp_notify)?;
+    let rules = Rules::new(&plan.create_deny).map_err(Failure::Setup)?;
+    if notify.is_empty() != rules.is_empty() {
+        return Err(Failure::Setup(
+            "the plan's create-deny rules come without their seccomp filter".into(),
+        ));
+    }
     check_landlock_abi(plan)?;
 
     let namespaced = plan.namespaces && enter_namespaces(plan)?;
@@ -133,6 +148,17 @@ fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Never, Failure> {
             sys::net::loopback_up().map_err(|e| Failure::step("bring up lo", &e))?;
         }
     }
+    // After the view (the supervisor shares it), before the sandbox (it stays outside).
+    let channel = if rules.is_empty() {
+        None
+    } else {
+        match supervise::fork(rules)
+            .map_err(|e| Failure::step("start the create-deny supervisor", &e))?
+        {
+            Forked::Done(code) => return Ok(Supervised(code)),
+            Forked::Child(channel) => Some(channel),
+        }
+    };
     sys::seccomp::set_no_new_privs()
         .map_err(|e| Failure::step("prctl(PR_SET_NO_NEW_PRIVS)", &e))?;
     // Without a network namespace of its own (user namespaces unavailable), Landlock is the
@@ -148,6 +174,14 @@ fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Never, Failure> {
         filter
             .load()
             .map_err(|e| Failure::step("load the seccomp filter", &e))?;
+    }
+    if let Some(channel) = channel {
+        let listener = notify
+            .load_with_listener()
+            .map_err(|e| Failure::step("load the seccomp notify filter", &e))?;
+        channel
+            .send(listener)
+            .map_err(|e| Failure::step("hand the seccomp listener to the supervisor", &e))?;
     }
     Err(exec_first(&vectors, &candidates, program))
 }
@@ -259,8 +293,8 @@ fn env_strings(env: Vec<(OsString, OsString)>) -> Result<Vec<CString>, Failure> 
         .collect()
 }
 
-fn seccomp_filter(plan: &LinuxPlan) -> Result<Filter, Failure> {
-    let filter = Filter::from_bytes(&plan.seccomp)
+fn seccomp_filter(plan: &LinuxPlan, program: &[u8]) -> Result<Filter, Failure> {
+    let filter = Filter::from_bytes(program)
         .ok_or_else(|| Failure::Setup("the plan's seccomp program is malformed".into()))?;
     let host = Arch::host().map(Arch::audit_arch);
     if !filter.is_empty() && host != Some(plan.seccomp_arch) {

@@ -7,6 +7,7 @@ mod apply;
 mod cli;
 mod cmd;
 mod exec;
+mod supervise;
 mod sys;
 
 use std::process::ExitCode;

@@ -12,6 +12,7 @@ pub mod kernel;
 pub mod landlock;
 pub mod mount;
 pub mod net;
+pub mod notify;
 pub mod ns;
 pub mod seccomp;
 

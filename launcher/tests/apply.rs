@@ -17,7 +17,7 @@ use greywall_compiler::backend::seccomp::{
     self, Arch, SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, SeccompOptions, SockFilter,
 };
 use greywall_compiler::plan::{
-    EnvOp, Landlock, LinuxPlan, MountOp, Network, PathRule, fs_access, net_access,
+    CreateDeny, EnvOp, Landlock, LinuxPlan, MountOp, Network, PathRule, fs_access, net_access,
 };
 
 const GREYWALL: &str = env!("CARGO_BIN_EXE_greywall");
@@ -70,6 +70,7 @@ impl Case {
             network: Network::Host,
             pid_namespace: false,
             mounts: vec![],
+            create_deny: CreateDeny::default(),
             landlock: Landlock {
                 abi,
                 handled_fs: if abi == 0 {
@@ -90,6 +91,7 @@ impl Case {
             },
             seccomp_arch: 0,
             seccomp: vec![],
+            seccomp_notify: vec![],
             env: vec![
                 EnvOp::UnsetPrefix("LD_".into()),
                 EnvOp::Set("GREYWALL_SANDBOX".into(), "1".into()),
@@ -834,6 +836,67 @@ for name, call in [('ptrace', lambda: libc.ptrace(-1, 0, 0, 0)),
     assert_eq!(stdout(&out).split_whitespace().nth(1), Some("2"));
     // A shell and its children run normally under the filter.
     assert_code(&case.run(&sh("/bin/true && exit 3")), 3);
+}
+
+// ---- Create-deny supervisor ---------------------------------------------------------------
+// (More in create_deny.rs, through `greywall exec` with policies.)
+
+/// A plan refusing new `.bashrc` files anywhere in the workspace and `*.key` files.
+fn create_deny_plan(case: &Case) -> Option<LinuxPlan> {
+    let arch = Arch::host()?;
+    let mut plan = case.plan.clone();
+    plan.create_deny = CreateDeny {
+        paths: vec![case.ws_str("exact")],
+        names: vec![(case.ws_str(""), vec![".bashrc".into()])],
+        globs: vec![format!("{}/**/*.key", case.ws_str(""))],
+    };
+    plan.seccomp_arch = arch.audit_arch();
+    plan.seccomp_notify = seccomp::to_bytes(&seccomp::build_notify(arch));
+    Some(plan)
+}
+
+#[test]
+fn create_deny_rules_are_enforced_by_a_supervisor() {
+    let case = Case::new(landlock_abi());
+    let Some(plan) = create_deny_plan(&case) else {
+        skip("no seccomp filter for this architecture");
+        return;
+    };
+    let script = "echo x > .bashrc; mkdir -p a/b && touch a/b/.bashrc a/b/k.key exact; \
+                  touch ok; echo $$; grep Seccomp_filters: /proc/self/status";
+    let out = case.run_plan(&plan, &sh(script), &[]);
+    if !has_userns(&out) {
+        return;
+    }
+    assert_code(&out, 0);
+    let err = stderr(&out);
+    assert_eq!(err.matches("Permission denied").count(), 4, "{err}");
+    for p in [".bashrc", "a/b/.bashrc", "a/b/k.key", "exact"] {
+        assert!(!case.ws().join(p).exists(), "{p} created");
+    }
+    assert!(case.ws().join("ok").exists());
+    // The command runs under the notify filter (this plan has no main filter).
+    let text = stdout(&out);
+    assert!(text.ends_with("Seccomp_filters:\t1\n"), "{text}");
+    // Without rules there is no supervisor: the launcher execs the command itself.
+    let out = case.run(&sh(
+        "echo x > .bashrc; grep Seccomp_filters: /proc/self/status",
+    ));
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out), "Seccomp_filters:\t0\n");
+    assert!(case.ws().join(".bashrc").exists());
+}
+
+#[test]
+fn create_deny_rules_without_their_filter_are_refused() {
+    let case = Case::new(0);
+    let Some(mut plan) = create_deny_plan(&case) else {
+        return;
+    };
+    plan.seccomp_arch = 0x1234;
+    let out = case.run_plan(&plan, &["true"], &[]);
+    assert_code(&out, 125);
+    assert!(stderr(&out).contains("architecture"), "{}", stderr(&out));
 }
 
 #[test]

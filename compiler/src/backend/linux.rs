@@ -4,10 +4,16 @@
 //! first, then read-only protections, then hidden paths (a hidden path inside a read-only one
 //! still hides). Landlock grants: readable roots get read and execute; writable roots also get
 //! every write right; terminal and null devices get read, write and device ioctls.
+//!
+//! Protected paths that do not exist yet cannot be mounted over: the plan carries them as
+//! create-deny rules with the notify filter ([`seccomp::build_notify`]) that lets the
+//! launcher's supervisor refuse their creation.
 
+use crate::backend::seccomp::{self, Arch};
 use crate::model::NetworkMode;
 use crate::plan::{
-    EnvOp, Landlock, LinuxPlan, MountOp, Network, PathRule, fnv1a, fs_access, net_access, scope,
+    CreateDeny, EnvOp, Landlock, LinuxPlan, MountOp, Network, PathRule, fnv1a, fs_access,
+    net_access, scope,
 };
 use crate::resolve::Resolved;
 
@@ -32,7 +38,10 @@ const DEVICES: &[&str] = &[
     "/dev/pts",
 ];
 
-/// Builds the plan. `seccomp` is the compiled filter for `kernel.audit_arch`.
+/// Builds the plan. `seccomp` is the compiled filter for `kernel.audit_arch`; the notify filter
+/// depends on nothing but the architecture and is built here, when there are create-deny rules
+/// (without a filter for the architecture they cannot be enforced and are left out; the
+/// fidelity report says so).
 pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
     let mut mounts = vec![
         MountOp::Tmpfs {
@@ -137,12 +146,21 @@ pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
         );
     }
 
+    let (create_deny, seccomp_notify) = match Arch::from_audit_arch(kernel.audit_arch) {
+        Some(arch) if !r.create_deny.is_empty() => (
+            r.create_deny.clone(),
+            seccomp::to_bytes(&seccomp::build_notify(arch)),
+        ),
+        _ => (CreateDeny::default(), Vec::new()),
+    };
+
     let mut plan = LinuxPlan {
         policy_hash: 0,
         namespaces: true,
         network,
         pid_namespace: false,
         mounts,
+        create_deny,
         landlock: Landlock {
             abi,
             handled_fs,
@@ -154,6 +172,7 @@ pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
         },
         seccomp_arch: kernel.audit_arch,
         seccomp,
+        seccomp_notify,
         env,
         deny_commands: r.deny_commands.clone(),
         allow_commands: r.allow_commands.clone(),

@@ -21,6 +21,10 @@
 //! kernel's constant-action cache (Linux 5.11+) marks all other allowed syscalls as always
 //! allowed and never runs the filter for them.
 //!
+//! A second, optional filter ([`build_notify`]) hands every syscall that creates a directory
+//! entry to the launcher's supervisor (`SECCOMP_RET_USER_NOTIF`), which refuses the paths of
+//! the plan's create-deny rules.
+//!
 //! [`evaluate`] interprets a program for one syscall (tests, docs, `greywall check`);
 //! [`disassemble`] renders one for humans and golden files.
 
@@ -35,6 +39,9 @@ pub const AUDIT_ARCH_AARCH64: u32 = 0xC000_00B7;
 pub const SECCOMP_RET_KILL_PROCESS: u32 = 0x8000_0000;
 /// Fail the syscall with the errno in the low 16 bits.
 pub const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+/// Hand the syscall to the supervisor listening on the filter's notification descriptor
+/// (Linux 5.0+).
+pub const SECCOMP_RET_USER_NOTIF: u32 = 0x7FC0_0000;
 /// Run the syscall.
 pub const SECCOMP_RET_ALLOW: u32 = 0x7FFF_0000;
 const SECCOMP_RET_ACTION_FULL: u32 = 0xFFFF_0000;
@@ -188,6 +195,8 @@ pub struct SeccompOptions {
 pub enum Verdict {
     Allow,
     Errno(u16),
+    /// Ask the supervisor (`SECCOMP_RET_USER_NOTIF`).
+    Notify,
     KillProcess,
 }
 
@@ -237,6 +246,31 @@ const IOCTL: Sys = both("ioctl", 16, 29);
 const CLONE: Sys = both("clone", 56, 220);
 const UNSHARE: Sys = both("unshare", 272, 97);
 const CLONE3: Sys = common("clone3", 435);
+
+// Syscalls that create a directory entry, for the notify filter ([`build_notify`]).
+const OPENAT: Sys = both("openat", 257, 56);
+const OPEN: Sys = x86_64_only("open", 2);
+/// `O_CREAT` on both architectures (`asm-generic/fcntl.h`, which x86_64 uses too).
+pub const O_CREAT: u32 = 0x40;
+
+/// Syscalls the notify filter hands to the supervisor whatever their arguments: each creates
+/// a directory entry (or, for `openat2`, may: its flags are in memory, out of the filter's
+/// reach).
+const CREATING: &[Sys] = &[
+    x86_64_only("creat", 85),
+    common("openat2", 437),
+    x86_64_only("mkdir", 83),
+    both("mkdirat", 258, 34),
+    x86_64_only("mknod", 133),
+    both("mknodat", 259, 33),
+    x86_64_only("symlink", 88),
+    both("symlinkat", 266, 36),
+    x86_64_only("link", 86),
+    both("linkat", 265, 37),
+    x86_64_only("rename", 82),
+    both("renameat", 264, 38),
+    both("renameat2", 316, 276),
+];
 
 /// What `allow_ptrace` unblocks.
 const PTRACE_FAMILY: &[&str] = &["ptrace", "process_vm_readv", "process_vm_writev"];
@@ -352,11 +386,22 @@ pub fn conditional_syscalls(arch: Arch) -> Vec<(&'static str, i32, &'static str)
     .collect()
 }
 
-/// The name of a syscall number the filter mentions.
+/// Name and number of each syscall the notify filter hands to the supervisor, in program
+/// order; `openat` and `open` only when their flags have `O_CREAT`.
+pub fn notify_syscalls(arch: Arch) -> Vec<(&'static str, i32)> {
+    [OPENAT, OPEN]
+        .iter()
+        .chain(CREATING)
+        .filter_map(|s| Some((s.name, s.nr(arch)?)))
+        .collect()
+}
+
+/// The name of a syscall number the filters mention.
 fn syscall_name(arch: Arch, nr: u32) -> Option<&'static str> {
-    [IOCTL, CLONE, UNSHARE, CLONE3]
+    [IOCTL, CLONE, UNSHARE, CLONE3, OPENAT, OPEN]
         .iter()
         .chain(BLOCKED)
+        .chain(CREATING)
         .find(|s| s.nr(arch).is_some_and(|n| n as u32 == nr))
         .map(|s| s.name)
 }
@@ -462,6 +507,50 @@ pub fn build(arch: Arch, opts: &SeccompOptions) -> Vec<SockFilter> {
     prog
 }
 
+/// Compiles the notify filter for `arch`: the architecture checks of [`build`], then
+/// `SECCOMP_RET_USER_NOTIF` for every syscall that creates a directory entry (`openat` and
+/// `open` only with `O_CREAT` in their flags), and `ALLOW` for everything else.
+///
+/// The launcher loads it after the main filter, when the plan has create-deny rules; the
+/// kernel runs every filter and the strictest action wins, so a syscall the main filter
+/// refuses never reaches the supervisor. Only `openat` and `open` read an argument, so the
+/// kernel's constant-action cache still skips this filter for every other allowed syscall.
+pub fn build_notify(arch: Arch) -> Vec<SockFilter> {
+    let mut prog = vec![
+        ld(OFF_ARCH),
+        jump(JEQ_K, arch.audit_arch(), 1, 0),
+        ret(SECCOMP_RET_KILL_PROCESS),
+        ld(OFF_NR),
+    ];
+    if arch == Arch::X86_64 {
+        prog.push(jump(JSET_K, X32_SYSCALL_BIT, 0, 1));
+        prog.push(ret(SECCOMP_RET_KILL_PROCESS));
+    }
+    // openat(dirfd, path, flags, mode), open(path, flags, mode): the kernel takes the flags as
+    // an int, so their low 32 bits.
+    for (sys, flags_arg) in [(OPENAT, 2), (OPEN, 1)] {
+        guarded(
+            &mut prog,
+            arch,
+            sys,
+            [
+                ld(arg_lo(flags_arg)),
+                jump(JSET_K, O_CREAT, 0, 1),
+                ret(SECCOMP_RET_USER_NOTIF),
+                ret(SECCOMP_RET_ALLOW),
+            ],
+        );
+    }
+    for sys in CREATING {
+        if let Some(nr) = sys.nr(arch) {
+            prog.push(jump(JEQ_K, nr as u32, 0, 1));
+            prog.push(ret(SECCOMP_RET_USER_NOTIF));
+        }
+    }
+    prog.push(ret(SECCOMP_RET_ALLOW));
+    prog
+}
+
 /// The program as the kernel's `struct sock_filter` array (8 bytes each, little-endian).
 pub fn to_bytes(prog: &[SockFilter]) -> Vec<u8> {
     let mut out = Vec::with_capacity(prog.len() * 8);
@@ -518,15 +607,17 @@ fn verdict(k: u32) -> Verdict {
     match k & SECCOMP_RET_ACTION_FULL {
         SECCOMP_RET_ALLOW => Verdict::Allow,
         SECCOMP_RET_ERRNO => Verdict::Errno((k & SECCOMP_RET_DATA).min(MAX_ERRNO) as u16),
+        SECCOMP_RET_USER_NOTIF => Verdict::Notify,
         _ => Verdict::KillProcess,
     }
 }
 
 /// What `prog` does to syscall `nr` with `args` when `seccomp_data.arch` is `arch_value`.
 ///
-/// Interprets the instructions [`build`] emits (`ld [k]`, `jeq #k`, `jset #k`, `ret #k`). Any
-/// other instruction, a load the kernel would reject, a jump or a fall past the end, and any
-/// return action other than allow or errno give [`Verdict::KillProcess`].
+/// Interprets the instructions [`build`] and [`build_notify`] emit (`ld [k]`, `jeq #k`,
+/// `jset #k`, `ret #k`). Any other instruction, a load the kernel would reject, a jump or a
+/// fall past the end, and any return action other than allow, errno or user notification give
+/// [`Verdict::KillProcess`].
 pub fn evaluate(prog: &[SockFilter], arch_value: u32, nr: i32, args: [u64; 6]) -> Verdict {
     let mut a: u32 = 0;
     let mut pc = 0usize;
@@ -670,6 +761,13 @@ fn constant_name(ins: &SockFilter, f: Facts) -> Option<String> {
         Acc::Word(o) if o == arg_lo(0) && (named(CLONE) || named(UNSHARE)) => {
             Some(clone_flags_name(ins.k))
         }
+        Acc::Word(o)
+            if ins.code == JSET_K
+                && ins.k == O_CREAT
+                && ((o == arg_lo(2) && named(OPENAT)) || (o == arg_lo(1) && named(OPEN))) =>
+        {
+            Some("O_CREAT".into())
+        }
         Acc::Word(o) if o == arg_lo(1) && named(IOCTL) => match ins.k {
             TIOCSTI => Some("TIOCSTI".into()),
             TIOCLINUX => Some("TIOCLINUX".into()),
@@ -692,6 +790,7 @@ fn return_name(k: u32) -> String {
         SECCOMP_RET_ALLOW => "ALLOW".into(),
         SECCOMP_RET_ERRNO => format!("ERRNO({})", errno_name(k & SECCOMP_RET_DATA)),
         SECCOMP_RET_KILL_PROCESS => "KILL_PROCESS".into(),
+        SECCOMP_RET_USER_NOTIF => "USER_NOTIF".into(),
         _ => "unsupported action".into(),
     }
 }

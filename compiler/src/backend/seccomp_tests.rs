@@ -735,6 +735,237 @@ fn disassembly_of_foreign_programs() {
     assert_eq!(disassemble(&[]), "");
 }
 
+// ---- The notify filter ---------------------------------------------------------------------
+
+fn notify(arch: Arch, nr: i32, args: [u64; 6]) -> Verdict {
+    evaluate(&build_notify(arch), arch.audit_arch(), nr, args)
+}
+
+fn notify_nr(arch: Arch, name: &str) -> i32 {
+    notify_syscalls(arch)
+        .into_iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, nr)| nr)
+        .unwrap_or_else(|| panic!("{name} has no number on {}", arch.name()))
+}
+
+const O_RDONLY: u64 = 0;
+const O_WRONLY_TRUNC: u64 = 0x201;
+const O_EXCL: u64 = 0x80;
+const O_TMPFILE: u64 = 0x41_0000;
+const O_DIRECTORY: u64 = 0x1_0000;
+const AT_FDCWD: u64 = (-100i64) as u64;
+
+#[test]
+fn notify_numbers_are_pinned() {
+    let x86 = [
+        ("openat", 257),
+        ("open", 2),
+        ("creat", 85),
+        ("openat2", 437),
+        ("mkdir", 83),
+        ("mkdirat", 258),
+        ("mknod", 133),
+        ("mknodat", 259),
+        ("symlink", 88),
+        ("symlinkat", 266),
+        ("link", 86),
+        ("linkat", 265),
+        ("rename", 82),
+        ("renameat", 264),
+        ("renameat2", 316),
+    ];
+    let arm = [
+        ("openat", 56),
+        ("openat2", 437),
+        ("mkdirat", 34),
+        ("mknodat", 33),
+        ("symlinkat", 36),
+        ("linkat", 37),
+        ("renameat", 38),
+        ("renameat2", 276),
+    ];
+    assert_eq!(notify_syscalls(Arch::X86_64), x86);
+    assert_eq!(notify_syscalls(Arch::Aarch64), arm);
+}
+
+#[test]
+fn notify_filter_asks_for_every_creating_syscall() {
+    for arch in Arch::ALL {
+        for (name, nr) in notify_syscalls(arch) {
+            if name == "openat" || name == "open" {
+                continue;
+            }
+            for args in [[0; 6], [u64::MAX; 6], [AT_FDCWD, 0, O_RDONLY, 0, 0, 0]] {
+                assert_eq!(notify(arch, nr, args), Verdict::Notify, "{name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn notify_filter_asks_for_open_only_with_o_creat() {
+    let creat = u64::from(O_CREAT);
+    for arch in Arch::ALL {
+        let mut opens = vec![(notify_nr(arch, "openat"), 2usize)];
+        if arch == Arch::X86_64 {
+            opens.push((notify_nr(arch, "open"), 1));
+        }
+        for (nr, flags_at) in opens {
+            let with = |flags: u64| {
+                let mut args = [AT_FDCWD, 0x1000, 0, 0o644, 0, 0];
+                args[flags_at] = flags;
+                notify(arch, nr, args)
+            };
+            for flags in [creat, creat | O_WRONLY_TRUNC, creat | O_EXCL, u64::MAX] {
+                assert_eq!(with(flags), Verdict::Notify, "{nr} {flags:#x}");
+            }
+            // O_TMPFILE creates no directory entry (linkat gives it a name later).
+            for flags in [
+                O_RDONLY,
+                O_WRONLY_TRUNC,
+                O_DIRECTORY,
+                O_TMPFILE,
+                creat << 32,
+            ] {
+                assert_eq!(with(flags), Verdict::Allow, "{nr} {flags:#x}");
+            }
+            // The other arguments do not matter.
+            let mut args = [u64::from(O_CREAT); 6];
+            args[flags_at] = O_RDONLY;
+            assert_eq!(notify(arch, nr, args), Verdict::Allow);
+        }
+    }
+    // aarch64 has no open(2): its number there is another syscall.
+    assert!(
+        !notify_syscalls(Arch::Aarch64)
+            .iter()
+            .any(|(n, _)| *n == "open")
+    );
+}
+
+#[test]
+fn notify_filter_allows_everything_else() {
+    for arch in Arch::ALL {
+        let asked: Vec<i32> = notify_syscalls(arch).iter().map(|(_, nr)| *nr).collect();
+        let p = build_notify(arch);
+        for nr in 0..1100 {
+            let expected = if asked.contains(&nr) {
+                Verdict::Notify
+            } else {
+                Verdict::Allow
+            };
+            let creat = u64::from(O_CREAT);
+            let args = [AT_FDCWD, creat, creat, creat, 0, 0];
+            assert_eq!(
+                evaluate(&p, arch.audit_arch(), nr, args),
+                expected,
+                "nr {nr} on {}",
+                arch.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn notify_filter_checks_the_architecture() {
+    for arch in Arch::ALL {
+        let p = build_notify(arch);
+        let other = Arch::ALL.into_iter().find(|a| *a != arch).unwrap();
+        for value in [AUDIT_ARCH_I386, other.audit_arch(), 0] {
+            assert_eq!(evaluate(&p, value, 83, [0; 6]), Verdict::KillProcess);
+        }
+    }
+    let x32 = X32_SYSCALL_BIT as i32;
+    assert_eq!(notify(Arch::X86_64, x32 | 83, [0; 6]), Verdict::KillProcess);
+    assert_eq!(notify(Arch::X86_64, -1, [0; 6]), Verdict::KillProcess);
+}
+
+/// The main filter must let every creating syscall through, or the supervisor would never
+/// see it (and the strictest action of the two filters wins).
+#[test]
+fn main_filter_allows_what_the_notify_filter_asks_about() {
+    for arch in Arch::ALL {
+        for (name, nr) in notify_syscalls(arch) {
+            assert_eq!(
+                run(arch, nr, [AT_FDCWD, 0, u64::from(O_CREAT), 0, 0, 0]),
+                Verdict::Allow,
+                "{name} on {}",
+                arch.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn notify_filter_reads_arguments_only_for_open() {
+    for arch in Arch::ALL {
+        let p = build_notify(arch);
+        let open = [
+            notify_nr(arch, "openat"),
+            if arch == Arch::X86_64 { 2 } else { -1 },
+        ];
+        for nr in 0..600 {
+            let loads = loads_on_path(&p, arch.audit_arch(), nr, [0; 6]);
+            assert_eq!(&loads[..2], &[OFF_ARCH, OFF_NR]);
+            assert_eq!(
+                loads.iter().any(|&o| o >= OFF_ARGS),
+                open.contains(&nr),
+                "nr {nr} on {}",
+                arch.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn notify_programs_are_well_formed() {
+    for arch in Arch::ALL {
+        let p = build_notify(arch);
+        check_program(&p).unwrap();
+        assert!(analyze(&p).iter().all(Option::is_some));
+        assert_eq!(&p[..4], &prog(arch)[..4]);
+        assert_eq!(p.last(), Some(&ret(SECCOMP_RET_ALLOW)));
+        assert_eq!(from_bytes(&to_bytes(&p)), Some(p.clone()));
+        assert_eq!(to_bytes(&p), to_bytes(&build_notify(arch)));
+    }
+}
+
+#[test]
+fn notify_disassembly_names_things() {
+    let text = disassemble(&build_notify(Arch::X86_64));
+    for line in [
+        "jeq #257 jt 0 jf 4  ; openat",
+        "ld [32]  ; args[2] (low)",
+        "jset #0x40 jt 0 jf 1  ; O_CREAT",
+        "ret #0x7fc00000  ; USER_NOTIF",
+        "jeq #2 jt 0 jf 4  ; open",
+        "ld [24]  ; args[1] (low)",
+        "jeq #83 jt 0 jf 1  ; mkdir",
+        "jeq #316 jt 0 jf 1  ; renameat2",
+        "ret #0x7fff0000  ; ALLOW",
+    ] {
+        assert!(text.contains(line), "no {line:?} in\n{text}");
+    }
+    let arm = disassemble(&build_notify(Arch::Aarch64));
+    assert!(arm.contains("jeq #56 jt 0 jf 4  ; openat"), "{arm}");
+    assert!(arm.contains("jeq #276 jt 0 jf 1  ; renameat2"), "{arm}");
+    assert!(!arm.contains("; open\n"), "{arm}");
+}
+
+#[test]
+fn interpreter_knows_user_notif() {
+    let arch = AUDIT_ARCH_X86_64;
+    assert_eq!(
+        evaluate(&[ret(SECCOMP_RET_USER_NOTIF)], arch, 0, [0; 6]),
+        Verdict::Notify
+    );
+    assert_eq!(
+        evaluate(&[ret(SECCOMP_RET_USER_NOTIF | 0x1234)], arch, 0, [0; 6]),
+        Verdict::Notify
+    );
+}
+
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/seccomp")
 }
@@ -748,26 +979,31 @@ fn golden_disassembly() {
     let dir = golden_dir();
     let mut stale = Vec::new();
     for arch in Arch::ALL {
-        let path = dir.join(format!("{}.txt", arch.name()));
-        let expected = disassemble(&prog(arch));
-        if blessing() {
-            fs::create_dir_all(&dir).unwrap();
-            let tmp = path.with_extension("txt.tmp");
-            fs::write(&tmp, &expected).unwrap();
-            fs::rename(&tmp, &path).unwrap();
-            continue;
-        }
-        let actual = fs::read_to_string(&path).unwrap_or_default();
-        if actual != expected {
-            let first = expected
-                .lines()
-                .zip(actual.lines().chain(std::iter::repeat("<end of file>")))
-                .find(|(e, a)| e != a)
-                .map_or_else(
-                    || "the file has extra lines".to_string(),
-                    |(e, a)| format!("first difference:\n  generated: {e}\n  committed: {a}"),
-                );
-            stale.push(format!("{}: {first}", path.display()));
+        for (name, program) in [
+            (arch.name().to_string(), prog(arch)),
+            (format!("notify-{}", arch.name()), build_notify(arch)),
+        ] {
+            let path = dir.join(format!("{name}.txt"));
+            let expected = disassemble(&program);
+            if blessing() {
+                fs::create_dir_all(&dir).unwrap();
+                let tmp = path.with_extension("txt.tmp");
+                fs::write(&tmp, &expected).unwrap();
+                fs::rename(&tmp, &path).unwrap();
+                continue;
+            }
+            let actual = fs::read_to_string(&path).unwrap_or_default();
+            if actual != expected {
+                let first = expected
+                    .lines()
+                    .zip(actual.lines().chain(std::iter::repeat("<end of file>")))
+                    .find(|(e, a)| e != a)
+                    .map_or_else(
+                        || "the file has extra lines".to_string(),
+                        |(e, a)| format!("first difference:\n  generated: {e}\n  committed: {a}"),
+                    );
+                stale.push(format!("{}: {first}", path.display()));
+            }
         }
     }
     assert!(
@@ -830,6 +1066,23 @@ proptest! {
         let filtered = ["ioctl", "clone", "unshare"].map(|n| nr_of(arch, n));
         prop_assume!(!filtered.contains(&nr));
         prop_assert_eq!(run(arch, nr, args), run(arch, nr, [0; 6]));
+    }
+
+    #[test]
+    fn notify_filter_matches_reference(
+        arm in any::<bool>(),
+        nr in 0i32..600,
+        args in prop::array::uniform6(interesting_word()),
+    ) {
+        let arch = if arm { Arch::Aarch64 } else { Arch::X86_64 };
+        let asked = notify_syscalls(arch);
+        let expected = match asked.iter().find(|(_, n)| *n == nr) {
+            None => Verdict::Allow,
+            Some(("openat", _)) if args[2] as u32 & O_CREAT == 0 => Verdict::Allow,
+            Some(("open", _)) if args[1] as u32 & O_CREAT == 0 => Verdict::Allow,
+            Some(_) => Verdict::Notify,
+        };
+        prop_assert_eq!(notify(arch, nr, args), expected);
     }
 
     #[test]

