@@ -103,6 +103,12 @@ pub enum MountOp {
     HideDir { path: String },
     /// Hide a file (or socket) behind `/dev/null`, read-only.
     HideFile { path: String },
+    /// Carry a path of the host's view over into the tmpfs mounted by the nearest `Tmpfs`
+    /// before it (a workspace under `/tmp` stays visible inside the private `/tmp`).
+    Keep { path: String },
+    /// Bind a directory onto itself, so it becomes a mount point and cannot be renamed away
+    /// (a protected path inside it would otherwise move with it and could be recreated).
+    Pin { path: String },
 }
 
 /// One Landlock `path_beneath` rule.
@@ -429,6 +435,14 @@ impl LinuxPlan {
                     w.u8(3);
                     w.str(path);
                 }
+                MountOp::Keep { path } => {
+                    w.u8(4);
+                    w.str(path);
+                }
+                MountOp::Pin { path } => {
+                    w.u8(5);
+                    w.str(path);
+                }
             }
         }
         let c = &self.create_deny;
@@ -525,6 +539,8 @@ impl LinuxPlan {
                 1 => MountOp::ReadOnly { path: r.string()? },
                 2 => MountOp::HideDir { path: r.string()? },
                 3 => MountOp::HideFile { path: r.string()? },
+                4 => MountOp::Keep { path: r.string()? },
+                5 => MountOp::Pin { path: r.string()? },
                 _ => return Err(DecodeError::Invalid("mount operation")),
             });
         }
@@ -665,6 +681,8 @@ impl fmt::Display for LinuxPlan {
                 MountOp::ReadOnly { path } => writeln!(f, "  read-only {path}")?,
                 MountOp::HideDir { path } => writeln!(f, "  hide-dir {path}")?,
                 MountOp::HideFile { path } => writeln!(f, "  hide-file {path}")?,
+                MountOp::Keep { path } => writeln!(f, "  keep {path}")?,
+                MountOp::Pin { path } => writeln!(f, "  pin {path}")?,
             }
         }
         let c = &self.create_deny;

@@ -56,6 +56,11 @@ pub struct Resolved {
     pub write: Vec<String>,
     /// Existing paths to hide entirely, and whether each is a directory.
     pub hide: Vec<(String, bool)>,
+    /// Granted paths below `/tmp`, carried over into the sandbox's private `/tmp`.
+    pub tmp_keep: Vec<String>,
+    /// Directories between a writable root and a read-only path inside it, made mount points
+    /// so they cannot be renamed away.
+    pub pins: Vec<String>,
     /// Existing paths inside writable roots to keep read-only.
     pub read_only: Vec<String>,
     /// Protected paths that do not exist yet inside writable roots: nothing can be mounted over
@@ -250,6 +255,31 @@ impl Resolver<'_> {
         }
     }
 
+    /// Everything below `top` except `inner` and its contents: the siblings of each directory
+    /// on the way down from `top` to `inner` (one directory listing per level).
+    fn around(&mut self, top: &Path, inner: &Path) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        let Ok(rest) = inner.strip_prefix(top) else {
+            return out;
+        };
+        let mut dir = top.to_path_buf();
+        for comp in rest.components() {
+            let Ok(entries) = std::fs::read_dir(self.host(&dir)) else {
+                break;
+            };
+            self.deps.push(Dep::Listing { path: s(&self.host(&dir)) });
+            let mut names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+            names.sort();
+            for n in names {
+                if n.as_os_str() != comp.as_os_str() {
+                    out.push(dir.join(n));
+                }
+            }
+            dir.push(comp);
+        }
+        out
+    }
+
     fn note(&mut self, n: String) {
         if !self.notes.contains(&n) {
             self.notes.push(n);
@@ -434,9 +464,27 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
     // The private /tmp and /dev/shm are always writable; they vanish with the sandbox.
     push_unique(&mut out.write, "/tmp".into());
     if out.default_deny_read {
+        let (home_real, _) = r.real(&env.home);
         for sys in protections::SYSTEM_READABLE {
             let (p, exists) = r.real(Path::new(sys));
-            if exists {
+            if !exists {
+                continue;
+            }
+            if home_real == p {
+                // The home directory itself is never readable as a whole.
+                continue;
+            }
+            if home_real.starts_with(&p) {
+                // A home below a system folder (service accounts: /var/lib/jenkins): grant the
+                // folder around the home directory, never the home itself.
+                for q in r.around(&p, &home_real) {
+                    push_unique(&mut out.read, s(&q));
+                }
+                r.note(format!(
+                    "the home directory is inside {}; only the rest of that folder is readable",
+                    p.display()
+                ));
+            } else {
                 push_unique(&mut out.read, s(&p));
             }
         }
@@ -618,11 +666,44 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
             out.unprotected_new.len()
         ));
     }
+    // Granted paths below /tmp (a workspace there, say) stay visible in the private /tmp.
+    let mut keep: Vec<String> = out
+        .read
+        .iter()
+        .chain(out.write.iter())
+        .filter(|p| p.starts_with("/tmp/"))
+        .cloned()
+        .collect();
+    keep.sort();
+    keep.dedup();
+    let outer: Vec<String> = keep
+        .iter()
+        .filter(|p| !keep.iter().any(|q| q != *p && under(p, q)))
+        .cloned()
+        .collect();
+    out.tmp_keep = outer;
     out.hide.sort();
     // A hidden path needs no read-only mount of its own.
     let hidden: Vec<String> = out.hide.iter().map(|(p, _)| p.clone()).collect();
     out.read_only.retain(|p| !hidden.contains(p));
     out.read_only.sort();
+    let mut pins: Vec<String> = Vec::new();
+    for p in &out.read_only {
+        let Some(root) = out.write.iter().filter(|w| under(p, w)).max_by_key(|w| w.len()) else {
+            continue;
+        };
+        let mut a = Path::new(p).parent();
+        while let Some(dir) = a {
+            let d = s(dir);
+            if d.len() <= root.len() || !under(&d, root) {
+                break;
+            }
+            push_unique(&mut pins, d);
+            a = dir.parent();
+        }
+    }
+    pins.sort();
+    out.pins = pins;
     out.create_deny = create_rules(&mut r, policy, &out, &missing_denied);
     out.unprotected_new.sort();
     r.deps.sort();

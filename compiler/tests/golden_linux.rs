@@ -290,3 +290,26 @@ fn create_deny_paths_go_through_symlinked_folders() {
         "{c:?}"
     );
 }
+
+#[test]
+fn a_home_below_a_system_folder_stays_unreadable() {
+    let fx = fixture();
+    let root = fx.path();
+    for d in ["var/lib/jenkins/.ssh", "var/lib/dpkg"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("var/lib/jenkins/.ssh/id_rsa"), "").unwrap();
+    let loaded = load(&Input::Template("default".into()));
+    let env = ResolveEnv {
+        root: root.to_path_buf(),
+        cwd: PathBuf::from("/home/user/project"),
+        home: PathBuf::from("/var/lib/jenkins"),
+        config_dir: None,
+        cache_dir: None,
+        runtime_dir: None,
+        policy_files: vec![],
+    };
+    let r = resolve(&loaded.policy.unwrap(), &env);
+    assert!(!r.read.iter().any(|p| p == "/var/lib" || p == "/var/lib/jenkins"), "{:?}", r.read);
+    assert!(r.read.iter().any(|p| p == "/var/lib/dpkg"), "{:?}", r.read);
+}

@@ -176,9 +176,19 @@ fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Supervised, Failure> {
             .map_err(|e| Failure::step("load the seccomp filter", &e))?;
     }
     if let Some(channel) = channel {
-        let listener = notify
-            .load_with_listener()
-            .map_err(|e| Failure::step("load the seccomp notify filter", &e))?;
+        let listener = notify.load_with_listener().map_err(|e| {
+            let mut f = Failure::step("load the seccomp notify filter", &e);
+            if let Failure::Setup(m) = &mut f
+                && e.raw_os_error() == Some(libc::EBUSY)
+            {
+                // The kernel allows one listener per filter chain.
+                m.push_str(
+                    "; this process already runs under a seccomp supervisor (greywall inside \
+                     greywall with create-deny rules is not supported)",
+                );
+            }
+            f
+        })?;
         channel
             .send(listener)
             .map_err(|e| Failure::step("hand the seccomp listener to the supervisor", &e))?;
@@ -408,8 +418,21 @@ fn build_view(mounts: &[MountOp]) -> Result<(), Failure> {
         }
         f
     })?;
-    for op in mounts {
+    for (i, op) in mounts.iter().enumerate() {
+        // Paths to carry over into a new tmpfs must be opened before it hides them.
+        let keeps: Vec<&str> = match op {
+            MountOp::Tmpfs { .. } => mounts[i + 1..]
+                .iter()
+                .map_while(|m| match m {
+                    MountOp::Keep { path } => Some(path.as_str()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        let held = hold(&keeps)?;
         apply_mount(op)?;
+        carry_over(&held)?;
     }
     if let Some(cwd) = cwd {
         std::env::set_current_dir(&cwd).map_err(|e| {
@@ -421,6 +444,54 @@ fn build_view(mounts: &[MountOp]) -> Result<(), Failure> {
                 &e,
             )
         })?;
+    }
+    Ok(())
+}
+
+/// A path to carry into a tmpfs, held open across the mount that hides it.
+struct Held {
+    path: String,
+    file: std::fs::File,
+    dir: bool,
+}
+
+fn hold(paths: &[&str]) -> Result<Vec<Held>, Failure> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut out = Vec::new();
+    for p in paths {
+        match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH)
+            .open(p)
+        {
+            Ok(file) => {
+                let dir = file.metadata().is_ok_and(|m| m.is_dir());
+                out.push(Held { path: (*p).to_string(), file, dir });
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Failure::step(format_args!("open {p} to keep it"), &e)),
+        }
+    }
+    Ok(out)
+}
+
+/// Recreates each held path in the new tmpfs and binds the original onto it.
+fn carry_over(held: &[Held]) -> Result<(), Failure> {
+    use std::os::fd::AsRawFd;
+    for h in held {
+        let made = if h.dir {
+            std::fs::create_dir_all(&h.path)
+        } else {
+            Path::new(&h.path)
+                .parent()
+                .map_or(Ok(()), std::fs::create_dir_all)
+                .and_then(|()| std::fs::File::create(&h.path).map(drop))
+        };
+        made.map_err(|e| Failure::step(format_args!("recreate {} in the private /tmp", h.path), &e))?;
+        let source = c_string(format!("/proc/self/fd/{}", h.file.as_raw_fd()).as_bytes())?;
+        let target = c_string(h.path.as_bytes())?;
+        sys::mount::bind(&source, &target)
+            .map_err(|e| Failure::step(format_args!("keep {} in the private /tmp", h.path), &e))?;
     }
     Ok(())
 }
@@ -459,6 +530,13 @@ fn apply_mount(op: &MountOp) -> Result<(), Failure> {
             let target = c_string(path.as_bytes())?;
             mounted(mount::tmpfs(&target, c"mode=0", true), &target)
                 .map_err(|e| Failure::step(format_args!("hide {path} under a tmpfs"), &e))?;
+        }
+        // Applied with the `Tmpfs` before it (see `build_view`).
+        MountOp::Keep { .. } => {}
+        MountOp::Pin { path } => {
+            let target = c_string(path.as_bytes())?;
+            mounted(mount::bind(&target, &target), &target)
+                .map_err(|e| Failure::step(format_args!("pin {path} in place"), &e))?;
         }
         MountOp::HideFile { path } => {
             let target = c_string(path.as_bytes())?;

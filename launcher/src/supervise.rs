@@ -12,9 +12,13 @@
 //!   that creates a directory entry (`open`/`openat` with `O_CREAT`, `creat`, `openat2`,
 //!   `mkdir*`, `mknod*`, `symlink*`, `link*`, `rename*`), reads the new entry's path from the
 //!   process's memory, resolves it as the kernel would ([`path`]), and answers `EACCES` when a
-//!   rule refuses it ([`rules`]) or lets the kernel go on (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`).
-//!   Anything it cannot read or decide is refused: `EACCES`, or the errno the kernel itself
-//!   would return (`EFAULT` for an unreadable path, `ENOENT` for a missing parent directory).
+//!   rule refuses it ([`rules`]; `EROFS` when its folder is a read-only mount, as the kernel
+//!   would) or lets the kernel go on (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`). What exists already
+//!   is left to the kernel (`mkdir -p` on a protected folder still sees `EEXIST`), except that a
+//!   rename replaces it; and a rename may not move away a folder above a protected path, which
+//!   would leave that path free to create. Anything it cannot read or decide is refused:
+//!   `EACCES`, or the errno the kernel itself would return (`EFAULT` for an unreadable path,
+//!   `ENOENT` for a missing parent directory).
 //!
 //! The supervisor forwards `SIGINT`, `SIGTERM`, `SIGHUP`, `SIGQUIT` and `SIGWINCH` sent to it
 //! (not those the terminal sends the whole process group, which the command receives anyway),
@@ -33,6 +37,14 @@
 //!   name rules (scoped to the working directory) do not cover.
 //! - Unix sockets bound with `bind(2)` create directory entries without these syscalls; they
 //!   cannot be read or executed, so they are not checked.
+//! - The names protected everywhere below the working directory hold for everything there:
+//!   `git init` and `git clone` fail (their template hooks folder is refused; without
+//!   templates, `git -c init.templateDir= clone` works), and so does unpacking a package that
+//!   ships, say, a `.vscode` folder.
+//! - The kernel allows one listener per seccomp filter chain: greywall with create-deny rules
+//!   cannot run inside another one (it fails closed, `EBUSY`).
+//! - Each created entry costs a round trip to the supervisor (the filter lets every other
+//!   syscall through without one).
 
 mod path;
 mod rules;
@@ -112,7 +124,8 @@ pub fn fork(rules: Rules) -> io::Result<Forked> {
         }
         Ok(Fork::Parent(child)) => {
             drop(theirs);
-            let s = Supervisor { rules, child };
+            let arch = greywall_compiler::backend::seccomp::Arch::host().map(|a| a.audit_arch());
+            let s = Supervisor { rules, child, arch };
             Ok(Forked::Done(s.run(ours, signals)))
         }
     }
@@ -121,6 +134,8 @@ pub fn fork(rules: Rules) -> io::Result<Forked> {
 struct Supervisor {
     rules: Rules,
     child: libc::pid_t,
+    /// The `AUDIT_ARCH_*` the filters let through.
+    arch: Option<u32>,
 }
 
 fn exit_code(status: Status) -> ExitCode {
@@ -246,10 +261,9 @@ impl Supervisor {
 
     /// The answer to `n`; `None` when its syscall no longer waits.
     fn decide(&self, listener: &Listener, n: &Notif) -> Option<Response> {
+        // An error here answers the syscall anyway: with a refusal.
         let waiting = |id| listener.id_valid(id).unwrap_or(true);
-        let host = greywall_compiler::backend::seccomp::Arch::host()
-            .map(greywall_compiler::backend::seccomp::Arch::audit_arch);
-        let Some(call) = decode(n.nr, &n.args).filter(|_| host == Some(n.arch)) else {
+        let Some(call) = decode(n.nr, &n.args).filter(|_| self.arch == Some(n.arch)) else {
             return Some(Response::Errno(libc::EACCES));
         };
         if matches!(&call, Call::Entries { new, .. } if new.is_empty()) {

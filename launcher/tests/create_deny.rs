@@ -677,3 +677,33 @@ fn without_user_namespaces_the_supervisor_still_refuses() {
         assert!(!s.at(p).exists(), "{p} created");
     }
 }
+
+/// The kernel allows one seccomp listener per filter chain: a greywall with create-deny rules
+/// inside another one fails closed, and says why.
+#[test]
+fn nested_supervisors_fail_closed() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new(POLICY);
+    // Inside the workspace: with `defaultDenyRead` nothing else of the scratch is readable.
+    std::fs::copy(GREYWALL, s.at("gw")).unwrap();
+    std::fs::write(s.at("p.json"), POLICY).unwrap();
+    let o = s.exec(&[
+        "./gw",
+        "exec",
+        "-s",
+        "p.json",
+        "--",
+        "/bin/sh",
+        "-c",
+        "echo x > .bashrc",
+    ]);
+    assert_code(&o, 125);
+    assert!(
+        stderr(&o).contains("already runs under a seccomp supervisor"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!s.at(".bashrc").exists());
+}

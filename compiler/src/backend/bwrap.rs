@@ -35,6 +35,8 @@ pub fn argv(plan: &LinuxPlan) -> Vec<String> {
                 push(&["--perms", "0", "--tmpfs", path, "--remount-ro", path])
             }
             MountOp::HideFile { path } => push(&["--ro-bind-try", "/dev/null", path]),
+            // bwrap resolves bind sources in the host's view, under the new tmpfs.
+            MountOp::Keep { path } | MountOp::Pin { path } => push(&["--bind-try", path, path]),
         }
     }
     a

@@ -43,16 +43,16 @@ const DEVICES: &[&str] = &[
 /// (without a filter for the architecture they cannot be enforced and are left out; the
 /// fidelity report says so).
 pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
-    let mut mounts = vec![
-        MountOp::Tmpfs {
-            path: "/tmp".into(),
-            mode: 0o1777,
-        },
-        MountOp::Tmpfs {
-            path: "/dev/shm".into(),
-            mode: 0o1777,
-        },
-    ];
+    let mut mounts = vec![MountOp::Tmpfs {
+        path: "/tmp".into(),
+        mode: 0o1777,
+    }];
+    mounts.extend(r.tmp_keep.iter().map(|p| MountOp::Keep { path: p.clone() }));
+    mounts.push(MountOp::Tmpfs {
+        path: "/dev/shm".into(),
+        mode: 0o1777,
+    });
+    mounts.extend(r.pins.iter().map(|p| MountOp::Pin { path: p.clone() }));
     mounts.extend(
         r.read_only
             .iter()
@@ -97,7 +97,11 @@ pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
     }
 
     let (network, handled_net, handled_net_no_userns) = match r.network {
-        NetworkMode::Relaxed => (Network::Host, 0, 0),
+        // The host network: binding a server there needs allowLocalBinding too.
+        NetworkMode::Relaxed => {
+            let bind = if r.local_binding { 0 } else { net_access::BIND_TCP };
+            (Network::Host, bind, bind)
+        }
         NetworkMode::Isolated | NetworkMode::Filtered => {
             let bind = if r.local_binding {
                 0
