@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 root_dir=$(pwd)
 
 # The test targets of the greywall package that exercise the kernel.
-tests=(conformance apply exec)
+tests=(conformance apply exec create_deny)
 test_user=${GREYWALL_TEST_USER:-gwtest}
 require=${GREYWALL_REQUIRE_KERNEL:-1}
 

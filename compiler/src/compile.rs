@@ -96,7 +96,11 @@ pub fn compile(source: &Source, env: &CompileEnv) -> Result<Compiled, Failed> {
         });
     };
     // Relative `--settings` paths are relative to the working directory.
-    let policy_files: Vec<PathBuf> = loaded.files.iter().map(|f| env.discover.cwd.join(f)).collect();
+    let policy_files: Vec<PathBuf> = loaded
+        .files
+        .iter()
+        .map(|f| env.discover.cwd.join(f))
+        .collect();
     for f in &policy_files {
         deps.push(StatDep::exact(&s(f)));
     }

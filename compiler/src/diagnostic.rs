@@ -283,7 +283,12 @@ pub fn render(d: &Diagnostic, sources: &Sources, opts: RenderOptions) -> String 
         if !same_line {
             let _ = writeln!(out, "{pad} {bar}");
             let num = format!("{:>gutter$}", lc.line);
-            let _ = writeln!(out, "{} {bar} {}", st.paint("1;34", &num), printable_line(line));
+            let _ = writeln!(
+                out,
+                "{} {bar} {}",
+                st.paint("1;34", &num),
+                printable_line(line)
+            );
             last_line = Some((span.source, lc.line));
         }
         // Caret underline: from the span start to its end or the end of the line.

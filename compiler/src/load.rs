@@ -200,7 +200,11 @@ impl Loader {
                 if !meta.is_file() {
                     // Directories, FIFOs, sockets and devices: reading a FIFO would block
                     // forever, and a device could be anything.
-                    let what = if meta.is_dir() { "a directory" } else { "not a regular file" };
+                    let what = if meta.is_dir() {
+                        "a directory"
+                    } else {
+                        "not a regular file"
+                    };
                     self.fail(
                         Diagnostic::new(
                             Code::Io,

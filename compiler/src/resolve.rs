@@ -267,7 +267,9 @@ impl Resolver<'_> {
             let Ok(entries) = std::fs::read_dir(self.host(&dir)) else {
                 break;
             };
-            self.deps.push(Dep::Listing { path: s(&self.host(&dir)) });
+            self.deps.push(Dep::Listing {
+                path: s(&self.host(&dir)),
+            });
             let mut names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
             names.sort();
             for n in names {
@@ -689,7 +691,12 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
     out.read_only.sort();
     let mut pins: Vec<String> = Vec::new();
     for p in &out.read_only {
-        let Some(root) = out.write.iter().filter(|w| under(p, w)).max_by_key(|w| w.len()) else {
+        let Some(root) = out
+            .write
+            .iter()
+            .filter(|w| under(p, w))
+            .max_by_key(|w| w.len())
+        else {
             continue;
         };
         let mut a = Path::new(p).parent();

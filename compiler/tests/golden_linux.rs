@@ -310,6 +310,12 @@ fn a_home_below_a_system_folder_stays_unreadable() {
         policy_files: vec![],
     };
     let r = resolve(&loaded.policy.unwrap(), &env);
-    assert!(!r.read.iter().any(|p| p == "/var/lib" || p == "/var/lib/jenkins"), "{:?}", r.read);
+    assert!(
+        !r.read
+            .iter()
+            .any(|p| p == "/var/lib" || p == "/var/lib/jenkins"),
+        "{:?}",
+        r.read
+    );
     assert!(r.read.iter().any(|p| p == "/var/lib/dpkg"), "{:?}", r.read);
 }

@@ -466,7 +466,11 @@ fn hold(paths: &[&str]) -> Result<Vec<Held>, Failure> {
         {
             Ok(file) => {
                 let dir = file.metadata().is_ok_and(|m| m.is_dir());
-                out.push(Held { path: (*p).to_string(), file, dir });
+                out.push(Held {
+                    path: (*p).to_string(),
+                    file,
+                    dir,
+                });
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(Failure::step(format_args!("open {p} to keep it"), &e)),
@@ -487,7 +491,9 @@ fn carry_over(held: &[Held]) -> Result<(), Failure> {
                 .map_or(Ok(()), std::fs::create_dir_all)
                 .and_then(|()| std::fs::File::create(&h.path).map(drop))
         };
-        made.map_err(|e| Failure::step(format_args!("recreate {} in the private /tmp", h.path), &e))?;
+        made.map_err(|e| {
+            Failure::step(format_args!("recreate {} in the private /tmp", h.path), &e)
+        })?;
         let source = c_string(format!("/proc/self/fd/{}", h.file.as_raw_fd()).as_bytes())?;
         let target = c_string(h.path.as_bytes())?;
         sys::mount::bind(&source, &target)

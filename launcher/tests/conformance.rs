@@ -499,7 +499,13 @@ impl Scratch {
         // Without the sandbox every operation must work: the denials above mean something.
         match self.run(Mode::Bare, &[], &ops) {
             Ok(lines) => failures.push_str(&self.compare(Mode::Bare, &rows, &lines, |r| {
-                vec![bare_expected(&r.argv[0], &r.argv[1..])]
+                let mut ok = vec![bare_expected(&r.argv[0], &r.argv[1..])];
+                // Outside the sandbox the host's ports are shared with tests running in
+                // parallel: a port taken meanwhile still shows that binding is allowed.
+                if r.argv[0] == "bind-tcp" {
+                    ok.push("EADDRINUSE".into());
+                }
+                ok
             })),
             Err(e) => {
                 let _ = writeln!(failures, "{name}: {e}");
@@ -674,7 +680,7 @@ fn policy_default() {
         create $WS/.git/hooks/post-checkout EROFS
         write $WS/.git/config EROFS
         write $WS/.env EACCES
-        create $WS/.vscode ok # GAP: a missing protected path can be created
+        create $WS/.vscode EACCES
         exec /bin/true ok
         exec $WS/tool ok
         exec $S/outside-tool EACCES
@@ -728,7 +734,7 @@ fn policy_code_like() {
         write $WS/.env EACCES
         write $WS/deploy.key EROFS
         rename $WS/deploy.key $WS/deploy.txt EBUSY
-        create $WS/new.key ok # GAP: denyWrite globs hold only for files that exist at launch
+        create $WS/new.key EACCES
         exec /bin/true ok
         exec $WS/tool ok
         exec $S/outside-tool ok
@@ -1189,14 +1195,15 @@ fn attack_env_file() {
 
 // ---- Honesty of the tables -----------------------------------------------------------------
 
-/// Every `# GAP` in the tables is a downgrade `greywall check` reports as approximated.
+/// Every `# GAP` in the tables, and every refusal that has a known limit, is a downgrade
+/// `greywall check` reports as approximated.
 #[test]
 fn documented_gaps_are_reported_by_check() {
     let s = Scratch::new();
     let out = s.check(CODE_POLICY);
     for needle in [
-        "files created later that match are not protected",
-        "creating a missing one is not prevented",
+        // The create-deny supervisor's race, for the lines that are now refused.
+        "racing multi-threaded program",
         "other Unix sockets the sandbox can see stay connectable",
     ] {
         assert!(

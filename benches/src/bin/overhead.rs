@@ -65,26 +65,44 @@ fn main() {
 
     let greywall = std::env::var("GREYWALL")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/greywall"));
+        .unwrap_or_else(|_| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/greywall")
+        });
     if !greywall.is_file() {
         eprintln!("build the launcher first: cargo build --release -p greywall (or set GREYWALL)");
         std::process::exit(2);
     }
 
     // Not under /tmp: the sandbox replaces /tmp with a private tmpfs.
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_default();
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
     let work = home.join(".cache/greywall-bench/workspace");
     let _ = std::fs::create_dir_all(&work);
     let git = which("git");
-    if let Some(git) = &git {
-        if !work.join(".git").exists() {
-            let _ = Command::new(git).args(["init", "-q"]).current_dir(&work).status();
+    if let Some(git) = git.as_ref().filter(|_| !work.join(".git").exists()) {
+        {
+            let _ = Command::new(git)
+                .args(["init", "-q"])
+                .current_dir(&work)
+                .status();
             for i in 0..20 {
                 let _ = std::fs::write(work.join(format!("file{i}.txt")), format!("{i}\n"));
             }
-            let _ = Command::new(git).args(["add", "."]).current_dir(&work).status();
             let _ = Command::new(git)
-                .args(["-c", "user.name=b", "-c", "user.email=b@b", "commit", "-qm", "init"])
+                .args(["add", "."])
+                .current_dir(&work)
+                .status();
+            let _ = Command::new(git)
+                .args([
+                    "-c",
+                    "user.name=b",
+                    "-c",
+                    "user.email=b@b",
+                    "commit",
+                    "-qm",
+                    "init",
+                ])
                 .current_dir(&work)
                 .status();
         }
@@ -92,40 +110,92 @@ fn main() {
 
     let gw = greywall.to_string_lossy().into_owned();
     let mut setups = vec![
-        Setup { name: "bare", prefix: vec![] },
-        Setup { name: "greywall exec --cached", prefix: vec![gw.clone(), "exec".into(), "--cached".into(), "--".into()] },
+        Setup {
+            name: "bare",
+            prefix: vec![],
+        },
+        Setup {
+            name: "greywall exec --cached",
+            prefix: vec![gw.clone(), "exec".into(), "--cached".into(), "--".into()],
+        },
     ];
     if which("bwrap").is_some() {
         setups.push(Setup {
             name: "greywall --backend bwrap",
-            prefix: vec![gw.clone(), "exec".into(), "--cached".into(), "--backend".into(), "bwrap".into(), "--".into()],
+            prefix: vec![
+                gw.clone(),
+                "exec".into(),
+                "--cached".into(),
+                "--backend".into(),
+                "bwrap".into(),
+                "--".into(),
+            ],
         });
         setups.push(Setup {
             name: "bwrap (minimal)",
-            prefix: ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--unshare-net", "--"].iter().map(|s| s.to_string()).collect(),
+            prefix: [
+                "bwrap",
+                "--ro-bind",
+                "/",
+                "/",
+                "--dev",
+                "/dev",
+                "--unshare-net",
+                "--",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
         });
     }
 
     let mut workloads: Vec<(&str, Vec<String>)> = vec![("true", vec!["/usr/bin/true".into()])];
     if let Some(py) = which("python3") {
-        workloads.push(("python3 -c pass", vec![py.to_string_lossy().into_owned(), "-c".into(), "pass".into()]));
+        workloads.push((
+            "python3 -c pass",
+            vec![
+                py.to_string_lossy().into_owned(),
+                "-c".into(),
+                "pass".into(),
+            ],
+        ));
     }
     if let Some(git) = &git {
-        workloads.push(("git status", vec![git.to_string_lossy().into_owned(), "status".into(), "--short".into()]));
+        workloads.push((
+            "git status",
+            vec![
+                git.to_string_lossy().into_owned(),
+                "status".into(),
+                "--short".into(),
+            ],
+        ));
     }
 
     println!("runs per cell: {runs} (interleaved), times in ms, ratio = median / bare median");
-    println!("{:<18} {:<26} {:>9} {:>9} {:>8}", "workload", "setup", "median", "p90", "ratio");
+    println!(
+        "{:<18} {:<26} {:>9} {:>9} {:>8}",
+        "workload", "setup", "median", "p90", "ratio"
+    );
     for (wname, wargv) in &workloads {
         let mut times: Vec<Vec<f64>> = vec![Vec::new(); setups.len()];
         // Warm-up: fills the artifact cache and the page cache.
         for s in &setups {
-            let argv: Vec<String> = s.prefix.iter().cloned().chain(wargv.iter().cloned()).collect();
+            let argv: Vec<String> = s
+                .prefix
+                .iter()
+                .cloned()
+                .chain(wargv.iter().cloned())
+                .collect();
             let _ = run_once(&argv, &work);
         }
         for _ in 0..runs {
             for (i, s) in setups.iter().enumerate() {
-                let argv: Vec<String> = s.prefix.iter().cloned().chain(wargv.iter().cloned()).collect();
+                let argv: Vec<String> = s
+                    .prefix
+                    .iter()
+                    .cloned()
+                    .chain(wargv.iter().cloned())
+                    .collect();
                 if let Some(t) = run_once(&argv, &work) {
                     times[i].push(t);
                 }
@@ -134,12 +204,19 @@ fn main() {
         let bare = median(&mut times[0].clone());
         for (i, s) in setups.iter().enumerate() {
             if times[i].is_empty() {
-                println!("{wname:<18} {:<26} {:>9} {:>9} {:>8}", s.name, "failed", "", "");
+                println!(
+                    "{wname:<18} {:<26} {:>9} {:>9} {:>8}",
+                    s.name, "failed", "", ""
+                );
                 continue;
             }
             let m = median(&mut times[i]);
             let p = p90(&mut times[i]);
-            println!("{wname:<18} {:<26} {m:>9.3} {p:>9.3} {:>7.2}x", s.name, m / bare);
+            println!(
+                "{wname:<18} {:<26} {m:>9.3} {p:>9.3} {:>7.2}x",
+                s.name,
+                m / bare
+            );
         }
     }
 }

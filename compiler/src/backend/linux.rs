@@ -99,7 +99,11 @@ pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
     let (network, handled_net, handled_net_no_userns) = match r.network {
         // The host network: binding a server there needs allowLocalBinding too.
         NetworkMode::Relaxed => {
-            let bind = if r.local_binding { 0 } else { net_access::BIND_TCP };
+            let bind = if r.local_binding {
+                0
+            } else {
+                net_access::BIND_TCP
+            };
             (Network::Host, bind, bind)
         }
         NetworkMode::Isolated | NetworkMode::Filtered => {

@@ -115,7 +115,8 @@ fn remount_read_only(target: &CStr) -> io::Result<()> {
         (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
         (libc::ST_RELATIME, libc::MS_RELATIME),
     ];
-    let mut flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+    let mut flags =
+        libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
     for (st_flag, ms_flag) in KEEP {
         if st.f_flag & st_flag != 0 {
             flags |= ms_flag;
