@@ -331,7 +331,7 @@ impl Supervisor {
                 continue;
             }
             let refused = |p: &[Vec<u8>]| match e.kind {
-                Kind::Create => self.rules.refuses(p),
+                Kind::Create => self.rules.refuses_creating(p),
                 Kind::Symlink | Kind::Rename => self.rules.refuses_tree(p),
             };
             if refused(&lexical) || refused(&real.path) {

