@@ -199,15 +199,44 @@ fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Supervised, Failure> {
 // ---- 1. Command policy -------------------------------------------------------------------
 
 /// The `deny_commands` prefix `argv` matches, unless an `allow_commands` prefix matches too.
+/// A shell given a script (`sh -c STRING`, as `greywall -c` runs) is checked on each simple
+/// command of the script as well, as Greywall did.
 fn blocked_by<'p>(plan: &'p LinuxPlan, argv: &[OsString]) -> Option<&'p [String]> {
-    let deny = plan
-        .deny_commands
-        .iter()
-        .find(|p| prefix_matches(p, argv))?;
-    if plan.allow_commands.iter().any(|p| prefix_matches(p, argv)) {
+    if plan.deny_commands.is_empty() {
         return None;
     }
-    Some(deny)
+    let check = |argv: &[OsString]| -> Option<&'p [String]> {
+        let deny = plan
+            .deny_commands
+            .iter()
+            .find(|p| prefix_matches(p, argv))?;
+        if plan.allow_commands.iter().any(|p| prefix_matches(p, argv)) {
+            return None;
+        }
+        Some(deny.as_slice())
+    };
+    if let Some(d) = check(argv) {
+        return Some(d);
+    }
+    let script = shell_script(argv)?;
+    greywall_compiler::pattern::command::simple_commands(&script)
+        .into_iter()
+        .map(|words| words.into_iter().map(OsString::from).collect::<Vec<_>>())
+        .find_map(|words| check(&words))
+}
+
+/// The script of `sh -c SCRIPT` (or bash, zsh, dash, ksh, fish).
+fn shell_script(argv: &[OsString]) -> Option<String> {
+    let (program, rest) = argv.split_first()?;
+    let name = Path::new(program).file_name()?.to_str()?;
+    if !["sh", "bash", "zsh", "dash", "ksh", "fish"].contains(&name) {
+        return None;
+    }
+    let i = rest.iter().position(|a| {
+        a.to_str()
+            .is_some_and(|a| a.starts_with('-') && a.contains('c'))
+    })?;
+    rest.get(i + 1).map(|s| s.to_string_lossy().into_owned())
 }
 
 /// Whole-word prefix match; the first word is compared with the program's basename.

@@ -99,6 +99,15 @@ fn exit_codes_and_forms() {
     let o = s.run(&["--", "shutdown", "-h", "now"]);
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("blocked"), "{}", stderr(&o));
+    // Shell strings are checked command by command, quotes respected (as Greywall did).
+    let o = s.run(&["-c", "echo hi && shutdown -h now"]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stdout(&o).is_empty(), "nothing ran: {}", stdout(&o));
+    assert_eq!(code(&s.run(&["-c", "echo 'shutdown -h now'"])), 0);
+    assert_eq!(
+        code(&s.run(&["--", "bash", "-c", "true; sh -c 'reboot'"])),
+        1
+    );
     // Greywall's environment marker.
     assert_eq!(stdout(&s.run(&["-c", "echo $GREYWALL_SANDBOX"])), "1\n");
 }

@@ -96,6 +96,75 @@ pub fn tokenize(s: &str) -> Result<Vec<String>, String> {
     Ok(words)
 }
 
+/// The simple commands of a shell string, as word lists (first word a basename): split on
+/// `&&`, `||`, `;`, `|`, `&` and newlines outside quotes, with the string of a nested
+/// `sh -c STRING` (bash, zsh, dash, ksh, fish) split too, as Greywall did. Anything the
+/// tokenizer cannot read is returned whole, so a deny rule still sees its words.
+pub fn simple_commands(script: &str) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    collect_commands(script, 0, &mut out);
+    out
+}
+
+const SHELLS: &[&str] = &["sh", "bash", "zsh", "dash", "ksh", "fish"];
+
+fn collect_commands(script: &str, depth: usize, out: &mut Vec<Vec<String>>) {
+    for segment in split_chain(script) {
+        let Ok(words) = tokenize(&segment) else {
+            out.push(segment.split_whitespace().map(str::to_string).collect());
+            continue;
+        };
+        let words = normalize(words);
+        if words.is_empty() {
+            continue;
+        }
+        if depth < 4
+            && SHELLS.contains(&words[0].as_str())
+            && let Some(i) = words
+                .iter()
+                .position(|w| w.starts_with('-') && w.contains('c'))
+            && let Some(inner) = words.get(i + 1)
+        {
+            collect_commands(inner, depth + 1, out);
+        }
+        out.push(words);
+    }
+}
+
+/// Splits on command separators outside quotes.
+fn split_chain(s: &str) -> Vec<String> {
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    let mut quote: Option<char> = None;
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => {
+                quote = None;
+                cur.push(c);
+            }
+            (Some(_), c) => cur.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                cur.push(c);
+            }
+            (None, ';' | '\n' | '|' | '&') => {
+                if matches!((c, chars.peek()), ('|', Some('|')) | ('&', Some('&'))) {
+                    chars.next();
+                }
+                parts.push(std::mem::take(&mut cur));
+            }
+            (None, c) => cur.push(c),
+        }
+    }
+    parts.push(cur);
+    parts
+        .into_iter()
+        .map(|p| p.trim().to_string())
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
 fn normalize(mut words: Vec<String>) -> Vec<String> {
     if let Some(first) = words.first_mut()
         && let Some(base) = first.rsplit('/').next()
@@ -141,6 +210,23 @@ mod tests {
             Code::InvalidCommand
         );
         assert_eq!(p("/usr/bin/git   push").to_string(), "git push");
+    }
+
+    #[test]
+    fn shell_strings_are_split_like_greywall() {
+        let cmds = simple_commands("ls && git push origin main; echo 'a;b' | bash -c \"rm -rf /\"");
+        let words: Vec<String> = cmds.iter().map(|c| c.join(" ")).collect();
+        assert!(
+            words.contains(&"git push origin main".to_string()),
+            "{words:?}"
+        );
+        assert!(words.contains(&"rm -rf /".to_string()), "{words:?}");
+        assert!(words.contains(&"echo a;b".to_string()), "{words:?}");
+        assert!(
+            !words.iter().any(|w| w == "b"),
+            "quoted separators do not split: {words:?}"
+        );
+        assert_eq!(simple_commands("a & b\nc || d").len(), 4);
     }
 
     #[test]

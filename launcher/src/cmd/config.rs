@@ -28,7 +28,8 @@ pub fn show(settings: Option<&Path>, json: bool, color: bool) -> ExitCode {
                 "{}",
                 diagnostic::render(&d, &sources, RenderOptions { color })
             );
-            return ExitCode::from(1);
+            // A missing --settings file is an I/O failure.
+            return ExitCode::from(EXIT_USAGE);
         }
     };
     let loaded = load::load(&found.input());
