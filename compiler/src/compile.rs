@@ -156,10 +156,18 @@ pub fn compile(source: &Source, env: &CompileEnv) -> Result<Compiled, Failed> {
     deps.sort_by(|a, b| a.path.cmp(&b.path));
     deps.dedup();
 
-    let arch = arch_of(env.kernel.audit_arch);
-    let filter = arch
-        .map(|a| seccomp::to_bytes(&seccomp::build(a, &SeccompOptions::default())))
-        .unwrap_or_default();
+    // Fail closed: without a filter for this architecture the plan would run unfiltered.
+    let Some(arch) = arch_of(env.kernel.audit_arch) else {
+        diags.push(
+            Diagnostic::new(
+                Code::NotEnforceable,
+                "greywall has no seccomp filter for this machine's architecture",
+            )
+            .note("filters exist for x86_64 and aarch64; greywall refuses to run without one"),
+        );
+        return Err(Failed { sources: loaded.sources, diagnostics: diags });
+    };
+    let filter = seccomp::to_bytes(&seccomp::build(arch, &SeccompOptions::default()));
     let plan = linux::plan(&resolved, &env.kernel, filter);
     let plan_bytes = plan.encode();
     let inner_plan_bytes = bwrap::inner_plan(&plan).encode();

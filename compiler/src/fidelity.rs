@@ -162,7 +162,7 @@ pub fn report(policy: &Policy, resolved: &Resolved, kernel: &KernelFacts) -> Vec
     if let Some(o) = net
         .allow_local_outbound
         .origin
-        .filter(|_| net.local_outbound())
+        .filter(|_| net.local_outbound() && net.mode() != NetworkMode::Relaxed)
     {
         row(
             "network.allowLocalOutbound".into(),

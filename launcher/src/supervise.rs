@@ -38,9 +38,10 @@
 //! - Unix sockets bound with `bind(2)` create directory entries without these syscalls; they
 //!   cannot be read or executed, so they are not checked.
 //! - The names protected everywhere below the working directory hold for everything there:
-//!   `git init` and `git clone` fail (their template hooks folder is refused; without
-//!   templates, `git -c init.templateDir= clone` works), and so does unpacking a package that
-//!   ships, say, a `.vscode` folder.
+//!   unpacking a package that ships, say, a `.vscode` folder fails. `git init` and `git clone`
+//!   work: creating the `.git/hooks` folder and the `*.sample` hooks git copies into it is
+//!   allowed (git never runs them), and a real hook still cannot be written, renamed or linked
+//!   into place.
 //! - The kernel allows one listener per seccomp filter chain: greywall with create-deny rules
 //!   cannot run inside another one (it fails closed, `EBUSY`).
 //! - Each created entry costs a round trip to the supervisor (the filter lets every other

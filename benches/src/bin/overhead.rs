@@ -8,6 +8,9 @@
 //! cargo run --release -p greywall-benches --bin overhead -- [--runs N] [--quick]
 //! ```
 //!
+//! Set `GREYWALL_C_PROBE` to a built `sbx-probe` (the minimal C launcher from the reference
+//! measurements) to add it as a setup.
+//!
 //! It runs in a scratch git repository it creates in `~/.cache/greywall-bench/`, with the
 //! built-in default policy (no greywall.json there), so `greywall exec --cached` hits the
 //! artifact cache after the first run.
@@ -146,6 +149,15 @@ fn main() {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+        });
+    }
+
+    // The reference C launcher (user + network namespaces and Landlock, then exec), built
+    // from the probes the project measures itself against, when its path is given.
+    if let Ok(probe) = std::env::var("GREYWALL_C_PROBE") {
+        setups.push(Setup {
+            name: "C probe (userns+netns+LL)",
+            prefix: vec![probe, "-L".into(), "-U".into(), "-N".into(), "-w".into(), ".".into(), "--".into()],
         });
     }
 
