@@ -165,7 +165,10 @@ pub fn compile(source: &Source, env: &CompileEnv) -> Result<Compiled, Failed> {
             )
             .note("filters exist for x86_64 and aarch64; greywall refuses to run without one"),
         );
-        return Err(Failed { sources: loaded.sources, diagnostics: diags });
+        return Err(Failed {
+            sources: loaded.sources,
+            diagnostics: diags,
+        });
     };
     let filter = seccomp::to_bytes(&seccomp::build(arch, &SeccompOptions::default()));
     let plan = linux::plan(&resolved, &env.kernel, filter);

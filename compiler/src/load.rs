@@ -189,11 +189,7 @@ impl Loader {
                         return None;
                     }
                     Err(e) => {
-                        self.fail(
-                            Diagnostic::new(Code::Io, format!("cannot read `{display}`: {e}"))
-                                .path(display.clone()),
-                            via,
-                        );
+                        self.fail(cannot_read(display, &e), via);
                         return None;
                     }
                 };
@@ -233,11 +229,7 @@ impl Loader {
                 let bytes = match std::fs::read(path) {
                     Ok(b) => b,
                     Err(e) => {
-                        self.fail(
-                            Diagnostic::new(Code::Io, format!("cannot read `{display}`: {e}"))
-                                .path(display.clone()),
-                            via,
-                        );
+                        self.fail(cannot_read(display, &e), via);
                         return None;
                     }
                 };
@@ -398,6 +390,10 @@ impl Loader {
         merge::merge(&mut base, layer, &mut self.diags);
         Some(base)
     }
+}
+
+fn cannot_read(display: &str, e: &std::io::Error) -> Diagnostic {
+    Diagnostic::new(Code::Io, format!("cannot read `{display}`: {e}")).path(display.to_string())
 }
 
 /// The canonical form of a path for cycle detection: resolved when it exists.

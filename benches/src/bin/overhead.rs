@@ -157,7 +157,15 @@ fn main() {
     if let Ok(probe) = std::env::var("GREYWALL_C_PROBE") {
         setups.push(Setup {
             name: "C probe (userns+netns+LL)",
-            prefix: vec![probe, "-L".into(), "-U".into(), "-N".into(), "-w".into(), ".".into(), "--".into()],
+            prefix: vec![
+                probe,
+                "-L".into(),
+                "-U".into(),
+                "-N".into(),
+                "-w".into(),
+                ".".into(),
+                "--".into(),
+            ],
         });
     }
 
