@@ -141,7 +141,12 @@ fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Supervised, Failure> {
     }
     check_landlock_abi(plan)?;
 
-    let namespaced = plan.namespaces && enter_namespaces(plan)?;
+    let namespaced = if plan.namespaces && std::env::var_os(NO_USERNS_ENV).is_some() {
+        // Re-executed after user namespaces turned out to be powerless (see `restricted`).
+        without_userns(plan, &io::Error::from_raw_os_error(libc::EPERM))?
+    } else {
+        plan.namespaces && enter_namespaces(plan)?
+    };
     if namespaced {
         build_view(&plan.mounts)?;
         if plan.network == Network::Isolated {
@@ -267,7 +272,9 @@ fn join_lossy(argv: &[OsString]) -> String {
 
 /// The launcher's environment with the plan's edits applied in order.
 fn edited_env(ops: &[EnvOp]) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| k != NO_USERNS_ENV)
+        .collect();
     for op in ops {
         match op {
             EnvOp::UnsetPrefix(p) => env.retain(|(k, _)| !k.as_bytes().starts_with(p.as_bytes())),
@@ -385,16 +392,53 @@ fn enter_namespaces(plan: &LinuxPlan) -> Result<bool, Failure> {
     ];
     for (file, content) in &maps {
         sys::ns::write_proc_self(file, content).map_err(|e| {
-            let mut f = Failure::step(format_args!("write /proc/self/{file}"), &e);
-            if let Failure::Setup(m) = &mut f
-                && matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES))
-            {
-                m.push_str(RESTRICTED_HINT);
+            let f = Failure::step(format_args!("write /proc/self/{file}"), &e);
+            if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
+                restricted(f)
+            } else {
+                f
             }
-            f
         })?;
     }
     Ok(true)
+}
+
+/// Set when the launcher re-executes itself because user namespaces are powerless here.
+const NO_USERNS_ENV: &str = "GREYWALL_NO_USERNS";
+
+/// Where user namespaces exist but are powerless (Ubuntu 23.10+: AppArmor), `unshare`
+/// succeeds and the first privileged step after it fails. The process cannot leave the
+/// namespace, so the launcher executes itself again, nothing else changed, with
+/// [`NO_USERNS_ENV`] set: that run goes on with Landlock and seccomp alone and says what is
+/// lost (or refuses, with `GREYWALL_REQUIRE=userns`). The command has not started; it never
+/// runs outside the sandbox. Returns the failure when that cannot be done.
+fn restricted(mut f: Failure) -> Failure {
+    use std::os::unix::process::CommandExt;
+    if let Failure::Setup(m) = &mut f {
+        m.push_str(RESTRICTED_HINT);
+    }
+    if requires_userns() || std::env::var_os(NO_USERNS_ENV).is_some() {
+        return f;
+    }
+    let mut args = std::env::args_os();
+    let Some(argv0) = args.next() else { return f };
+    let err = std::process::Command::new("/proc/self/exe")
+        .arg0(argv0)
+        .args(args)
+        .env(NO_USERNS_ENV, "1")
+        .exec();
+    if let Failure::Setup(m) = &mut f {
+        m.push_str(&format!("; re-executing without namespaces failed: {err}"));
+    }
+    f
+}
+
+fn requires_userns() -> bool {
+    std::env::var_os("GREYWALL_REQUIRE").is_some_and(|v| {
+        v.as_bytes()
+            .split(|b| *b == b',')
+            .any(|w| w.trim_ascii() == b"userns")
+    })
 }
 
 /// Where user namespaces exist but are powerless (Ubuntu 23.10+), `unshare` succeeds and the
@@ -407,12 +451,7 @@ fn without_userns(plan: &LinuxPlan, err: &io::Error) -> Result<bool, Failure> {
         .raw_os_error()
         .and_then(sys::errno_name)
         .map_or_else(|| sys::describe(err), str::to_string);
-    let required = std::env::var_os("GREYWALL_REQUIRE").is_some_and(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .any(|w| w.trim_ascii() == b"userns")
-    });
-    if required {
+    if requires_userns() {
         return Err(Failure::Setup(format!(
             "user namespaces are unavailable ({errno}) and GREYWALL_REQUIRE includes userns"
         )));
@@ -439,13 +478,12 @@ fn build_view(mounts: &[MountOp]) -> Result<(), Failure> {
     // over it would not apply to relative paths until it is entered again.
     let cwd = std::env::current_dir().ok();
     sys::mount::make_private().map_err(|e| {
-        let mut f = Failure::step("make / a private mount tree", &e);
-        if let Failure::Setup(m) = &mut f
-            && matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES))
-        {
-            m.push_str(RESTRICTED_HINT);
+        let f = Failure::step("make / a private mount tree", &e);
+        if matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES)) {
+            restricted(f)
+        } else {
+            f
         }
-        f
     })?;
     for (i, op) in mounts.iter().enumerate() {
         // Paths to carry over into a new tmpfs must be opened before it hides them.

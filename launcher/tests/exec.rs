@@ -306,3 +306,38 @@ fn both_backends_agree_on_basic_decisions() {
         stderr(&bwrap)
     );
 }
+
+/// Where user namespaces are powerless (Ubuntu's AppArmor restriction), the launcher executes
+/// itself again with `GREYWALL_NO_USERNS=1` and goes on with Landlock and seccomp alone. The
+/// variable is what that second run sees; setting it here exercises that path.
+#[test]
+fn without_user_namespaces_landlock_still_holds_and_says_what_is_lost() {
+    if !kernel_ok() {
+        return;
+    }
+    let s = Scratch::new(WORKSPACE);
+    let run = |extra: &[(&str, &str)]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_greywall"));
+        c.args(["-c", "(echo x > /etc/gw-fallback) 2>/dev/null && echo escaped; echo ok > ws.txt && echo wrote; env | grep -c GREYWALL_NO_USERNS"])
+            .current_dir(s.work())
+            .env_clear()
+            .env("HOME", s.dir.path().join("home"))
+            .env("PATH", "/usr/bin:/bin")
+            .env("GREYWALL_NO_USERNS", "1");
+        for (k, v) in extra {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    let o = run(&[]);
+    assert_eq!(stdout(&o), "wrote\n0\n", "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("running with Landlock and seccomp only. Not enforced:"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!Path::new("/etc/gw-fallback").exists());
+    let o = run(&[("GREYWALL_REQUIRE", "userns")]);
+    assert_eq!(code(&o), 125);
+    assert!(stdout(&o).is_empty());
+}
