@@ -43,15 +43,40 @@ pub fn landlock_abi() -> u32 {
     u32::try_from(v).unwrap_or(0)
 }
 
-/// Tries to create a user and a network namespace in this process (used by a throw-away child
-/// process of `greywall check`, never by the launcher itself). Returns the errno on failure.
+/// Tries what the launcher does first, in this process (a throw-away child of `greywall
+/// check`, never the launcher itself): user, mount and network namespaces, the identity maps,
+/// and one mount. Under Ubuntu's AppArmor restriction `unshare` succeeds and a later step
+/// fails, so all of them are tried. Returns the errno of the first failure.
 pub fn try_unshare_user_net() -> Result<(), i32> {
+    let last = || std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
+    // SAFETY: getuid and getgid take no arguments and cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     // SAFETY: unshare takes flags only; the calling process is a disposable child.
-    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) } == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error().raw_os_error().unwrap_or(0))
+    if unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS | libc::CLONE_NEWNET) } != 0 {
+        return Err(last());
     }
+    for (file, text) in [
+        ("/proc/self/setgroups", "deny".to_string()),
+        ("/proc/self/uid_map", format!("{uid} {uid} 1")),
+        ("/proc/self/gid_map", format!("{gid} {gid} 1")),
+    ] {
+        std::fs::write(file, text).map_err(|e| e.raw_os_error().unwrap_or(0))?;
+    }
+    // SAFETY: all pointers are null or NUL-terminated literals; this changes only the mount
+    // propagation of the child's own, new mount namespace.
+    let r = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            c"/".as_ptr(),
+            std::ptr::null(),
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        )
+    };
+    if r != 0 {
+        return Err(last());
+    }
+    Ok(())
 }
 
 /// Whether seccomp filters can be installed (`PR_GET_SECCOMP` answers rather than failing
