@@ -156,6 +156,17 @@ pub fn compile(source: &Source, env: &CompileEnv) -> Result<Compiled, Failed> {
     deps.sort_by(|a, b| a.path.cmp(&b.path));
     deps.dedup();
 
+    // Fail closed: without Landlock no filesystem rule would hold.
+    if env.kernel.landlock_abi == 0 {
+        diags.push(
+            Diagnostic::new(
+                Code::NotEnforceable,
+                "this kernel has no Landlock, so greywall cannot enforce filesystem rules",
+            )
+            .help("use Linux 5.13 or later with Landlock enabled (the `lsm=` boot parameter lists it)"),
+        );
+        return Err(Failed { sources: loaded.sources, diagnostics: diags });
+    }
     // Fail closed: without a filter for this architecture the plan would run unfiltered.
     let Some(arch) = arch_of(env.kernel.audit_arch) else {
         diags.push(
