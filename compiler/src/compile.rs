@@ -165,7 +165,10 @@ pub fn compile(source: &Source, env: &CompileEnv) -> Result<Compiled, Failed> {
             )
             .help("use Linux 5.13 or later with Landlock enabled (the `lsm=` boot parameter lists it)"),
         );
-        return Err(Failed { sources: loaded.sources, diagnostics: diags });
+        return Err(Failed {
+            sources: loaded.sources,
+            diagnostics: diags,
+        });
     }
     // Fail closed: without a filter for this architecture the plan would run unfiltered.
     let Some(arch) = arch_of(env.kernel.audit_arch) else {

@@ -433,12 +433,21 @@ fn restricted(mut f: Failure) -> Failure {
     f
 }
 
+/// Set by `greywall exec --require userns`.
+static REQUIRE_USERNS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Refuse to run without user namespaces (`--require userns`), as `GREYWALL_REQUIRE=userns`.
+pub fn require_userns() {
+    REQUIRE_USERNS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 fn requires_userns() -> bool {
-    std::env::var_os("GREYWALL_REQUIRE").is_some_and(|v| {
-        v.as_bytes()
-            .split(|b| *b == b',')
-            .any(|w| w.trim_ascii() == b"userns")
-    })
+    REQUIRE_USERNS.load(std::sync::atomic::Ordering::Relaxed)
+        || std::env::var_os("GREYWALL_REQUIRE").is_some_and(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .any(|w| w.trim_ascii() == b"userns")
+        })
 }
 
 /// Where user namespaces exist but are powerless (Ubuntu 23.10+), `unshare` succeeds and the
@@ -453,7 +462,7 @@ fn without_userns(plan: &LinuxPlan, err: &io::Error) -> Result<bool, Failure> {
         .map_or_else(|| sys::describe(err), str::to_string);
     if requires_userns() {
         return Err(Failure::Setup(format!(
-            "user namespaces are unavailable ({errno}) and GREYWALL_REQUIRE includes userns"
+            "user namespaces are unavailable ({errno}) and they are required (--require userns or GREYWALL_REQUIRE)"
         )));
     }
     let mut msg = format!(

@@ -57,6 +57,8 @@ pub enum Command {
         cached: bool,
         settings: Option<PathBuf>,
         backend: Backend,
+        /// `--require userns`: refuse to run without user namespaces.
+        require_userns: bool,
         argv: Vec<OsString>,
     },
     Check {
@@ -118,8 +120,8 @@ pub const HELP: &str = "\
 greywall: run commands in a sandbox that restricts what they may read, write, execute and reach.
 
 Usage:
-  greywall exec [--cached] [-s FILE] [--backend native|bwrap] -- COMMAND [ARGS...]
-                                         run a command in the sandbox
+  greywall exec [--cached] [-s FILE] [--backend native|bwrap] [--require userns]
+               -- COMMAND [ARGS...]      run a command in the sandbox
   greywall [-s FILE] -- COMMAND [ARGS...]
   greywall [-s FILE] -c STRING           Greywall's forms (cached; -c runs STRING with bash)
   greywall compile [-s FILE | POLICY] [--target linux|macos|all] [--json]
@@ -178,6 +180,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             cached: true,
             settings,
             backend: Backend::Native,
+            require_userns: false,
             argv: rest.to_vec(),
         });
     }
@@ -255,6 +258,7 @@ fn shell_string(p: &mut lexopt::Parser, settings: Option<PathBuf>) -> Result<Com
         cached: true,
         settings,
         backend: Backend::Native,
+        require_userns: false,
         argv: vec![OsString::from(shell()), OsString::from("-c"), script],
     })
 }
@@ -263,9 +267,25 @@ fn parse_exec(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
     let mut cached = false;
     let mut settings = None;
     let mut backend = Backend::Native;
+    let mut require_userns = false;
     while let Some(arg) = p.next()? {
         match arg {
             Long("cached") => cached = true,
+            Long("require") => {
+                let list = p.value()?;
+                for what in list.to_string_lossy().split(',').map(str::trim) {
+                    match what {
+                        "userns" => require_userns = true,
+                        // Always required: greywall never runs without them.
+                        "landlock" | "seccomp" => {}
+                        other => {
+                            return Err(usage(format!(
+                                "--require takes userns, landlock, seccomp (comma-separated), not '{other}'"
+                            )));
+                        }
+                    }
+                }
+            }
             Short('s') | Long("settings") => settings = Some(PathBuf::from(p.value()?)),
             Long("backend") => {
                 backend = match p.value()?.to_str() {
@@ -281,6 +301,7 @@ fn parse_exec(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
                     cached,
                     settings,
                     backend,
+                    require_userns,
                     argv: vec![OsString::from(shell()), OsString::from("-c"), script],
                 });
             }
@@ -292,6 +313,7 @@ fn parse_exec(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
                     cached,
                     settings,
                     backend,
+                    require_userns,
                     argv,
                 });
             }
@@ -494,6 +516,7 @@ mod tests {
                 cached: true,
                 settings: None,
                 backend: Backend::Native,
+                require_userns: false,
                 argv: vec!["ls".into(), "-l".into()]
             }
         );
@@ -503,6 +526,7 @@ mod tests {
                 cached: false,
                 settings: Some("p.json".into()),
                 backend: Backend::Bwrap,
+                require_userns: false,
                 argv: vec!["true".into()]
             }
         );
@@ -517,6 +541,14 @@ mod tests {
             }
         ));
         assert!(parse_str(&["--"]).is_err());
+        assert!(matches!(
+            parse_str(&["exec", "--require", "userns,landlock", "--", "id"]).unwrap(),
+            Command::Exec {
+                require_userns: true,
+                ..
+            }
+        ));
+        assert!(parse_str(&["exec", "--require", "magic", "--", "id"]).is_err());
         assert_eq!(
             parse_str(&["compile", "code", "--json"]).unwrap(),
             Command::Compile {

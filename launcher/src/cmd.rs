@@ -22,8 +22,14 @@ pub fn run(command: Command) -> ExitCode {
             cached,
             settings,
             backend,
+            require_userns,
             argv,
-        } => crate::exec::run(cached, settings.as_deref(), backend, &argv),
+        } => {
+            if require_userns {
+                crate::apply::require_userns();
+            }
+            crate::exec::run(cached, settings.as_deref(), backend, &argv)
+        }
         Command::Check { settings } => check::run(settings.as_deref()),
         Command::ProbeUserns => check::probe_userns(),
         Command::Compile {
