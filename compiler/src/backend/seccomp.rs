@@ -173,8 +173,10 @@ impl Arch {
     }
 }
 
-/// One instruction of a classic-BPF program (the kernel's `struct sock_filter`).
+/// One instruction of a classic-BPF program, laid out as the kernel's `struct sock_filter`
+/// (the launcher hands a slice of these to the kernel as is).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
 pub struct SockFilter {
     pub code: u16,
     pub jt: u8,

@@ -3,15 +3,7 @@
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
 
-/// The kernel's `struct sock_filter`.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct SockFilter {
-    code: u16,
-    jt: u8,
-    jf: u8,
-    k: u32,
-}
+use greywall_compiler::backend::seccomp::{self, SockFilter};
 
 /// The kernel's `struct sock_fprog`.
 #[repr(C)]
@@ -25,21 +17,9 @@ pub struct Filter(Vec<SockFilter>);
 
 impl Filter {
     /// Reads a `struct sock_filter` array (8 little-endian bytes per instruction). `None` when
-    /// the length is not a whole number of instructions or exceeds what `sock_fprog` can hold.
+    /// the length is not a whole number of instructions or exceeds what the kernel accepts.
     pub fn from_bytes(bytes: &[u8]) -> Option<Filter> {
-        if !bytes.len().is_multiple_of(8) || bytes.len() / 8 > usize::from(u16::MAX) {
-            return None;
-        }
-        let prog = bytes
-            .chunks_exact(8)
-            .map(|c| SockFilter {
-                code: u16::from_le_bytes([c[0], c[1]]),
-                jt: c[2],
-                jf: c[3],
-                k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
-            })
-            .collect();
-        Some(Filter(prog))
+        seccomp::from_bytes(bytes).map(Filter)
     }
 
     pub fn is_empty(&self) -> bool {
