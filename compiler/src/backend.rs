@@ -2,4 +2,5 @@
 
 pub mod bwrap;
 pub mod linux;
+pub mod seatbelt;
 pub mod seccomp;

@@ -4,6 +4,10 @@
 //! Layout under `$XDG_CACHE_HOME/greywall/` (directory 0700, files 0600):
 //! - `plans/<key>.plan`: a [`crate::plan::LinuxPlan`]; `<key>` is the FNV-1a hash of its bytes;
 //! - `plans/<key>.bwrap`: the bwrap argument vector (NUL-separated, for `bwrap --args FD`);
+//! - `plans/<key>.sb`: a Seatbelt profile for macOS (its first line names the parameters the
+//!   launcher passes with `sandbox-exec -D`); `index/<invocation>.macos` says which is current;
+//! - `egress/<sha256>.json`: a policy's egress rule set, read by greywall-proxyd (the plan names
+//!   it with its SHA-256, so a plan never runs with another rule set);
 //! - `index/<invocation>`: an [`Index`]: the plan key and every file-system fact the compile
 //!   depended on, each with the stat signature it had. The launcher re-checks them with one
 //!   `stat` each; any difference means a recompile, never a stale run.
@@ -228,6 +232,20 @@ pub fn invocation_key(parts: &[&[u8]]) -> String {
     format!("{:016x}", fnv1a(&buf))
 }
 
+/// The SHA-256 of an artifact, lower-case hex (the egress rule set's name and check).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::digest(bytes);
+    let mut out = String::with_capacity(64);
+    for b in digest.iter() {
+        out.push(char::from(HEX[usize::from(b >> 4)]));
+        out.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// The content key of an artifact.
 pub fn content_key(bytes: &[u8]) -> String {
     format!("{:016x}", fnv1a(bytes))
@@ -252,8 +270,23 @@ impl Cache {
         self.root.join("plans").join(format!("{key}.plan"))
     }
 
+    /// A Seatbelt profile (macOS): `plans/<key>.sb`, `<key>` the hash of its text.
+    pub fn profile_path(&self, key: &str) -> PathBuf {
+        self.root.join("plans").join(format!("{key}.sb"))
+    }
+
+    /// The macOS index entry of an invocation (which profile is current for it).
+    pub fn macos_index_path(&self, invocation: &str) -> PathBuf {
+        self.root.join("index").join(format!("{invocation}.macos"))
+    }
+
     pub fn bwrap_path(&self, key: &str) -> PathBuf {
         self.root.join("plans").join(format!("{key}.bwrap"))
+    }
+
+    /// Where the egress rule set with this SHA-256 (lower-case hex) is stored.
+    pub fn egress_path(&self, sha256: &str) -> PathBuf {
+        self.root.join("egress").join(format!("{sha256}.json"))
     }
 
     /// Creates the cache directories with mode 0700 (and tightens them if they exist).
@@ -262,6 +295,7 @@ impl Cache {
             self.root.clone(),
             self.root.join("plans"),
             self.root.join("index"),
+            self.root.join("egress"),
         ] {
             match fs::DirBuilder::new()
                 .recursive(true)
@@ -376,6 +410,18 @@ mod tests {
         fs::remove_file(&f).unwrap();
         assert!(!idx.is_fresh(), "but not removal");
         let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn sha256_of_known_inputs() {
+        assert_eq!(
+            sha256_hex(b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
     }
 
     #[test]

@@ -9,10 +9,11 @@ use std::path::PathBuf;
 use crate::backend::linux::KernelFacts;
 use crate::backend::seccomp::{self, Arch, SeccompOptions};
 use crate::backend::{bwrap, linux};
-use crate::cache::{Cache, Index, StatDep, content_key};
+use crate::cache::{Cache, Index, StatDep, content_key, sha256_hex};
 use crate::diagnostic::{self, Code, Diagnostic};
 use crate::discover::{self, DiscoverEnv, Discovered, PROJECT_FILE};
 use crate::load::{self, Input};
+use crate::model::NetworkMode;
 use crate::plan::LinuxPlan;
 use crate::resolve::{self, Dep, ResolveEnv, Resolved};
 use crate::source::Sources;
@@ -53,6 +54,9 @@ pub struct Compiled {
     pub deps: Vec<StatDep>,
     /// Content key of `plan_bytes`.
     pub key: String,
+    /// The egress rule set for greywall-proxyd (filtered network mode only), stored as
+    /// `<cache>/egress/<sha256>.json`; the plan names its path and hash.
+    pub egress_bytes: Option<Vec<u8>>,
 }
 
 /// Compilation failed: the diagnostics say why.
@@ -133,6 +137,16 @@ pub fn compile(source: &Source, env: &CompileEnv) -> Result<Compiled, Failed> {
     if let Some(dir) = &env.cache_dir {
         let _ = Cache::new(dir.clone()).ensure_dirs();
     }
+    // Likewise proxyd's socket directory, which every plan hides once it exists: a plan with
+    // egress is compiled with it in place.
+    if policy.network.mode() == NetworkMode::Filtered
+        && let Some(rt) = env.runtime_dir.as_ref().filter(|d| d.is_dir())
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        let _ = std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(rt.join(crate::protections::PROXYD_RUNTIME_DIR));
+    }
     let renv = ResolveEnv {
         root: PathBuf::from("/"),
         cwd: env.discover.cwd.clone(),
@@ -185,7 +199,34 @@ pub fn compile(source: &Source, env: &CompileEnv) -> Result<Compiled, Failed> {
         });
     };
     let filter = seccomp::to_bytes(&seccomp::build(arch, &SeccompOptions::default()));
-    let plan = linux::plan(&resolved, &env.kernel, filter);
+    let mut plan = linux::plan(&resolved, &env.kernel, filter);
+    // Filtered egress: the rule set goes into the cache under its SHA-256, and the plan names
+    // both, so the plan's key changes with the rules and proxyd refuses a swapped file.
+    let mut egress_bytes = None;
+    if policy.network.mode() == NetworkMode::Filtered {
+        let bytes = crate::egress::rules(&policy, &loaded.sources).to_bytes();
+        let sha256 = sha256_hex(&bytes);
+        let Some(cache_dir) = &env.cache_dir else {
+            diags.push(
+                Diagnostic::new(
+                    Code::NotEnforceable,
+                    "allowed domains need the artifact cache for greywall-proxyd's rule set",
+                )
+                .help("set HOME or XDG_CACHE_HOME"),
+            );
+            return Err(Failed {
+                sources: loaded.sources,
+                diagnostics: diags,
+            });
+        };
+        let path = Cache::new(cache_dir.clone()).egress_path(&sha256);
+        let ruleset = linux::RulesetRef {
+            path: s(&path),
+            sha256,
+        };
+        plan = linux::with_egress(plan, linux::egress(&policy.network, ruleset));
+        egress_bytes = Some(bytes);
+    }
     let plan_bytes = plan.encode();
     let inner_plan_bytes = bwrap::inner_plan(&plan).encode();
     let bwrap_argv = bwrap::argv(&plan);
@@ -203,6 +244,7 @@ pub fn compile(source: &Source, env: &CompileEnv) -> Result<Compiled, Failed> {
         bwrap_argv,
         deps,
         key,
+        egress_bytes,
     })
 }
 
@@ -263,6 +305,10 @@ pub fn store(c: &Compiled, cache: &Cache, invocation: &str) -> std::io::Result<W
         .join("plans")
         .join(format!("{}.inner.plan", c.key));
     let bwrap_path = cache.bwrap_path(&c.key);
+    // The rule set before the plan that names it.
+    if let (Some(bytes), Some(e)) = (&c.egress_bytes, &c.plan.egress) {
+        Cache::write_atomic(&cache.egress_path(&e.ruleset_sha256), bytes)?;
+    }
     Cache::write_atomic(&plan, &c.plan_bytes)?;
     Cache::write_atomic(&inner_plan, &c.inner_plan_bytes)?;
     Cache::write_atomic(&bwrap_path, &bwrap::args_blob(&c.bwrap_argv))?;
@@ -278,4 +324,143 @@ pub fn store(c: &Compiled, cache: &Cache, invocation: &str) -> std::io::Result<W
         bwrap: bwrap_path,
         index,
     })
+}
+
+/// A policy compiled for macOS: a Seatbelt profile, whatever the host.
+#[derive(Debug, Clone)]
+pub struct CompiledMacos {
+    pub origin: String,
+    pub sources: Sources,
+    /// Warnings (errors stop compilation).
+    pub diagnostics: Vec<Diagnostic>,
+    pub policy: crate::model::Policy,
+    pub profile: crate::backend::seatbelt::Profile,
+    /// The policy files and the discovery facts the profile depends on.
+    pub deps: Vec<StatDep>,
+    /// Content key of the profile text.
+    pub key: String,
+}
+
+/// Compiles a policy into a Seatbelt profile. Pure apart from discovery and loading: nothing
+/// about this machine enters the profile except the paths of the policy files (run-time facts
+/// are profile parameters), so it works on any host.
+pub fn compile_macos(source: &Source, env: &DiscoverEnv) -> Result<CompiledMacos, Failed> {
+    use crate::backend::seatbelt;
+    let mut diags = Vec::new();
+    let mut deps: Vec<StatDep> = Vec::new();
+    let (input, origin) = match source {
+        Source::Named(input) => (input.clone(), describe(input)),
+        Source::Discover { settings } => {
+            match discover::discover(settings.as_deref(), env, &mut diags) {
+                Ok(found) => {
+                    deps.extend(discovery_deps(&found, env));
+                    (found.input(), found.to_string())
+                }
+                Err(d) => {
+                    diags.push(d);
+                    return Err(Failed {
+                        sources: Sources::new(),
+                        diagnostics: diags,
+                    });
+                }
+            }
+        }
+    };
+    let loaded = load::load(&input);
+    diags.extend(loaded.diagnostics.iter().cloned());
+    let Some(policy) = loaded.policy.clone() else {
+        return Err(Failed {
+            sources: loaded.sources,
+            diagnostics: diags,
+        });
+    };
+    let policy_files: Vec<String> = loaded.files.iter().map(|f| s(&env.cwd.join(f))).collect();
+    for f in &policy_files {
+        deps.push(StatDep::exact(f));
+    }
+    if policy.ssh.is_active() {
+        let mut d = Diagnostic::new(
+            Code::NotEnforceable,
+            "the SSH policy (`ssh.*`) is not enforced by greywall on macOS yet",
+        )
+        .note("greywall refuses the policy rather than run ssh unchecked")
+        .help("remove the `ssh` section, or run ssh outside the sandbox");
+        if let Some(at) = policy
+            .ssh
+            .allowed_hosts
+            .iter()
+            .chain(&policy.ssh.denied_hosts)
+            .map(|e| e.origin)
+            .next()
+        {
+            d = d.at(at);
+        }
+        diags.push(d);
+        return Err(Failed {
+            sources: loaded.sources,
+            diagnostics: diags,
+        });
+    }
+    let opts = seatbelt::Options { policy_files };
+    let profile = match seatbelt::profile(&policy, &opts) {
+        Ok(p) => p,
+        Err(errors) => {
+            for e in errors {
+                let mut d = Diagnostic::new(
+                    Code::SeatbeltUnexpressible,
+                    format!("the macOS profile cannot express `{}`", e.rule),
+                )
+                .label(e.why)
+                .help("rewrite the rule without that construct; the Linux artifacts are unaffected");
+                if let Some(at) = e.origin {
+                    d = d.at(at);
+                }
+                diags.push(d);
+            }
+            diagnostic::sort(&mut diags);
+            return Err(Failed {
+                sources: loaded.sources,
+                diagnostics: diags,
+            });
+        }
+    };
+    deps.sort_by(|a, b| a.path.cmp(&b.path));
+    deps.dedup();
+    let key = content_key(profile.text.as_bytes());
+    diagnostic::sort(&mut diags);
+    Ok(CompiledMacos {
+        origin,
+        sources: loaded.sources,
+        diagnostics: diags,
+        policy,
+        profile,
+        deps,
+        key,
+    })
+}
+
+/// Paths of the macOS artifacts written for one compile.
+#[derive(Debug, Clone)]
+pub struct WrittenMacos {
+    pub profile: PathBuf,
+    pub index: PathBuf,
+}
+
+/// Writes the Seatbelt profile (content-addressed, shared by every invocation that compiles to
+/// the same text) and the invocation's macOS index entry, atomically.
+pub fn store_macos(
+    c: &CompiledMacos,
+    cache: &Cache,
+    invocation: &str,
+) -> std::io::Result<WrittenMacos> {
+    cache.ensure_dirs()?;
+    let profile = cache.profile_path(&c.key);
+    Cache::write_atomic(&profile, c.profile.text.as_bytes())?;
+    let index = cache.macos_index_path(invocation);
+    let idx = Index {
+        key: c.key.clone(),
+        deps: c.deps.clone(),
+    };
+    Cache::write_atomic(&index, &idx.encode())?;
+    Ok(WrittenMacos { profile, index })
 }

@@ -289,6 +289,143 @@ input_struct! {
         /// `script`, `expect` and terminal multiplexers.
         #[schemars(example = true)]
         "allowPty" => allow_pty: Spanned<bool>,
+        /// Which environment variables reach the sandbox.
+        #[schemars(example = example_environment())]
+        "environment" => environment: EnvironmentConfig,
+        /// Sections a platform may only approximate: where a rule in one cannot be enforced,
+        /// greywall warns (W690) and leaves it out instead of refusing the policy.
+        #[schemars(example = &EX14)]
+        "bestEffort" => best_effort: StringList,
+        /// Rules that apply on Linux only (same sections as the top level).
+        "linux" => linux: PlatformConfig,
+        /// Rules that apply on macOS only (same sections as the top level).
+        "macos" => macos: PlatformConfig,
+        /// Named variants of this policy, chosen with `--profile NAME`; each is applied on top
+        /// of the rest of the file.
+        #[schemars(example = example_profiles())]
+        "profiles" => profiles: Profiles,
+        /// Policy tests, checked by `greywall test`, `lint` and `compile`:
+        /// `allow|deny read|write|run|connect TARGET`.
+        #[schemars(example = &EX15)]
+        "expect" => expect: StringList,
+    }
+}
+
+input_struct! {
+    /// Rules for one platform (`linux`, `macos`): the sections of the top level.
+    pub struct PlatformConfig {
+        /// Network rules for this platform.
+        "network" => network: NetworkConfig,
+        /// Filesystem rules for this platform.
+        "filesystem" => filesystem: FilesystemConfig,
+        /// Command rules for this platform.
+        "command" => command: CommandConfig,
+        /// SSH rules for this platform.
+        "ssh" => ssh: SshConfig,
+        /// Environment rules for this platform.
+        "environment" => environment: EnvironmentConfig,
+        /// Allow pseudo-terminals on this platform.
+        "allowPty" => allow_pty: Spanned<bool>,
+        /// Best-effort sections on this platform.
+        "bestEffort" => best_effort: StringList,
+    }
+}
+
+input_struct! {
+    /// One named profile: the sections of the top level, applied on top of the file.
+    pub struct ProfileConfig {
+        /// Network rules of the profile.
+        "network" => network: NetworkConfig,
+        /// Filesystem rules of the profile.
+        "filesystem" => filesystem: FilesystemConfig,
+        /// Command rules of the profile.
+        "command" => command: CommandConfig,
+        /// SSH rules of the profile.
+        "ssh" => ssh: SshConfig,
+        /// Environment rules of the profile.
+        "environment" => environment: EnvironmentConfig,
+        /// Allow pseudo-terminals in the profile.
+        "allowPty" => allow_pty: Spanned<bool>,
+        /// Best-effort sections of the profile.
+        "bestEffort" => best_effort: StringList,
+        /// Linux-only rules of the profile.
+        "linux" => linux: PlatformConfig,
+        /// macOS-only rules of the profile.
+        "macos" => macos: PlatformConfig,
+    }
+}
+
+input_struct! {
+    /// Environment variables. Every variable of the caller passes unless a `drop` pattern
+    /// matches it and no `pass` pattern does; `set` entries are applied last.
+    pub struct EnvironmentConfig {
+        /// Variables kept even when a `drop` pattern matches them (`NAME` or `PREFIX*`).
+        #[schemars(example = &EX16)]
+        "pass" => pass: StringList,
+        /// Variables removed (`NAME` or `PREFIX*`; `*` removes all but `pass`).
+        #[schemars(example = &EX17)]
+        "drop" => drop: StringList,
+        /// Variables set in the sandbox, `NAME=value`.
+        #[schemars(example = &EX18)]
+        "set" => set: StringList,
+    }
+}
+
+/// `profiles`: profile name to profile.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Profiles(pub Vec<(Spanned<String>, ProfileConfig)>);
+
+impl JsonSchema for Profiles {
+    fn schema_name() -> Cow<'static, str> {
+        "Profiles".into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let inner = generator.subschema_for::<ProfileConfig>();
+        schemars::json_schema!({
+            "type": "object",
+            "propertyNames": { "pattern": "^[A-Za-z][A-Za-z0-9_-]*$" },
+            "additionalProperties": inner,
+        })
+    }
+}
+
+impl Decode for Profiles {
+    fn decode(node: &Node, cx: &mut DecodeCx) -> Option<Self> {
+        let Value::Object(members) = &node.value else {
+            cx.wrong_type(node, "an object of profiles");
+            return None;
+        };
+        let mut out = Vec::new();
+        for m in members {
+            let ok = m.key.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && m.key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                cx.diags.push(
+                    Diagnostic::new(
+                        Code::WrongType,
+                        format!("`{}` is not a profile name", m.key),
+                    )
+                    .at(m.key_span)
+                    .help("profile names are letters, digits, `-` and `_`, starting with a letter"),
+                );
+                continue;
+            }
+            cx.path.push(format!("profiles.{}", m.key));
+            let p = ProfileConfig::decode(&m.value, cx);
+            cx.path.pop();
+            if let Some(p) = p {
+                out.push((
+                    Spanned {
+                        value: m.key.clone(),
+                        span: m.key_span,
+                    },
+                    p,
+                ));
+            }
+        }
+        Some(Profiles(out))
     }
 }
 
@@ -298,7 +435,8 @@ input_struct! {
     pub struct NetworkConfig {
         /// Domains the sandbox may reach through the proxy. `example.com` is exactly that host,
         /// `*.example.com` its subdomains (not the apex), `**.example.com` both. IP addresses and
-        /// CIDR ranges are accepted. `"*"` turns on relaxed mode (no isolation; avoid).
+        /// CIDR ranges are accepted; `:PORT` limits an entry to one port (`github.com:22`,
+        /// `[::1]:8080`). `"*"` turns on relaxed mode (no isolation; avoid).
         #[schemars(example = &EX1)]
         "allowedDomains" => allowed_domains: StringList,
         /// Domains always refused, even when an allowed pattern matches them. Deny wins.
@@ -430,6 +568,11 @@ const EX10: [&str; 2] = ["github.com", "*.internal.example.com"];
 const EX11: [&str; 1] = ["prod-*"];
 const EX12: [&str; 2] = ["git-upload-pack", "git-receive-pack"];
 const EX13: [&str; 1] = ["rm -rf"];
+const EX14: [&str; 1] = ["ssh"];
+const EX15: [&str; 2] = ["deny read ~/.ssh/id_rsa", "allow write ./src/main.rs"];
+const EX16: [&str; 1] = ["AWS_REGION"];
+const EX17: [&str; 2] = ["AWS_*", "GITHUB_TOKEN"];
+const EX18: [&str; 1] = ["GIT_TERMINAL_PROMPT=0"];
 
 /// Every section and its keys, for "belongs in" hints.
 const SECTIONS: &[(&str, &[&str])] = &[
@@ -437,7 +580,16 @@ const SECTIONS: &[(&str, &[&str])] = &[
     ("filesystem", FilesystemConfig::KEYS),
     ("command", CommandConfig::KEYS),
     ("ssh", SshConfig::KEYS),
+    ("environment", EnvironmentConfig::KEYS),
 ];
+
+fn example_environment() -> serde_json::Value {
+    serde_json::json!({ "drop": ["AWS_*", "GITHUB_TOKEN"], "set": ["GIT_TERMINAL_PROMPT=0"] })
+}
+
+fn example_profiles() -> serde_json::Value {
+    serde_json::json!({ "ci": { "network": { "allowedDomains": ["ghcr.io"] } } })
+}
 
 fn example_config() -> serde_json::Value {
     serde_json::json!({

@@ -65,7 +65,7 @@ codes! {
     InvalidNumber = "E203", "invalid-number", Error, "A number is out of range or not an integer.";
     InvalidDomain = "E300", "invalid-domain", Error, "A domain pattern is malformed.";
     DomainTooBroad = "E301", "domain-too-broad", Error, "A wildcard domain pattern covers a whole top-level domain.";
-    DomainHasPort = "E302", "domain-has-port", Error, "A domain pattern carries a port, scheme or path.";
+    DomainHasPort = "E302", "domain-has-port", Error, "A domain pattern carries a URL scheme or path.";
     InvalidHost = "E303", "invalid-ssh-host", Error, "An SSH host pattern is malformed.";
     InvalidPath = "E304", "invalid-path", Error, "A filesystem path pattern is malformed.";
     InvalidGlob = "E305", "invalid-glob", Error, "A glob in a path pattern is malformed.";
@@ -94,6 +94,29 @@ codes! {
     Duplicate = "W509", "duplicate-rule", Warning, "The same rule appears twice.";
     NoEffect = "W510", "rule-has-no-effect", Warning, "A rule can never match or never changes a decision.";
     OrBoolean = "W511", "boolean-cannot-be-unset", Warning, "A `false` that an inherited `true` overrides: greywall.json booleans are OR-merged.";
+    SeatbeltUnexpressible = "E850", "not-expressible-on-macos", Error, "A rule the Seatbelt profile cannot express exactly; greywall refuses to compile the macOS profile rather than enforce something else.";
+    GwSyntax = "E600", "gw-syntax-error", Error, "A `.gw` policy is not well formed: an unclosed `{` or `[`, or a stray `}`.";
+    GwUnterminatedString = "E601", "gw-unterminated-string", Error, "A string in a `.gw` policy has no closing quote on its line.";
+    GwStrayCharacter = "E602", "gw-stray-character", Error, "A character outside strings and comments that the `.gw` language does not use (typographic quotes, non-breaking spaces, …).";
+    GwBadEscape = "E603", "gw-invalid-escape", Error, "A backslash escape in a `.gw` string is not one the language knows.";
+    GwUnknownStatement = "E604", "gw-unknown-statement", Error, "A statement or section that the `.gw` language does not know.";
+    GwUnknownSetting = "E605", "gw-unknown-setting", Error, "A `name = value` setting that does not exist in this section.";
+    GwUndefinedVariable = "E606", "gw-undefined-variable", Error, "A `$name` that is neither a `let` variable defined before it nor a built-in.";
+    GwTypeError = "E607", "gw-type-error", Error, "A value of the wrong kind: a list where one value is needed, a word where a boolean or port is, a path variable in a network rule.";
+    GwIncludeCycle = "E608", "gw-include-cycle", Error, "An `include` leads back to a file already being included.";
+    GwIncludeNotFound = "E609", "gw-include-not-found", Error, "An `include` names a file that cannot be read.";
+    GwMisplaced = "E610", "gw-misplaced-statement", Error, "A statement where it is not allowed: `extends` after rules or twice, `profile` inside a profile, rules outside a section.";
+    GwDuplicate = "E611", "gw-duplicate-definition", Error, "A variable, profile or setting defined twice in one file.";
+    GwUnknownProfile = "E612", "gw-unknown-profile", Error, "`--profile NAME` names a profile no file in the chain defines.";
+    GwEnvPattern = "E613", "gw-invalid-env-pattern", Error, "An environment rule names no valid variable (`NAME`, `PREFIX*`, `NAME=value`).";
+    GwBadExpect = "E614", "gw-invalid-expectation", Error, "An `expect` statement is malformed.";
+    GwExpectFailed = "E615", "expectation-failed", Error, "A policy test (`expect`) does not hold: the policy decides otherwise.";
+    GwExceptOutside = "E616", "gw-except-outside", Error, "An `except` path is not inside the path it is an exception to.";
+    GwMissingValue = "E617", "gw-missing-value", Error, "A statement lacks its values (`deny read` with nothing after it).";
+    GwAnchorPlacement = "E618", "gw-anchor-placement", Error, "A built-in path variable (`$home`, `$git_root`, …) that does not start its path.";
+    GwAmbiguousProject = "E619", "ambiguous-project-policy", Error, "Both `greywall.gw` and `greywall.json` are in one directory; greywall will not guess which one you meant.";
+    GwBestEffort = "W690", "best-effort-downgrade", Warning, "A best-effort section has rules this platform cannot enforce; they are left out.";
+    GwUnusedVariable = "W691", "gw-unused-variable", Warning, "A `let` variable is never used.";
 }
 
 impl fmt::Display for Code {

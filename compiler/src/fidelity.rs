@@ -202,6 +202,144 @@ pub fn report(policy: &Policy, resolved: &Resolved, kernel: &KernelFacts) -> Vec
     rows
 }
 
+/// The report for a policy compiled to a Seatbelt profile (macOS). It depends on the policy
+/// alone, so `greywall check --target macos` prints it on any host.
+pub fn report_macos(policy: &Policy) -> Vec<Row> {
+    use crate::backend::seatbelt::glob::{Place, glob_regex};
+    use crate::pattern::path::Segment;
+    let mut rows = Vec::new();
+    let mut row = |rule: String, origin: Option<Span>, level: Level| {
+        rows.push(Row {
+            rule,
+            origin,
+            level,
+        })
+    };
+    // A path rule: exact unless it cannot be expressed, or a glob matches by character.
+    let path_level = |p: &crate::pattern::path::PathPattern| -> Level {
+        match Place::of(p).and_then(|pl| pl.cover().map(|_| pl)) {
+            Err(why) => Level::Unenforceable(why),
+            Ok(_) => {
+                let by_char = p.segments.iter().any(|s| match s {
+                    Segment::Glob(g) => {
+                        glob_regex(g).is_ok() && (g.contains('?') || g.contains('['))
+                    }
+                    _ => false,
+                });
+                let shared_tmp = p.base == crate::pattern::path::PathBase::Root
+                    && matches!(p.segments.first(), Some(Segment::Literal(l)) if l == "tmp");
+                if shared_tmp {
+                    Level::Approximated(
+                        "macOS has no private /tmp: this is the host's shared /private/tmp (the per-user $TMPDIR is always writable)".into(),
+                    )
+                } else if by_char {
+                    Level::Approximated(
+                        "`?` and `[...]` stand for one character; should Seatbelt's regex engine count bytes, a name with a multi-byte character in that place is not matched".into(),
+                    )
+                } else {
+                    Level::Exact
+                }
+            }
+        }
+    };
+    let fs = &policy.filesystem;
+    for (field, list) in [
+        ("filesystem.allowWrite", &fs.allow_write),
+        ("filesystem.allowRead", &fs.allow_read),
+        ("filesystem.denyWrite", &fs.deny_write),
+        ("filesystem.denyRead", &fs.deny_read),
+        ("network.allowUnixSockets", &policy.network.allow_unix_sockets),
+    ] {
+        for e in list {
+            let mut level = path_level(&e.value);
+            if field == "filesystem.allowRead" && !fs.default_deny_read.value && level == Level::Exact
+            {
+                level = Level::Approximated("has no effect: defaultDenyRead is off".into());
+            }
+            row(format!("{field} {}", e.value), Some(e.origin), level);
+        }
+    }
+    row(
+        "filesystem.defaultDenyRead".into(),
+        fs.default_deny_read.origin,
+        if fs.default_deny_read.value {
+            Level::Approximated(
+                "file metadata (existence, size, times) stays visible everywhere; contents and directory listings do not".into(),
+            )
+        } else {
+            Level::Exact
+        },
+    );
+    row(
+        "mandatory protections".into(),
+        None,
+        Level::Approximated(
+            "enforced on every access, including paths created later; `greywall.json` is protected anywhere, not only around the working directory (stricter than Linux)".into(),
+        ),
+    );
+    let net = &policy.network;
+    match net.mode() {
+        NetworkMode::Isolated => row("network: no egress".into(), None, Level::Exact),
+        NetworkMode::Filtered => {
+            for e in &net.allowed_domains {
+                row(
+                    format!("network.allowedDomains {}", e.value),
+                    Some(e.origin),
+                    Level::Approximated(format!(
+                        "direct connections are refused; the sandbox may connect to loopback ports {} and {}, where greywall's proxy must listen (macOS has no network namespace: any host service on those ports is reachable too)",
+                        net.http_proxy_port.value, net.socks_proxy_port.value
+                    )),
+                );
+            }
+        }
+        NetworkMode::Relaxed => {
+            for e in &net.denied_domains {
+                row(
+                    format!("network.deniedDomains {}", e.value),
+                    Some(e.origin),
+                    Level::Unenforceable(
+                        "relaxed mode allows every connection; only clients that use the proxy are filtered".into(),
+                    ),
+                );
+            }
+        }
+    }
+    if let Some(o) = net.allow_local_binding.origin.filter(|_| net.allow_local_binding.value) {
+        row(
+            "network.allowLocalBinding".into(),
+            Some(o),
+            Level::Approximated(
+                "listening sockets are on the host's loopback, visible to every local process (Linux keeps them in the sandbox's own namespace)".into(),
+            ),
+        );
+    }
+    if let Some(o) = net.allow_local_outbound.origin.filter(|_| net.local_outbound()) {
+        row("network.allowLocalOutbound".into(), Some(o), Level::Exact);
+    }
+    for e in &policy.command.deny {
+        row(
+            format!("command.deny {}", e.value),
+            Some(e.origin),
+            Level::Approximated(
+                "checked on the command greywall starts, not on commands it runs later".into(),
+            ),
+        );
+    }
+    if policy.ssh.is_active() {
+        row(
+            "ssh".into(),
+            None,
+            Level::Unenforceable("the SSH policy is not enforced on macOS yet".into()),
+        );
+    }
+    row(
+        "allowPty".into(),
+        policy.allow_pty.origin,
+        Level::Exact,
+    );
+    rows
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,6 +387,26 @@ mod tests {
             );
             assert!(l.contains("racing multi-threaded program"), "{rule}: {l}");
         }
+    }
+
+    #[test]
+    fn macos_report_covers_paths_and_network() {
+        let text = r#"{"network": {"allowedDomains": ["github.com"]},
+            "filesystem": {"allowWrite": ["."], "denyWrite": ["**/*.key", "id_?", "x/[é]"]}}"#;
+        let policy = load(&Input::Text {
+            name: "t.json".into(),
+            text: text.into(),
+            dir: "/".into(),
+        })
+        .policy
+        .unwrap_or_default();
+        let r = report_macos(&policy);
+        assert_eq!(level(&r, "filesystem.allowWrite ."), "exact");
+        assert_eq!(level(&r, "filesystem.denyWrite ./**/*.key"), "exact");
+        assert!(level(&r, "filesystem.denyWrite ./id_?").starts_with("approximated"));
+        assert!(level(&r, "filesystem.denyWrite ./x/[é]").starts_with("unenforceable"));
+        assert!(level(&r, "network.allowedDomains github.com").contains("3128"));
+        assert!(level(&r, "filesystem.defaultDenyRead").contains("metadata"));
     }
 
     #[test]

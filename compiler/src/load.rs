@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config;
 use crate::diagnostic::{self, Code, Diagnostic};
+use crate::gw;
 use crate::jsonc;
 use crate::lower;
 use crate::merge;
@@ -53,12 +54,33 @@ impl Loaded {
     }
 }
 
+/// How to load.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The profile to apply (`--profile NAME`); some file in the chain must define it.
+    pub profile: Option<String>,
+}
+
 /// Loads a policy and everything it extends.
 pub fn load(input: &Input) -> Loaded {
+    load_with(input, &LoadOptions::default())
+}
+
+/// Whether a file is written in the `.gw` language (by its name).
+pub fn is_gw(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "gw")
+}
+
+/// Loads a policy and everything it extends, with options.
+pub fn load_with(input: &Input, opts: &LoadOptions) -> Loaded {
     let mut l = Loader {
         sources: Sources::new(),
         diags: Vec::new(),
         files: Vec::new(),
+        profile: opts.profile.clone(),
+        profile_found: false,
+        profile_names: Vec::new(),
+        dirs: std::collections::HashMap::new(),
     };
     let mut chain = Vec::new();
     let unit = match input {
@@ -74,6 +96,22 @@ pub fn load(input: &Input) -> Loaded {
         },
     };
     let policy = l.load_unit(unit, 0, &mut chain, None);
+    if let Some(p) = &l.profile
+        && !l.profile_found
+        && !diagnostic::has_errors(&l.diags)
+    {
+        let mut d = Diagnostic::new(
+            Code::GwUnknownProfile,
+            format!("no profile named `{p}` in this policy or what it extends"),
+        );
+        let names: Vec<&str> = l.profile_names.iter().map(String::as_str).collect();
+        d = match did_you_mean(p, names.iter().copied()) {
+            Some(s) => d.help(format!("did you mean `{s}`?")),
+            None if names.is_empty() => d.help("the policy defines no profiles"),
+            None => d.help(format!("profiles: {}", names.join(", "))),
+        };
+        l.diags.push(d);
+    }
     let mut diags = l.diags;
     diagnostic::sort(&mut diags);
     let policy = policy.filter(|_| !diagnostic::has_errors(&diags));
@@ -115,6 +153,86 @@ struct Loader {
     sources: Sources,
     diags: Vec<Diagnostic>,
     files: Vec<PathBuf>,
+    profile: Option<String>,
+    profile_found: bool,
+    profile_names: Vec<String>,
+    /// The directory of each source read from disk (for relative `include`s).
+    dirs: std::collections::HashMap<SourceId, PathBuf>,
+}
+
+/// Reads the files `.gw` `include`s name, for the lowering.
+struct Inc<'a> {
+    l: &'a mut Loader,
+}
+
+impl gw::lower::Includes for Inc<'_> {
+    fn include(
+        &mut self,
+        from: SourceId,
+        path: &str,
+        via: Span,
+        diags: &mut Vec<Diagnostic>,
+    ) -> Option<(SourceId, gw::ast::Body, PathBuf)> {
+        let Some(dir) = self.l.dirs.get(&from).cloned() else {
+            diags.push(
+                Diagnostic::new(
+                    Code::GwIncludeNotFound,
+                    format!("cannot include `{path}` from a built-in template or text"),
+                )
+                .at(via),
+            );
+            return None;
+        };
+        let joined = if Path::new(path).is_absolute() {
+            PathBuf::from(path)
+        } else {
+            dir.join(path)
+        };
+        let joined: PathBuf = joined
+            .components()
+            .filter(|c| !matches!(c, std::path::Component::CurDir))
+            .collect();
+        if !joined.is_file() {
+            diags.push(
+                Diagnostic::new(
+                    Code::GwIncludeNotFound,
+                    format!("included file `{}` does not exist", joined.display()),
+                )
+                .at(via)
+                .label("no such file")
+                .note("relative paths are resolved from the directory of the including file"),
+            );
+            return None;
+        }
+        if !is_gw(&joined) {
+            diags.push(
+                Diagnostic::new(
+                    Code::GwIncludeNotFound,
+                    format!("`{}` is not a .gw fragment", joined.display()),
+                )
+                .at(via)
+                .help("include .gw files; use `extends` for a greywall.json"),
+            );
+            return None;
+        }
+        let unit = Unit::File {
+            display: joined.display().to_string(),
+            path: joined.clone(),
+        };
+        let (id, dir) = self.l.read(&unit, Some(via))?;
+        if let Some(d) = dir {
+            self.l.dirs.insert(id, d);
+        }
+        let text = self
+            .l
+            .sources
+            .get(id)
+            .map(|f| f.text.clone())
+            .unwrap_or_default();
+        let (body, parse_diags) = gw::parse::parse(&text, id);
+        diags.extend(parse_diags);
+        Some((id, body?, canonical(&joined)))
+    }
 }
 
 impl Loader {
@@ -303,13 +421,54 @@ impl Loader {
             .get(id)
             .map(|f| f.text.clone())
             .unwrap_or_default();
-        let (root, parse_diags) = jsonc::parse(&text, id);
-        self.diags.extend(parse_diags);
-        let root = root?;
-        let (cfg, decode_diags) = config::decode_file(&root);
-        self.diags.extend(decode_diags);
-        let cfg = cfg?;
-        let layer = lower::lower(&cfg, &mut self.diags);
+        let layer = self.layer(id, &text, dir.clone(), unit)?;
+        self.extend_and_merge(layer, dir, unit, depth, chain)
+    }
+
+    /// Parses and lowers one unit's text (following `include`s, not `extends`).
+    fn layer(&mut self, id: SourceId, text: &str, dir: Option<PathBuf>, unit: &Unit) -> Option<lower::Layer> {
+        let gw_source = match unit {
+            Unit::File { path, .. } => is_gw(path),
+            Unit::Text { name, .. } => is_gw(Path::new(name)),
+            Unit::Template(_) => false,
+        };
+        let layer = if gw_source {
+            if let Some(d) = &dir
+                && !matches!(unit, Unit::Template(_))
+            {
+                self.dirs.insert(id, d.clone());
+            }
+            let key = match unit {
+                Unit::File { path, .. } => Some(canonical(path)),
+                _ => None,
+            };
+            let (body, parse_diags) = gw::parse::parse(text, id);
+            self.diags.extend(parse_diags);
+            let body = body?;
+            let mut diags = Vec::new();
+            let layer = gw::lower::lower(&body, id, key, &mut Inc { l: self }, &mut diags);
+            self.diags.extend(diags);
+            layer
+        } else {
+            let (root, parse_diags) = jsonc::parse(text, id);
+            self.diags.extend(parse_diags);
+            let root = root?;
+            let (cfg, decode_diags) = config::decode_file(&root);
+            self.diags.extend(decode_diags);
+            let cfg = cfg?;
+            lower::lower(&cfg, &mut self.diags)
+        };
+        Some(layer)
+    }
+
+    fn extend_and_merge(
+        &mut self,
+        layer: lower::Layer,
+        dir: Option<PathBuf>,
+        unit: &Unit,
+        depth: usize,
+        chain: &mut Vec<(Key, Option<Span>)>,
+    ) -> Option<Policy> {
 
         let mut base = Policy::default();
         if let Some(ext) = &layer.extends {
@@ -386,8 +545,21 @@ impl Loader {
                 return None;
             }
             base = self.load_unit(target, depth + 1, chain, Some(ext.span))?;
+            // Expectations test the file that states them, not the files extending it.
+            base.expects.clear();
         }
+        self.profile_names
+            .extend(layer.profiles.iter().map(|(n, _)| n.value.clone()));
+        let profile = self
+            .profile
+            .as_deref()
+            .and_then(|p| layer.profile(p))
+            .cloned();
         merge::merge(&mut base, layer, &mut self.diags);
+        if let Some(p) = profile {
+            self.profile_found = true;
+            merge::merge(&mut base, p, &mut self.diags);
+        }
         Some(base)
     }
 }
@@ -403,6 +575,40 @@ fn canonical(path: &Path) -> PathBuf {
             .map(|d| d.join(path))
             .unwrap_or_else(|_| path.to_path_buf())
     })
+}
+
+/// One file's own layer: parsed and lowered (its `include`s followed, not its `extends`), for
+/// `greywall convert`. `None` when the file has errors.
+pub fn read_layer(input: &Input) -> (Sources, Option<lower::Layer>, Vec<Diagnostic>) {
+    let mut l = Loader {
+        sources: Sources::new(),
+        diags: Vec::new(),
+        files: Vec::new(),
+        profile: None,
+        profile_found: false,
+        profile_names: Vec::new(),
+        dirs: std::collections::HashMap::new(),
+    };
+    let unit = match input {
+        Input::File(p) => Unit::File {
+            path: p.clone(),
+            display: p.display().to_string(),
+        },
+        Input::Template(n) => Unit::Template(n.clone()),
+        Input::Text { name, text, dir } => Unit::Text {
+            name: name.clone(),
+            text: text.clone(),
+            dir: dir.clone(),
+        },
+    };
+    let layer = l.read(&unit, None).and_then(|(id, dir)| {
+        let text = l.sources.get(id).map(|f| f.text.clone()).unwrap_or_default();
+        l.layer(id, &text, dir, &unit)
+    });
+    let mut diags = l.diags;
+    diagnostic::sort(&mut diags);
+    let layer = layer.filter(|_| !diagnostic::has_errors(&diags));
+    (l.sources, layer, diags)
 }
 
 /// Loads a built-in template by name.

@@ -4,9 +4,16 @@
 //! its span. A list entry written as `"!entry"` is a removal: it drops a matching entry
 //! inherited through `extends`.
 
-use crate::config::{ConfigFile, Spanned, StringList};
+use crate::config::{
+    CommandConfig, ConfigFile, EnvironmentConfig, FilesystemConfig, NetworkConfig,
+    PlatformConfig, SshConfig, Spanned, StringList,
+};
 use crate::diagnostic::{Code, Diagnostic};
-use crate::model::{Entry, HostPort, List, Policy, ProxyUrl, Setting};
+use crate::model::{
+    EnvPattern, EnvSet, Entry, Expectation, HostPort, List, Overlay, Platform, Policy, ProxyUrl,
+    Section, Setting,
+};
+use crate::suggest::did_you_mean;
 use crate::pattern::PatternError;
 use crate::pattern::command::CommandPrefix;
 use crate::pattern::domain::DomainPattern;
@@ -14,13 +21,54 @@ use crate::pattern::host::HostPattern;
 use crate::pattern::path::PathPattern;
 
 /// One file's contribution to a policy.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Layer {
     pub extends: Option<Spanned<String>>,
     /// What the file sets and adds. Settings it does not mention keep `origin: None`.
     pub adds: Policy,
     /// Entries the file removes from what it inherits (`"!entry"`); only lists are used.
     pub removes: Policy,
+    /// Named profiles (`--profile NAME`), each applied on top of the file when chosen.
+    pub profiles: Vec<(Spanned<String>, Layer)>,
+}
+
+impl Layer {
+    /// The profile named `name`, if the file has one.
+    pub fn profile(&self, name: &str) -> Option<&Layer> {
+        self.profiles
+            .iter()
+            .find(|(n, _)| n.value == name)
+            .map(|(_, l)| l)
+    }
+}
+
+/// The sections shared by the top level, platform blocks and profiles.
+struct Sections<'a> {
+    network: Option<&'a NetworkConfig>,
+    filesystem: Option<&'a FilesystemConfig>,
+    command: Option<&'a CommandConfig>,
+    ssh: Option<&'a SshConfig>,
+    environment: Option<&'a EnvironmentConfig>,
+    allow_pty: Option<&'a Spanned<bool>>,
+    best_effort: Option<&'a StringList>,
+    linux: Option<&'a PlatformConfig>,
+    macos: Option<&'a PlatformConfig>,
+}
+
+macro_rules! sections {
+    ($c:expr, $linux:expr, $macos:expr) => {
+        Sections {
+            network: $c.network.as_ref(),
+            filesystem: $c.filesystem.as_ref(),
+            command: $c.command.as_ref(),
+            ssh: $c.ssh.as_ref(),
+            environment: $c.environment.as_ref(),
+            allow_pty: $c.allow_pty.as_ref(),
+            best_effort: $c.best_effort.as_ref(),
+            linux: $linux,
+            macos: $macos,
+        }
+    };
 }
 
 /// Lowers a decoded file, appending problems to `diags`.
@@ -30,12 +78,73 @@ pub fn lower(cfg: &ConfigFile, diags: &mut Vec<Diagnostic>) -> Layer {
         ..Layer::default()
     };
     let mut cx = Lower { diags };
-    let (a, r) = (&mut layer.adds, &mut layer.removes);
-
-    if let Some(b) = &cfg.allow_pty {
-        a.allow_pty = Setting::set(b.value, b.span);
+    cx.sections(
+        &sections!(cfg, cfg.linux.as_ref(), cfg.macos.as_ref()),
+        &mut layer.adds,
+        &mut layer.removes,
+    );
+    if let Some(items) = &cfg.expect {
+        for item in items {
+            match Expectation::parse(&item.value) {
+                Ok(value) => layer.adds.expects.push(Entry {
+                    value,
+                    origin: item.span,
+                }),
+                Err(e) => cx.report(e, item.span),
+            }
+        }
     }
-    if let Some(n) = &cfg.network {
+    if let Some(profiles) = &cfg.profiles {
+        for (name, p) in &profiles.0 {
+            let mut pl = Layer::default();
+            cx.sections(
+                &sections!(p, p.linux.as_ref(), p.macos.as_ref()),
+                &mut pl.adds,
+                &mut pl.removes,
+            );
+            layer.profiles.push((name.clone(), pl));
+        }
+    }
+    layer
+}
+
+impl Lower<'_> {
+    fn sections(&mut self, c: &Sections<'_>, a: &mut Policy, r: &mut Policy) {
+        if let Some(b) = c.allow_pty {
+            a.allow_pty = Setting::set(b.value, b.span);
+        }
+        if let Some(n) = c.network {
+            self.network(n, a, r);
+        }
+        if let Some(f) = c.filesystem {
+            self.filesystem(f, a, r);
+        }
+        if let Some(cm) = c.command {
+            self.command(cm, a, r);
+        }
+        if let Some(s) = c.ssh {
+            self.ssh(s, a, r);
+        }
+        if let Some(e) = c.environment {
+            self.list(&e.pass, &mut a.environment.pass, &mut r.environment.pass, EnvPattern::parse);
+            self.list(&e.drop, &mut a.environment.drop, &mut r.environment.drop, EnvPattern::parse);
+            self.list(&e.set, &mut a.environment.set, &mut r.environment.set, EnvSet::parse);
+        }
+        self.list(&c.best_effort.cloned(), &mut a.best_effort, &mut r.best_effort, parse_section);
+        for (platform, pc) in [(Platform::Linux, c.linux), (Platform::Macos, c.macos)] {
+            let Some(pc) = pc else { continue };
+            let mut o = Overlay {
+                platform,
+                adds: Policy::default(),
+                removes: Policy::default(),
+            };
+            self.sections(&sections!(pc, None, None), &mut o.adds, &mut o.removes);
+            a.platforms.push(o);
+        }
+    }
+
+    fn network(&mut self, n: &NetworkConfig, a: &mut Policy, r: &mut Policy) {
+        let cx = self;
         cx.list(
             &n.allowed_domains,
             &mut a.network.allowed_domains,
@@ -85,7 +194,9 @@ pub fn lower(cfg: &ConfigFile, diags: &mut Vec<Diagnostic>) -> Layer {
             a.network.dns_addr = Setting::set(Some(v), d.span);
         }
     }
-    if let Some(f) = &cfg.filesystem {
+
+    fn filesystem(&mut self, f: &FilesystemConfig, a: &mut Policy, r: &mut Policy) {
+        let cx = self;
         if let Some(b) = &f.default_deny_read {
             a.filesystem.default_deny_read = Setting::set(b.value, b.span);
         }
@@ -115,7 +226,9 @@ pub fn lower(cfg: &ConfigFile, diags: &mut Vec<Diagnostic>) -> Layer {
         );
         flag(&f.allow_git_config, &mut a.filesystem.allow_git_config);
     }
-    if let Some(c) = &cfg.command {
+
+    fn command(&mut self, c: &CommandConfig, a: &mut Policy, r: &mut Policy) {
+        let cx = self;
         cx.list(
             &c.deny,
             &mut a.command.deny,
@@ -132,7 +245,9 @@ pub fn lower(cfg: &ConfigFile, diags: &mut Vec<Diagnostic>) -> Layer {
             a.command.use_defaults = Setting::set(b.value, b.span);
         }
     }
-    if let Some(s) = &cfg.ssh {
+
+    fn ssh(&mut self, s: &SshConfig, a: &mut Policy, r: &mut Policy) {
+        let cx = self;
         cx.list(
             &s.allowed_hosts,
             &mut a.ssh.allowed_hosts,
@@ -160,7 +275,19 @@ pub fn lower(cfg: &ConfigFile, diags: &mut Vec<Diagnostic>) -> Layer {
         flag(&s.allow_all_commands, &mut a.ssh.allow_all_commands);
         flag(&s.inherit_deny, &mut a.ssh.inherit_deny);
     }
-    layer
+}
+
+/// Parses a section name (`bestEffort`).
+pub fn parse_section(s: &str) -> Result<Section, PatternError> {
+    Section::parse(s).ok_or_else(|| {
+        let mut e = PatternError::new(Code::WrongType, format!("`{s}` is not a section"));
+        let names = Section::ALL.iter().map(|(n, _)| *n);
+        e = match did_you_mean(s, names) {
+            Some(n) => e.help(format!("did you mean `{n}`?")),
+            None => e.help("sections: filesystem, network, command, ssh, environment"),
+        };
+        e
+    })
 }
 
 fn flag(src: &Option<Spanned<bool>>, dst: &mut Setting<bool>) {
@@ -174,7 +301,7 @@ struct Lower<'a> {
 }
 
 impl Lower<'_> {
-    fn report(&mut self, err: PatternError, span: crate::source::Span) {
+    pub(crate) fn report(&mut self, err: PatternError, span: crate::source::Span) {
         let mut d = Diagnostic::new(err.code, err.message).at(span);
         if let Some(h) = err.help {
             d = d.help(h);

@@ -6,7 +6,9 @@
 //!   `ssh.allowAllCommands`, `ssh.inheritDeny`: OR (a child cannot turn them off; an explicit
 //!   `false` under an inherited `true` is reported);
 //! - `defaultDenyRead`, `allowLocalOutbound`, `useDefaults`, ports, URLs, `dnsAddr`: the layer
-//!   wins when it sets them.
+//!   wins when it sets them;
+//! - environment rules, best-effort sections and expectations are lists like the others;
+//!   platform overlays are kept, in order, for [`crate::model::Policy::for_platform`].
 
 use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
@@ -37,7 +39,14 @@ pub fn merge(base: &mut Policy, layer: Layer, diags: &mut Vec<Diagnostic>) {
         ssh.denied_hosts => "ssh.deniedHosts",
         ssh.allowed_commands => "ssh.allowedCommands",
         ssh.denied_commands => "ssh.deniedCommands",
+        environment.pass => "environment.pass",
+        environment.drop => "environment.drop",
+        environment.set => "environment.set",
     }
+    list(&mut base.best_effort, adds.best_effort, removes.best_effort, "bestEffort", diags);
+    list(&mut base.expects, adds.expects, removes.expects, "expect", diags);
+    // Platform rules stay conditional; `Policy::for_platform` applies them in this order.
+    base.platforms.extend(adds.platforms);
     or(&mut base.allow_pty, adds.allow_pty, "allowPty", diags);
     or(
         &mut base.network.allow_all_unix_sockets,

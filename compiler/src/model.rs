@@ -10,6 +10,8 @@
 
 use std::fmt;
 
+use crate::diagnostic::Code;
+use crate::pattern::PatternError;
 use crate::pattern::command::CommandPrefix;
 use crate::pattern::domain::DomainPattern;
 use crate::pattern::host::HostPattern;
@@ -63,7 +65,15 @@ pub struct Policy {
     pub filesystem: Filesystem,
     pub command: Commands,
     pub ssh: Ssh,
+    pub environment: Environment,
     pub allow_pty: Setting<bool>,
+    /// Sections whose rules a platform may approximate: where one cannot be enforced, the
+    /// compiler warns and goes on instead of refusing the policy.
+    pub best_effort: List<Section>,
+    /// Rules that hold on one platform only, applied by [`Policy::for_platform`].
+    pub platforms: Vec<Overlay>,
+    /// The policy's own tests (`expect`), from the file asked for (not from what it extends).
+    pub expects: List<Expectation>,
 }
 
 impl Default for Policy {
@@ -73,8 +83,313 @@ impl Default for Policy {
             filesystem: Filesystem::default(),
             command: Commands::default(),
             ssh: Ssh::default(),
+            environment: Environment::default(),
             allow_pty: Setting::default_value(false),
+            best_effort: Vec::new(),
+            platforms: Vec::new(),
+            expects: Vec::new(),
         }
+    }
+}
+
+/// An operating system a rule can be limited to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Platform {
+    Linux,
+    Macos,
+}
+
+impl Platform {
+    pub const ALL: &'static [(&'static str, Platform)] =
+        &[("linux", Platform::Linux), ("macos", Platform::Macos)];
+
+    /// The platform this program runs on (Linux elsewhere, for evaluation).
+    pub fn host() -> Platform {
+        if cfg!(target_os = "macos") {
+            Platform::Macos
+        } else {
+            Platform::Linux
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Platform::Linux => "linux",
+            Platform::Macos => "macos",
+        }
+    }
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Rules added (and inherited entries removed) on one platform only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlay {
+    pub platform: Platform,
+    pub adds: Policy,
+    pub removes: Policy,
+}
+
+/// A policy section, as named by best-effort markers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Section {
+    Filesystem,
+    Network,
+    Command,
+    Ssh,
+    Environment,
+}
+
+impl Section {
+    /// The greywall.json names (the `.gw` names are the same, with `commands` for `command`).
+    pub const ALL: &'static [(&'static str, Section)] = &[
+        ("filesystem", Section::Filesystem),
+        ("network", Section::Network),
+        ("command", Section::Command),
+        ("ssh", Section::Ssh),
+        ("environment", Section::Environment),
+    ];
+
+    pub fn parse(s: &str) -> Option<Section> {
+        let s = if s == "commands" { "command" } else { s };
+        Self::ALL.iter().find(|(n, _)| *n == s).map(|(_, v)| *v)
+    }
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map_or("", |(n, _)| n)
+    }
+}
+
+impl fmt::Display for Section {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Environment rules: which variables of the caller reach the sandbox.
+///
+/// Every variable passes unless a `drop` pattern matches it and no `pass` pattern does; then
+/// the `set` entries are applied in order (the last one for a name wins).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Environment {
+    pub pass: List<EnvPattern>,
+    pub drop: List<EnvPattern>,
+    pub set: List<EnvSet>,
+}
+
+/// A variable name, or a prefix written `PREFIX*` (`*` alone: every variable).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EnvPattern {
+    pub name: String,
+    pub prefix: bool,
+}
+
+fn is_env_name(n: &str) -> bool {
+    let mut chars = n.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl EnvPattern {
+    pub fn parse(s: &str) -> Result<EnvPattern, PatternError> {
+        if s.is_empty() {
+            return Err(PatternError::new(Code::EmptyString, "empty variable pattern"));
+        }
+        let (name, prefix) = match s.strip_suffix('*') {
+            Some(p) => (p, true),
+            None => (s, false),
+        };
+        if (prefix && name.is_empty()) || is_env_name(name) || (prefix && is_env_prefix(name)) {
+            Ok(EnvPattern {
+                name: name.to_string(),
+                prefix,
+            })
+        } else {
+            Err(PatternError::new(
+                Code::GwEnvPattern,
+                format!("`{s}` is not a variable name or a `PREFIX*` pattern"),
+            )
+            .help("names are letters, digits and `_`; a single `*` may end the pattern"))
+        }
+    }
+
+    pub fn matches(&self, var: &str) -> bool {
+        if self.prefix {
+            var.starts_with(&self.name)
+        } else {
+            var == self.name
+        }
+    }
+}
+
+fn is_env_prefix(n: &str) -> bool {
+    n.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+impl fmt::Display for EnvPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}", self.name, if self.prefix { "*" } else { "" })
+    }
+}
+
+/// `NAME=value`: set a variable in the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct EnvSet {
+    pub name: String,
+    pub value: String,
+}
+
+impl EnvSet {
+    pub fn parse(s: &str) -> Result<EnvSet, PatternError> {
+        let Some((name, value)) = s.split_once('=') else {
+            return Err(PatternError::new(
+                Code::GwEnvPattern,
+                format!("`{s}` does not set a value"),
+            )
+            .help("write NAME=value"));
+        };
+        if !is_env_name(name) {
+            return Err(PatternError::new(
+                Code::GwEnvPattern,
+                format!("`{name}` is not a variable name"),
+            )
+            .help("names are letters, digits and `_`, not starting with a digit"));
+        }
+        if value.contains('\0') {
+            return Err(PatternError::new(Code::GwEnvPattern, "the value contains a NUL byte"));
+        }
+        Ok(EnvSet {
+            name: name.to_string(),
+            value: value.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for EnvSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.name, self.value)
+    }
+}
+
+/// What an expectation does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExpectOp {
+    Read,
+    Write,
+    /// Run a command line.
+    Run,
+    /// Connect to `host[:port]`.
+    Connect,
+}
+
+impl ExpectOp {
+    pub const ALL: &'static [(&'static str, ExpectOp)] = &[
+        ("read", ExpectOp::Read),
+        ("write", ExpectOp::Write),
+        ("run", ExpectOp::Run),
+        ("connect", ExpectOp::Connect),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(_, v)| *v == self)
+            .map_or("", |(n, _)| n)
+    }
+}
+
+/// A policy test: `allow read ./src/main.rs`, `deny connect evil.example:443`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Expectation {
+    /// The expected decision: allowed (`true`) or denied.
+    pub allow: bool,
+    pub op: ExpectOp,
+    pub target: String,
+}
+
+impl Expectation {
+    /// Parses `allow|deny read|write|run|connect TARGET` (the greywall.json form).
+    pub fn parse(s: &str) -> Result<Expectation, PatternError> {
+        let s = s.trim();
+        let (verdict, rest) = s.split_once(char::is_whitespace).unwrap_or((s, ""));
+        let allow = match verdict {
+            "allow" => true,
+            "deny" => false,
+            _ => {
+                return Err(PatternError::new(
+                    Code::GwBadExpect,
+                    format!("an expectation starts with `allow` or `deny`, not `{verdict}`"),
+                )
+                .help("write e.g. \"deny read ~/.ssh/id_rsa\""));
+            }
+        };
+        let rest = rest.trim_start();
+        let (op, target) = rest.split_once(char::is_whitespace).unwrap_or((rest, ""));
+        let Some((_, op)) = ExpectOp::ALL.iter().find(|(n, _)| *n == op) else {
+            return Err(PatternError::new(
+                Code::GwBadExpect,
+                format!("unknown operation `{op}` in an expectation"),
+            )
+            .help("use read, write, run or connect"));
+        };
+        Self::new(allow, *op, target.trim())
+    }
+
+    /// Checks the target for the operation.
+    pub fn new(allow: bool, op: ExpectOp, target: &str) -> Result<Expectation, PatternError> {
+        if target.is_empty() {
+            return Err(PatternError::new(
+                Code::GwBadExpect,
+                format!("`{}` needs a target", op.name()),
+            ));
+        }
+        match op {
+            ExpectOp::Read | ExpectOp::Write => {
+                let p = PathPattern::parse(target)?;
+                if p.is_glob() {
+                    return Err(PatternError::new(
+                        Code::GwBadExpect,
+                        "an expectation names one path, not a glob",
+                    ));
+                }
+            }
+            ExpectOp::Connect => {
+                if target.contains(char::is_whitespace) || target.contains('*') {
+                    return Err(PatternError::new(
+                        Code::GwBadExpect,
+                        format!("`{target}` is not a host or `host:port`"),
+                    ));
+                }
+            }
+            ExpectOp::Run => {}
+        }
+        Ok(Expectation {
+            allow,
+            op,
+            target: target.to_string(),
+        })
+    }
+}
+
+impl fmt::Display for Expectation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} {} {}",
+            if self.allow { "allow" } else { "deny" },
+            self.op.name(),
+            self.target
+        )
     }
 }
 
@@ -382,7 +697,91 @@ impl Policy {
             field("ssh", "deniedCommands", list_of(&s.denied_commands)),
             field("ssh", "allowAllCommands", flag(&s.allow_all_commands)),
             field("ssh", "inheritDeny", flag(&s.inherit_deny)),
+            field("environment", "pass", list_of(&self.environment.pass)),
+            field("environment", "drop", list_of(&self.environment.drop)),
+            field("environment", "set", list_of(&self.environment.set)),
             field("", "allowPty", flag(&self.allow_pty)),
+            field("", "bestEffort", list_of(&self.best_effort)),
+            field("", "expect", list_of(&self.expects)),
         ]
+    }
+
+    /// The policy as it applies on `platform`: the overlays for it merged in order, the others
+    /// dropped. Problems merging (a removal that removes nothing) go to `diags`.
+    pub fn for_platform(&self, platform: Platform, diags: &mut Vec<crate::diagnostic::Diagnostic>) -> Policy {
+        let mut base = self.clone();
+        let overlays = std::mem::take(&mut base.platforms);
+        for o in overlays.into_iter().filter(|o| o.platform == platform) {
+            let layer = crate::lower::Layer {
+                adds: o.adds,
+                removes: o.removes,
+                ..crate::lower::Layer::default()
+            };
+            crate::merge::merge(&mut base, layer, diags);
+        }
+        base
+    }
+
+    /// The same policy with every origin erased: two front-ends that say the same thing
+    /// produce equal policies after this.
+    pub fn without_origins(&self) -> Policy {
+        let mut p = self.clone();
+        p.visit_origins(&mut |s| *s = Span::new(crate::source::SourceId(0), 0, 0));
+        p
+    }
+
+    /// Calls `f` on every origin span in the policy (list entries, settings, overlays).
+    pub fn visit_origins(&mut self, f: &mut dyn FnMut(&mut Span)) {
+        fn list<T>(l: &mut List<T>, f: &mut dyn FnMut(&mut Span)) {
+            for e in l {
+                f(&mut e.origin);
+            }
+        }
+        fn set<T>(s: &mut Setting<T>, f: &mut dyn FnMut(&mut Span)) {
+            if let Some(o) = &mut s.origin {
+                f(o);
+            }
+        }
+        let n = &mut self.network;
+        list(&mut n.allowed_domains, f);
+        list(&mut n.denied_domains, f);
+        list(&mut n.allow_unix_sockets, f);
+        set(&mut n.allow_all_unix_sockets, f);
+        set(&mut n.allow_local_binding, f);
+        set(&mut n.allow_local_outbound, f);
+        set(&mut n.http_proxy_port, f);
+        set(&mut n.socks_proxy_port, f);
+        set(&mut n.proxy_url, f);
+        set(&mut n.http_proxy_url, f);
+        set(&mut n.dns_addr, f);
+        let fs = &mut self.filesystem;
+        set(&mut fs.default_deny_read, f);
+        list(&mut fs.allow_read, f);
+        list(&mut fs.deny_read, f);
+        list(&mut fs.allow_write, f);
+        list(&mut fs.deny_write, f);
+        set(&mut fs.allow_git_config, f);
+        let c = &mut self.command;
+        list(&mut c.deny, f);
+        list(&mut c.allow, f);
+        set(&mut c.use_defaults, f);
+        let s = &mut self.ssh;
+        list(&mut s.allowed_hosts, f);
+        list(&mut s.denied_hosts, f);
+        list(&mut s.allowed_commands, f);
+        list(&mut s.denied_commands, f);
+        set(&mut s.allow_all_commands, f);
+        set(&mut s.inherit_deny, f);
+        let e = &mut self.environment;
+        list(&mut e.pass, f);
+        list(&mut e.drop, f);
+        list(&mut e.set, f);
+        set(&mut self.allow_pty, f);
+        list(&mut self.best_effort, f);
+        list(&mut self.expects, f);
+        for o in &mut self.platforms {
+            o.adds.visit_origins(f);
+            o.removes.visit_origins(f);
+        }
     }
 }

@@ -14,7 +14,7 @@ use std::fmt;
 /// First bytes of every plan.
 pub const MAGIC: &[u8; 8] = b"GWPLAN\0\x01";
 /// Bumped whenever the layout or meaning of a field changes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Landlock filesystem access rights (`LANDLOCK_ACCESS_FS_*`).
 pub mod fs_access {
@@ -183,8 +183,32 @@ impl CreateDeny {
     }
 }
 
+/// Filtered network egress through greywall-proxyd (only when the policy allows domains).
+///
+/// The launcher registers the rule set with proxyd, binds the two proxy ports on `127.0.0.1`
+/// inside the sandbox's network namespace, and its supervisor splices every connection on
+/// them to proxyd. The sandbox itself has no route out.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Egress {
+    /// The rule set in the artifact cache (`<cache>/egress/<sha256>.json`).
+    pub ruleset_path: String,
+    /// Its SHA-256, lower-case hex: proxyd refuses a file that does not match.
+    pub ruleset_sha256: String,
+    /// In-sandbox HTTP proxy port (`httpProxyPort`).
+    pub http_port: u16,
+    /// In-sandbox SOCKS5 port (`socksProxyPort`).
+    pub socks_port: u16,
+    /// SSH hosts are allowed: `GIT_SSH_COMMAND` tunnels ssh through the SOCKS port.
+    pub ssh_via_socks: bool,
+    /// Host loopback ports reachable from inside at the same port (`allowLocalOutbound` with
+    /// `localhost:PORT` entries), through proxyd.
+    pub local_outbound: Vec<u16>,
+    /// The proxy environment, set after [`LinuxPlan::env`].
+    pub env: Vec<(String, String)>,
+}
+
 /// Everything the launcher does, in order: namespaces, mounts, loopback, (the create-deny
-/// supervisor), Landlock, `no_new_privs`, seccomp, environment, exec.
+/// supervisor and network bridge), Landlock, `no_new_privs`, seccomp, environment, exec.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LinuxPlan {
     /// Hash of the resolved policy (for audit lines and `greywall check`).
@@ -202,8 +226,9 @@ pub struct LinuxPlan {
     /// The `AUDIT_ARCH_*` value the filter checks, and the filter (`struct sock_filter` array).
     pub seccomp_arch: u32,
     pub seccomp: Vec<u8>,
-    /// The filter that hands every syscall creating a directory entry to the supervisor
-    /// (`SECCOMP_RET_USER_NOTIF`), for the same architecture; empty when `create_deny` is.
+    /// Loaded instead of `seccomp` when `create_deny` has rules: the same decisions, plus
+    /// `SECCOMP_RET_USER_NOTIF` for every syscall that creates a directory entry, which the
+    /// supervisor answers. Same architecture; empty when `create_deny` is.
     pub seccomp_notify: Vec<u8>,
     pub env: Vec<EnvOp>,
     /// Command prefixes refused before exec, as words (first word a basename).
@@ -212,6 +237,8 @@ pub struct LinuxPlan {
     pub allow_commands: Vec<Vec<String>>,
     /// What is lost without user namespaces, one line each (printed when falling back).
     pub without_userns: Vec<String>,
+    /// Filtered egress through proxyd; `None`: no network beyond the sandbox's loopback.
+    pub egress: Option<Egress>,
 }
 
 /// Why a plan could not be read.
@@ -397,6 +424,58 @@ impl<'a> Reader<'a> {
     }
 }
 
+impl Reader<'_> {
+    fn port(&mut self) -> Result<u16, DecodeError> {
+        match u16::try_from(self.u32()?) {
+            Ok(p) if p != 0 => Ok(p),
+            _ => Err(DecodeError::Invalid("port")),
+        }
+    }
+
+    fn egress(&mut self) -> Result<Egress, DecodeError> {
+        let ruleset_path = self.abs_path("egress rule set path")?;
+        let ruleset_sha256 = self.string()?;
+        let hex = |c: char| c.is_ascii_digit() || ('a'..='f').contains(&c);
+        if ruleset_sha256.len() != 64 || !ruleset_sha256.chars().all(hex) {
+            return Err(DecodeError::Invalid("egress rule set hash"));
+        }
+        let http_port = self.port()?;
+        let socks_port = self.port()?;
+        let ssh_via_socks = self.bool()?;
+        let n = self.count()?;
+        let mut local_outbound = Vec::with_capacity(n);
+        for _ in 0..n {
+            local_outbound.push(self.port()?);
+        }
+        let mut all = vec![http_port, socks_port];
+        all.extend_from_slice(&local_outbound);
+        all.sort_unstable();
+        if all.windows(2).any(|w| w[0] == w[1]) {
+            return Err(DecodeError::Invalid(
+                "egress ports (two listeners on one port)",
+            ));
+        }
+        let n = self.count()?;
+        let mut env = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = self.string()?;
+            if name.is_empty() || name.contains('=') {
+                return Err(DecodeError::Invalid("egress environment name"));
+            }
+            env.push((name, self.string()?));
+        }
+        Ok(Egress {
+            ruleset_path,
+            ruleset_sha256,
+            http_port,
+            socks_port,
+            ssh_via_socks,
+            local_outbound,
+            env,
+        })
+    }
+}
+
 /// One path component: not empty, no `/`, not `.` or `..`.
 fn is_component(c: &str) -> bool {
     !c.is_empty() && c != "." && c != ".." && !c.contains('/')
@@ -496,6 +575,26 @@ impl LinuxPlan {
         for s in &self.without_userns {
             w.str(s);
         }
+        match &self.egress {
+            None => w.u8(0),
+            Some(e) => {
+                w.u8(1);
+                w.str(&e.ruleset_path);
+                w.str(&e.ruleset_sha256);
+                w.u32(u32::from(e.http_port));
+                w.u32(u32::from(e.socks_port));
+                w.u8(u8::from(e.ssh_via_socks));
+                w.len(e.local_outbound.len());
+                for p in &e.local_outbound {
+                    w.u32(u32::from(*p));
+                }
+                w.len(e.env.len());
+                for (n, v) in &e.env {
+                    w.str(n);
+                    w.str(v);
+                }
+            }
+        }
         let sum = fnv1a(&w.0);
         w.u64(sum);
         w.0
@@ -590,6 +689,16 @@ impl LinuxPlan {
         for _ in 0..n {
             without_userns.push(r.string()?);
         }
+        let egress = match r.u8()? {
+            0 => None,
+            1 => Some(r.egress()?),
+            _ => return Err(DecodeError::Invalid("egress section")),
+        };
+        if egress.is_some() && network != Network::Isolated {
+            return Err(DecodeError::Invalid(
+                "egress section (needs an isolated network)",
+            ));
+        }
         if r.pos != body.len() {
             return Err(DecodeError::Invalid("trailing data"));
         }
@@ -616,6 +725,7 @@ impl LinuxPlan {
             deny_commands,
             allow_commands,
             without_userns,
+            egress,
         })
     }
 }
@@ -745,6 +855,28 @@ impl fmt::Display for LinuxPlan {
         for s in &self.without_userns {
             writeln!(f, "  {s}")?;
         }
+        if let Some(e) = &self.egress {
+            writeln!(f, "egress through greywall-proxyd")?;
+            writeln!(
+                f,
+                "  ruleset {} sha256={}",
+                e.ruleset_path, e.ruleset_sha256
+            )?;
+            writeln!(
+                f,
+                "  listen 127.0.0.1:{} http, 127.0.0.1:{} socks5",
+                e.http_port, e.socks_port
+            )?;
+            if e.ssh_via_socks {
+                writeln!(f, "  ssh through socks5")?;
+            }
+            for p in &e.local_outbound {
+                writeln!(f, "  host port 127.0.0.1:{p} reachable at 127.0.0.1:{p}")?;
+            }
+            for (n, v) in &e.env {
+                writeln!(f, "  set {n}={v}")?;
+            }
+        }
         Ok(())
     }
 }
@@ -804,6 +936,15 @@ mod tests {
             deny_commands: vec![vec!["git".into(), "push".into()]],
             allow_commands: vec![],
             without_userns: vec!["network isolation".into()],
+            egress: Some(Egress {
+                ruleset_path: "/home/u/.cache/greywall/egress/ab.json".into(),
+                ruleset_sha256: "ab".repeat(32),
+                http_port: 3128,
+                socks_port: 1080,
+                ssh_via_socks: true,
+                local_outbound: vec![5432],
+                env: vec![("HTTP_PROXY".into(), "http://127.0.0.1:3128".into())],
+            }),
         }
     }
 
@@ -906,13 +1047,50 @@ mod tests {
     #[test]
     fn display_lists_create_deny() {
         let text = sample().to_string();
-        assert!(text.starts_with("format 2\n"), "{text}");
+        assert!(
+            text.starts_with(&format!("format {FORMAT_VERSION}\n")),
+            "{text}"
+        );
         for line in [
             "create-deny\n  path /home/u/.config/autostart\n  name /w .git/hooks\n  name /w .bashrc\n  glob /w/**/*.key\n",
             "seccomp-notify instructions=1\n",
         ] {
             assert!(text.contains(line), "{line:?} not in\n{text}");
         }
+    }
+
+    #[test]
+    fn egress_is_validated() {
+        assert!(decode_edited(|p| p.egress = None).is_ok());
+        let bad = |edit: fn(&mut Egress)| {
+            decode_edited(move |p| {
+                if let Some(e) = p.egress.as_mut() {
+                    edit(e);
+                }
+            })
+        };
+        assert!(bad(|_| {}).is_ok());
+        assert_eq!(
+            bad(|e| e.ruleset_sha256 = "AB".repeat(32)),
+            Err(DecodeError::Invalid("egress rule set hash"))
+        );
+        assert_eq!(
+            bad(|e| e.ruleset_path = "rel.json".into()),
+            Err(DecodeError::Invalid("egress rule set path"))
+        );
+        assert_eq!(bad(|e| e.http_port = 0), Err(DecodeError::Invalid("port")));
+        assert!(bad(|e| e.socks_port = 3128).is_err(), "one port twice");
+        assert!(bad(|e| e.local_outbound = vec![1080]).is_err());
+        assert!(bad(|e| e.env.push(("A=B".into(), "c".into()))).is_err());
+        assert!(
+            decode_edited(|p| p.network = Network::Host).is_err(),
+            "egress only with an isolated network"
+        );
+        let text = sample().to_string();
+        assert!(
+            text.contains("egress through greywall-proxyd\n  ruleset /home/u/.cache/greywall/egress/ab.json sha256=abab"),
+            "{text}"
+        );
     }
 
     #[test]

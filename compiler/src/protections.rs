@@ -83,6 +83,16 @@ pub const WRITE_PROTECTED: &[Protected] = &[
     p(".cache/greywall", Home, Greywall),
 ];
 
+/// greywall-proxyd's socket directory below `$XDG_RUNTIME_DIR`. It decides what the sandbox
+/// can reach, so no sandbox may see it, let alone write it: it is hidden from every plan where
+/// it exists (an empty read-only tmpfs; without it the sandbox could register its own rule
+/// set). Without `$XDG_RUNTIME_DIR` proxyd uses [`PROXYD_TMP_PREFIX`]`<uid>`, which the
+/// sandbox's private `/tmp` hides, and which a policy can never carry into it.
+pub const PROXYD_RUNTIME_DIR: &str = "greywall";
+
+/// proxyd's socket directory without `$XDG_RUNTIME_DIR`: `/tmp/greywall-<uid>`.
+pub const PROXYD_TMP_PREFIX: &str = "/tmp/greywall-";
+
 /// `.git/config`, writable only with `allowGitConfig` (it can run commands through
 /// `core.fsmonitor`, `core.sshCommand` and similar settings).
 pub const GIT_CONFIG: &str = ".git/config";

@@ -625,6 +625,13 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
             hide.push(p);
         }
     }
+    // proxyd's socket directory: never visible inside (see `protections::PROXYD_RUNTIME_DIR`).
+    if let Some(rt) = &env.runtime_dir {
+        let (p, exists) = r.real(&rt.join(protections::PROXYD_RUNTIME_DIR));
+        if exists {
+            hide.push(p);
+        }
+    }
     for p in hide {
         let is_dir = std::fs::metadata(r.host(&p)).is_ok_and(|m| m.is_dir());
         let entry = (s(&p), is_dir);
@@ -651,14 +658,14 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
     // Network notes.
     match out.network {
         NetworkMode::Filtered => r.note(
-            "allowed domains need greywall-proxyd, which is not available yet: the sandbox has no network".into(),
+            "allowed domains are reached through greywall-proxyd (HTTP and SOCKS5 proxies on the sandbox's loopback); other connections have no route".into(),
         ),
         NetworkMode::Relaxed => r.note("relaxed network mode: the sandbox shares the host network".into()),
         NetworkMode::Isolated => {}
     }
-    if out.local_outbound && out.network != NetworkMode::Relaxed {
+    if out.local_outbound && out.network == NetworkMode::Isolated {
         r.note(
-            "allowLocalOutbound: host loopback services are not reachable from the sandbox yet"
+            "allowLocalOutbound: name the host ports in allowedDomains (`localhost:5432`); without them no host service is reachable"
                 .into(),
         );
     }
@@ -674,6 +681,8 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
         .iter()
         .chain(out.write.iter())
         .filter(|p| p.starts_with("/tmp/"))
+        // proxyd's socket directory stays outside (the private /tmp hides it).
+        .filter(|p| !p.starts_with(protections::PROXYD_TMP_PREFIX))
         .cloned()
         .collect();
     keep.sort();

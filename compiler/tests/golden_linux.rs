@@ -8,7 +8,9 @@
 use std::path::{Path, PathBuf};
 
 use greywall_compiler::backend::{bwrap, linux};
+use greywall_compiler::cache::sha256_hex;
 use greywall_compiler::load::{Input, load};
+use greywall_compiler::model::NetworkMode;
 use greywall_compiler::resolve::{ResolveEnv, resolve};
 use greywall_compiler::templates::TEMPLATES;
 
@@ -80,7 +82,7 @@ fn fixture() -> tempfile::TempDir {
 
 fn render(name: &str, root: &Path) -> String {
     let loaded = load(&Input::Template(name.to_string()));
-    let policy = loaded.policy.expect("shipped templates load");
+    let policy = loaded.policy.clone().expect("shipped templates load");
     let env = ResolveEnv {
         root: root.to_path_buf(),
         cwd: PathBuf::from("/home/user/project"),
@@ -95,7 +97,16 @@ fn render(name: &str, root: &Path) -> String {
         landlock_abi: 7,
         audit_arch: 0xC000_003E,
     };
-    let plan = linux::plan(&resolved, &kernel, Vec::new());
+    let mut plan = linux::plan(&resolved, &kernel, Vec::new());
+    if policy.network.mode() == NetworkMode::Filtered {
+        let bytes = greywall_compiler::egress::rules(&policy, &loaded.sources).to_bytes();
+        let sha256 = sha256_hex(&bytes);
+        let ruleset = linux::RulesetRef {
+            path: format!("/home/user/.cache/greywall/egress/{sha256}.json"),
+            sha256,
+        };
+        plan = linux::with_egress(plan, linux::egress(&policy.network, ruleset));
+    }
     let mut out = format!("# template {name}\n{plan}");
     out.push_str("bwrap\n");
     for a in bwrap::argv(&plan) {

@@ -15,8 +15,9 @@
 //! 5. `lo` up in a new network namespace.
 //! 6. With create-deny rules only: fork. The parent stays outside Landlock and seccomp as the
 //!    supervisor that refuses protected new paths ([`crate::supervise`]); the child goes on.
-//! 7. `no_new_privs`, 8. Landlock, 9. seccomp (last: it forbids what set-up needs), then the
-//!    notify filter, whose listener goes to the supervisor.
+//! 7. `no_new_privs`, 8. Landlock, 9. seccomp (last: it forbids what set-up needs): the plan's
+//!    filter, or with create-deny rules its notify variant (the same decisions plus
+//!    notifications), whose listener goes to the supervisor.
 //! 10. `execve` of each `$PATH` candidate in turn, under the sandbox.
 //!
 //! Every failure is one line on stderr naming the step and the errno, and exit status 125
@@ -31,7 +32,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use greywall_compiler::backend::seccomp::Arch;
-use greywall_compiler::plan::{EnvOp, LinuxPlan, MountOp, Network, fs_access};
+use greywall_compiler::plan::{EnvOp, LinuxPlan, MountOp, Network, fs_access, net_access};
 
 use crate::supervise::{self, Forked, Rules};
 use crate::sys;
@@ -128,7 +129,8 @@ fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Supervised, Failure> {
     }
 
     // Everything that needs no kernel, before the sandbox exists.
-    let env = edited_env(&plan.env);
+    let mut env = edited_env(&plan.env);
+    crate::bridge::edit_env(plan, &mut env);
     let candidates = candidates(program, path_of(&env))?;
     let vectors = Vectors::new(c_strings(argv)?, env_strings(env)?);
     let filter = seccomp_filter(plan, &plan.seccomp)?;
@@ -140,6 +142,20 @@ fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Supervised, Failure> {
         ));
     }
     check_landlock_abi(plan)?;
+    // Egress and exposed ports only: proxyd registration and host listeners, before the
+    // namespaces (see `crate::bridge`).
+    let bridge = if crate::bridge::wanted(plan) {
+        if !plan.namespaces {
+            return Err(Failure::Setup(
+                "the bwrap backend does not bridge the network yet (allowedDomains, -p); use --backend native"
+                    .into(),
+            ));
+        }
+        let label = Path::new(program).file_name().unwrap_or(program);
+        Some(crate::bridge::prepare(plan, &label.to_string_lossy()).map_err(Failure::Setup)?)
+    } else {
+        None
+    };
 
     let namespaced = if plan.namespaces && std::env::var_os(NO_USERNS_ENV).is_some() {
         // Re-executed after user namespaces turned out to be powerless (see `restricted`).
@@ -153,11 +169,23 @@ fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Supervised, Failure> {
             sys::net::loopback_up().map_err(|e| Failure::step("bring up lo", &e))?;
         }
     }
+    let bridge = match bridge {
+        // Fail closed: without its own network namespace the sandbox would share the host's.
+        Some(_) if !namespaced => {
+            return Err(Failure::Setup(
+                "network filtering (allowedDomains, -p) needs user and network namespaces, which are unavailable here"
+                    .into(),
+            ));
+        }
+        Some(p) => Some(p.bind_inside(plan).map_err(Failure::Setup)?),
+        None => None,
+    };
     // After the view (the supervisor shares it), before the sandbox (it stays outside).
-    let channel = if rules.is_empty() {
+    let notifying = !rules.is_empty();
+    let channel = if !notifying && bridge.is_none() {
         None
     } else {
-        match supervise::fork(rules)
+        match supervise::fork(rules, bridge)
             .map_err(|e| Failure::step("start the create-deny supervisor", &e))?
         {
             Forked::Done(code) => return Ok(Supervised(code)),
@@ -175,12 +203,15 @@ fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Supervised, Failure> {
     };
     restrict_self(plan, handled_net)?;
     sys::exec::default_sigpipe().map_err(|e| Failure::step("reset SIGPIPE", &e))?;
-    if !filter.is_empty() {
+    // With create-deny rules the notify program carries the main filter's decisions as well
+    // and is loaded alone: one filter costs the kernel half as much to load as two.
+    let notify_channel = channel.filter(|_| notifying);
+    if notify_channel.is_none() && !filter.is_empty() {
         filter
             .load()
             .map_err(|e| Failure::step("load the seccomp filter", &e))?;
     }
-    if let Some(channel) = channel {
+    if let Some(channel) = notify_channel {
         let listener = notify.load_with_listener().map_err(|e| {
             let mut f = Failure::step("load the seccomp notify filter", &e);
             if let Failure::Setup(m) = &mut f
@@ -673,6 +704,14 @@ fn restrict_self(plan: &LinuxPlan, handled_net: u64) -> Result<(), Failure> {
         ruleset
             .allow_port(port, access)
             .map_err(|e| Failure::step(format_args!("Landlock rule for TCP port {port}"), &e))?;
+    }
+    // `greywall exec -p PORT`: the server inside may bind its port.
+    if handled.net & net_access::BIND_TCP != 0 {
+        for &port in crate::bridge::exposed_ports() {
+            ruleset
+                .allow_port(port, net_access::BIND_TCP)
+                .map_err(|e| Failure::step(format_args!("Landlock rule for -p {port}"), &e))?;
+        }
     }
     ruleset
         .restrict_self()

@@ -59,10 +59,28 @@ pub enum Command {
         backend: Backend,
         /// `--require userns`: refuse to run without user namespaces.
         require_userns: bool,
+        /// `-p PORT` and `-m`.
+        network: crate::bridge::Options,
         argv: Vec<OsString>,
+    },
+    /// `greywall explain [-s POLICY] [--json] read|write|exec|connect TARGET...`.
+    Explain(crate::cmd::explain::Args),
+    /// `greywall logs [-n N] [--denied] [--json]`.
+    Logs {
+        count: usize,
+        denied: bool,
+        json: bool,
+    },
+    /// Internal: `ssh -o ProxyCommand` through the sandbox's SOCKS port.
+    SocksConnect {
+        socks_port: u16,
+        host: String,
+        port: u16,
     },
     Check {
         settings: Option<PathBuf>,
+        /// `--target macos`: the fidelity of the Seatbelt profile, on any host.
+        target: Target,
     },
     /// Internal: can this process create namespaces? (a child of `check`)
     ProbeUserns,
@@ -112,7 +130,7 @@ impl From<lexopt::Error> for UsageError {
     }
 }
 
-fn usage(msg: impl Into<String>) -> UsageError {
+pub(crate) fn usage(msg: impl Into<String>) -> UsageError {
     UsageError(msg.into())
 }
 
@@ -121,21 +139,30 @@ greywall: run commands in a sandbox that restricts what they may read, write, ex
 
 Usage:
   greywall exec [--cached] [-s FILE] [--backend native|bwrap] [--require userns]
-               -- COMMAND [ARGS...]      run a command in the sandbox
+               [-p PORT]... [-m] -- COMMAND [ARGS...]
+                                         run a command in the sandbox
   greywall [-s FILE] -- COMMAND [ARGS...]
   greywall [-s FILE] -c STRING           Greywall's forms (cached; -c runs STRING with bash)
   greywall compile [-s FILE | POLICY] [--target linux|macos|all] [--json]
                                          compile a policy into the artifact cache
-  greywall check [-s FILE]               what this machine enforces, rule by rule
+  greywall check [-s FILE] [--target linux|macos]
+                                         what this machine (or macOS) enforces, rule by rule
   greywall lint [OPTIONS] [FILE...]      check policies (all problems, with positions)
   greywall config show [-s FILE] [--json]
                                          the effective policy and where each entry came from
+  greywall explain [-s POLICY] [--json] read|write|exec|connect TARGET...
+                                         what the policy decides for an operation, and why
+  greywall logs [-n N] [--denied] [--json]
+                                         recent network decisions (greywall-proxyd's log)
   greywall templates list                the built-in policies
   greywall templates show NAME           print a built-in policy
   greywall schema                        print the JSON Schema of greywall.json
 
 Options:
   -s, --settings FILE    use this policy instead of the discovered one
+  -p, --port PORT        exec: expose a server the command runs on PORT at the host's
+                         127.0.0.1:PORT (repeatable)
+  -m, --monitor          exec: print the network requests the policy denies, as they happen
       --format FORMAT    lint output: human (default), json, sarif, github
       --deny-warnings    lint exits 1 on warnings too
       --color WHEN       auto (default), always, never
@@ -181,6 +208,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             settings,
             backend: Backend::Native,
             require_userns: false,
+            network: Default::default(),
             argv: rest.to_vec(),
         });
     }
@@ -215,15 +243,41 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             Some("compile") => parse_compile(&mut p),
             Some("check") => {
                 let mut settings = None;
+                let mut target = Target::Linux;
                 while let Some(arg) = p.next()? {
                     match arg {
                         Short('s') | Long("settings") => settings = Some(PathBuf::from(p.value()?)),
+                        Long("target") => {
+                            target = match p.value()?.to_str() {
+                                Some("linux") => Target::Linux,
+                                Some("macos") => Target::Macos,
+                                _ => return Err(usage("check --target takes linux or macos")),
+                            }
+                        }
                         other => return Err(other.unexpected().into()),
                     }
                 }
-                Ok(Command::Check { settings })
+                Ok(Command::Check { settings, target })
             }
             Some("__probe-userns") => Ok(Command::ProbeUserns),
+            Some("explain") => crate::cmd::explain::parse(&mut p),
+            Some("logs") => parse_logs(&mut p),
+            Some("__socks-connect") => {
+                let mut words = Vec::new();
+                for _ in 0..3 {
+                    words.push(p.value()?.to_string_lossy().into_owned());
+                }
+                no_more(&mut p)?;
+                let port = |w: &str| w.parse::<u16>().ok().filter(|p| *p != 0);
+                match (port(&words[0]), port(&words[2])) {
+                    (Some(socks_port), Some(port)) => Ok(Command::SocksConnect {
+                        socks_port,
+                        host: words[1].clone(),
+                        port,
+                    }),
+                    _ => Err(usage("__socks-connect SOCKS_PORT HOST PORT")),
+                }
+            }
             Some("exec") => parse_exec(&mut p),
             Some("__exec-plan") => {
                 let plan = PathBuf::from(p.value()?);
@@ -259,6 +313,7 @@ fn shell_string(p: &mut lexopt::Parser, settings: Option<PathBuf>) -> Result<Com
         settings,
         backend: Backend::Native,
         require_userns: false,
+        network: Default::default(),
         argv: vec![OsString::from(shell()), OsString::from("-c"), script],
     })
 }
@@ -268,9 +323,18 @@ fn parse_exec(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
     let mut settings = None;
     let mut backend = Backend::Native;
     let mut require_userns = false;
+    let mut network = crate::bridge::Options::default();
     while let Some(arg) = p.next()? {
         match arg {
             Long("cached") => cached = true,
+            Short('p') | Long("port") => {
+                let v = p.value()?;
+                match v.to_str().and_then(|v| v.parse::<u16>().ok()) {
+                    Some(port) if port != 0 => network.expose.push(port),
+                    _ => return Err(usage("-p takes a TCP port (1-65535)")),
+                }
+            }
+            Short('m') | Long("monitor") => network.monitor = true,
             Long("require") => {
                 let list = p.value()?;
                 for what in list.to_string_lossy().split(',').map(str::trim) {
@@ -302,6 +366,7 @@ fn parse_exec(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
                     settings,
                     backend,
                     require_userns,
+                    network,
                     argv: vec![OsString::from(shell()), OsString::from("-c"), script],
                 });
             }
@@ -314,6 +379,7 @@ fn parse_exec(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
                     settings,
                     backend,
                     require_userns,
+                    network,
                     argv,
                 });
             }
@@ -323,6 +389,31 @@ fn parse_exec(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
     Err(usage(
         "exec needs a command: greywall exec [--cached] [-s FILE] -- COMMAND…",
     ))
+}
+
+fn parse_logs(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
+    let mut count = 20;
+    let mut denied = false;
+    let mut json = false;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('n') | Long("lines") => {
+                count = p
+                    .value()?
+                    .to_str()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| usage("-n takes a number of entries"))?;
+            }
+            Long("denied") => denied = true,
+            Long("json") => json = true,
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    Ok(Command::Logs {
+        count,
+        denied,
+        json,
+    })
 }
 
 fn parse_compile(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
@@ -517,6 +608,7 @@ mod tests {
                 settings: None,
                 backend: Backend::Native,
                 require_userns: false,
+                network: Default::default(),
                 argv: vec!["ls".into(), "-l".into()]
             }
         );
@@ -527,6 +619,7 @@ mod tests {
                 settings: Some("p.json".into()),
                 backend: Backend::Bwrap,
                 require_userns: false,
+                network: Default::default(),
                 argv: vec!["true".into()]
             }
         );
@@ -549,6 +642,20 @@ mod tests {
             }
         ));
         assert!(parse_str(&["exec", "--require", "magic", "--", "id"]).is_err());
+        assert!(matches!(
+            parse_str(&["exec", "-p", "8080", "-p", "9", "-m", "--", "id"]).unwrap(),
+            Command::Exec { network, .. } if network.expose == [8080, 9] && network.monitor
+        ));
+        assert!(parse_str(&["exec", "-p", "0", "--", "id"]).is_err());
+        assert!(parse_str(&["exec", "-p", "http", "--", "id"]).is_err());
+        assert_eq!(
+            parse_str(&["logs", "-n", "5", "--denied"]).unwrap(),
+            Command::Logs {
+                count: 5,
+                denied: true,
+                json: false
+            }
+        );
         assert_eq!(
             parse_str(&["compile", "code", "--json"]).unwrap(),
             Command::Compile {

@@ -3,7 +3,9 @@
 mod check;
 mod compile;
 mod config;
+pub mod explain;
 mod lint;
+pub mod logs;
 mod templates;
 
 use std::io::{IsTerminal, Write};
@@ -23,15 +25,32 @@ pub fn run(command: Command) -> ExitCode {
             settings,
             backend,
             require_userns,
+            network,
             argv,
         } => {
             if require_userns {
                 crate::apply::require_userns();
             }
+            crate::bridge::set_options(network);
             crate::exec::run(cached, settings.as_deref(), backend, &argv)
         }
-        Command::Check { settings } => check::run(settings.as_deref()),
+        Command::Check {
+            settings,
+            target: crate::cli::Target::Macos,
+        } => check::run_macos(settings.as_deref()),
+        Command::Check { settings, .. } => check::run(settings.as_deref()),
+        Command::Logs {
+            count,
+            denied,
+            json,
+        } => logs::run(count, denied, json),
+        Command::SocksConnect {
+            socks_port,
+            host,
+            port,
+        } => crate::socks_connect::run(socks_port, &host, port),
         Command::ProbeUserns => check::probe_userns(),
+        Command::Explain(args) => explain::run(&args),
         Command::Compile {
             source,
             target,

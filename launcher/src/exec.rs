@@ -92,6 +92,12 @@ fn read_plan(path: &Path, key: &str) -> Option<LinuxPlan> {
 }
 
 pub fn run(cached: bool, settings: Option<&Path>, backend: Backend, argv: &[OsString]) -> ExitCode {
+    // macOS: Seatbelt through sandbox-exec (the Linux backends do not exist there).
+    #[cfg(target_os = "macos")]
+    {
+        let _ = backend;
+        return crate::macos::run(cached, settings, argv);
+    }
     let cwd = match std::env::current_dir() {
         Ok(c) => c,
         Err(e) => return fail(&format!("cannot determine the working directory: {e}")),
@@ -106,7 +112,9 @@ pub fn run(cached: bool, settings: Option<&Path>, backend: Backend, argv: &[OsSt
     if let Some((cache, key)) = hit {
         match backend {
             Backend::Native => {
-                if let Some(plan) = read_plan(&cache.plan_path(&key), &key) {
+                if let Some(plan) = read_plan(&cache.plan_path(&key), &key)
+                    && crate::bridge::ruleset_intact(&plan)
+                {
                     return crate::apply::run(&plan, argv);
                 }
             }
@@ -128,7 +136,8 @@ pub fn run(cached: bool, settings: Option<&Path>, backend: Backend, argv: &[OsSt
     for n in &compiled.resolved.notes {
         eprintln!("greywall: note: {n}");
     }
-    let needs_store = cached || backend == Backend::Bwrap;
+    // A plan with egress names its rule set in the cache, for proxyd to read.
+    let needs_store = cached || backend == Backend::Bwrap || compiled.egress_bytes.is_some();
     let written = if needs_store {
         let Some(cache) = &cache else {
             return fail("cannot find a cache directory: set HOME or XDG_CACHE_HOME");

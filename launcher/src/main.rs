@@ -4,9 +4,13 @@
 //! with the Linux launcher) touches no parser beyond argv.
 
 mod apply;
+mod bridge;
 mod cli;
 mod cmd;
 mod exec;
+mod macos;
+mod proxyd_client;
+mod socks_connect;
 mod supervise;
 mod sys;
 

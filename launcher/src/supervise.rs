@@ -56,6 +56,8 @@ use std::process::ExitCode;
 
 pub use rules::Rules;
 
+use crate::bridge::Bridge;
+
 use self::path::{Errno, Task};
 use self::rules::Components;
 use crate::sys::notify::{self, Fork, Listener, Notif, Response, Status};
@@ -93,8 +95,10 @@ impl Channel {
     }
 }
 
-/// Forks the supervisor. In the parent, supervises until the command ends.
-pub fn fork(rules: Rules) -> io::Result<Forked> {
+/// Forks the supervisor. In the parent, supervises until the command ends: answers the
+/// create-deny notifications (when `rules` has any) and runs the network `bridge` (when there
+/// is one), in one poll loop.
+pub fn fork(rules: Rules, bridge: Option<Bridge>) -> io::Result<Forked> {
     let (ours, theirs) = notify::socketpair()?;
     let mut blocked = FORWARDED.to_vec();
     blocked.push(libc::SIGCHLD);
@@ -126,7 +130,12 @@ pub fn fork(rules: Rules) -> io::Result<Forked> {
         Ok(Fork::Parent(child)) => {
             drop(theirs);
             let arch = greywall_compiler::backend::seccomp::Arch::host().map(|a| a.audit_arch());
-            let s = Supervisor { rules, child, arch };
+            let s = Supervisor {
+                rules,
+                child,
+                arch,
+                bridge,
+            };
             Ok(Forked::Done(s.run(ours, signals)))
         }
     }
@@ -137,6 +146,8 @@ struct Supervisor {
     child: libc::pid_t,
     /// The `AUDIT_ARCH_*` the filters let through.
     arch: Option<u32>,
+    /// The network bridge ([`crate::bridge`]), when the plan has egress or ports to expose.
+    bridge: Option<Bridge>,
 }
 
 fn exit_code(status: Status) -> ExitCode {
@@ -151,7 +162,7 @@ fn is(e: &io::Error, errnos: &[i32]) -> bool {
 }
 
 impl Supervisor {
-    fn run(self, channel: OwnedFd, signals: OwnedFd) -> ExitCode {
+    fn run(mut self, channel: OwnedFd, signals: OwnedFd) -> ExitCode {
         // The sandbox runs as the same user: keep it out of the supervisor's memory (where the
         // rules are) in case Landlock, which otherwise keeps it out, is missing.
         if let Err(e) = notify::set_not_dumpable() {
@@ -159,13 +170,20 @@ impl Supervisor {
         }
         // Orphaned descendants stay ours, so their memory stays readable under Yama.
         let _ = notify::set_child_subreaper();
-        let listener = match notify::recv_fd(channel.as_fd()) {
-            Ok(Some(fd)) => match Listener::new(fd) {
-                Ok(l) => l,
+        // Without create-deny rules the command sends no listener (only the bridge runs).
+        let received = if self.rules.is_empty() {
+            Ok(None)
+        } else {
+            notify::recv_fd(channel.as_fd()).map(|fd| fd.map(Some))
+        };
+        let listener = match received {
+            Ok(None) => None,
+            Ok(Some(Some(fd))) => match Listener::new(fd) {
+                Ok(l) => Some(l),
                 Err(e) => return self.abort("query the seccomp notification sizes", &e),
             },
             // The child failed before it could send the listener, and said why.
-            Ok(None) => {
+            Ok(Some(None)) => {
                 return match notify::wait(self.child) {
                     Ok(s) => exit_code(s),
                     Err(_) => ExitCode::from(EXIT_SETUP),
@@ -174,20 +192,23 @@ impl Supervisor {
             Err(e) => return self.abort("receive the seccomp listener", &e),
         };
         drop(channel);
-        let _ = listener.prefer_sync_wake_up();
-        let mut fds = [
-            libc::pollfd {
-                fd: listener.fd().as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-            libc::pollfd {
-                fd: signals.as_raw_fd(),
-                events: libc::POLLIN,
-                revents: 0,
-            },
-        ];
+        if let Some(l) = &listener {
+            let _ = l.prefer_sync_wake_up();
+        }
+        let mut notify_fd = listener.as_ref().map_or(-1, |l| l.fd().as_raw_fd());
+        let mut fds: Vec<libc::pollfd> = Vec::with_capacity(8);
         loop {
+            fds.clear();
+            for fd in [notify_fd, signals.as_raw_fd()] {
+                fds.push(libc::pollfd {
+                    fd,
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+            if let Some(b) = &self.bridge {
+                b.pollfds(&mut fds);
+            }
             if let Err(e) = notify::poll(&mut fds) {
                 return self.abort("poll", &e);
             }
@@ -211,13 +232,16 @@ impl Supervisor {
                 }
             }
             let ready = fds[0].revents;
-            if ready & libc::POLLIN != 0 {
-                if let Err((what, e)) = self.handle(&listener) {
+            if let Some(listener) = listener.as_ref().filter(|_| ready & libc::POLLIN != 0) {
+                if let Err((what, e)) = self.handle(listener) {
                     return self.abort(what, &e);
                 }
             } else if ready & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0 {
                 // Nothing uses the filter any more: only the command's end is awaited.
-                fds[0].fd = -1;
+                notify_fd = -1;
+            }
+            if let Some(b) = &mut self.bridge {
+                b.ready(&fds[2..]);
             }
         }
     }

@@ -99,6 +99,7 @@ impl Case {
             deny_commands: vec![],
             allow_commands: vec![],
             without_userns: vec!["the test's private view".into(), "its network".into()],
+            egress: None,
         };
         Case { dir, plan }
     }
@@ -861,7 +862,8 @@ fn create_deny_plan(case: &Case) -> Option<LinuxPlan> {
         globs: vec![format!("{}/**/*.key", case.ws_str(""))],
     };
     plan.seccomp_arch = arch.audit_arch();
-    plan.seccomp_notify = seccomp::to_bytes(&seccomp::build_notify(arch));
+    plan.seccomp_notify =
+        seccomp::to_bytes(&seccomp::build_notify(arch, &SeccompOptions::default()));
     Some(plan)
 }
 

@@ -11,8 +11,9 @@
 
 use crate::backend::seccomp::{self, Arch};
 use crate::model::NetworkMode;
+use crate::pattern::domain::DomainPattern;
 use crate::plan::{
-    CreateDeny, EnvOp, Landlock, LinuxPlan, MountOp, Network, PathRule, fnv1a, fs_access,
+    CreateDeny, Egress, EnvOp, Landlock, LinuxPlan, MountOp, Network, PathRule, fnv1a, fs_access,
     net_access, scope,
 };
 use crate::resolve::Resolved;
@@ -157,7 +158,10 @@ pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
     let (create_deny, seccomp_notify) = match Arch::from_audit_arch(kernel.audit_arch) {
         Some(arch) if !r.create_deny.is_empty() => (
             r.create_deny.clone(),
-            seccomp::to_bytes(&seccomp::build_notify(arch)),
+            seccomp::to_bytes(&seccomp::build_notify(
+                arch,
+                &seccomp::SeccompOptions::default(),
+            )),
         ),
         _ => (CreateDeny::default(), Vec::new()),
     };
@@ -185,7 +189,80 @@ pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
         deny_commands: r.deny_commands.clone(),
         allow_commands: r.allow_commands.clone(),
         without_userns,
+        egress: None,
     };
+    plan.policy_hash = fnv1a(&plan.encode());
+    plan
+}
+
+/// Where the egress rule set is and what it hashes to (the compile step stores it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RulesetRef {
+    pub path: String,
+    pub sha256: String,
+}
+
+/// The egress section for a policy in filtered network mode: the in-sandbox proxy ports, the
+/// proxy environment (both spellings, as clients disagree), whether SSH goes through SOCKS
+/// (an allowed entry names port 22), and the host loopback ports named `localhost:PORT`,
+/// `127.0.0.1:PORT` or `[::1]:PORT` when `allowLocalOutbound` is on.
+pub fn egress(network: &crate::model::Network, ruleset: RulesetRef) -> Egress {
+    let http_port = network.http_proxy_port.value;
+    let socks_port = network.socks_proxy_port.value;
+    let http = format!("http://127.0.0.1:{http_port}");
+    let socks = format!("socks5h://127.0.0.1:{socks_port}");
+    let no_proxy = "localhost,127.0.0.1,::1".to_string();
+    let mut env = Vec::new();
+    for name in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+        env.push((name.to_string(), http.clone()));
+    }
+    for name in ["ALL_PROXY", "all_proxy"] {
+        env.push((name.to_string(), socks.clone()));
+    }
+    for name in ["NO_PROXY", "no_proxy"] {
+        env.push((name.to_string(), no_proxy.clone()));
+    }
+    env.push(("NODE_USE_ENV_PROXY".into(), "1".into()));
+    let ssh_via_socks = network
+        .allowed_domains
+        .iter()
+        .any(|e| matches!(e.value, DomainPattern::OnPort(_, 22)));
+    let mut local_outbound: Vec<u16> = Vec::new();
+    if network.local_outbound() {
+        for e in &network.allowed_domains {
+            if let DomainPattern::OnPort(host, port) = &e.value
+                && is_loopback(host)
+                && ![http_port, socks_port].contains(port)
+                && !local_outbound.contains(port)
+            {
+                local_outbound.push(*port);
+            }
+        }
+    }
+    local_outbound.sort_unstable();
+    Egress {
+        ruleset_path: ruleset.path,
+        ruleset_sha256: ruleset.sha256,
+        http_port,
+        socks_port,
+        ssh_via_socks,
+        local_outbound,
+        env,
+    }
+}
+
+fn is_loopback(host: &DomainPattern) -> bool {
+    match host {
+        DomainPattern::Exact(h) => h == "localhost",
+        DomainPattern::Ip(ip) => ip.is_loopback(),
+        _ => false,
+    }
+}
+
+/// Adds the egress section to a plan (and hashes the result again).
+pub fn with_egress(mut plan: LinuxPlan, egress: Egress) -> LinuxPlan {
+    plan.egress = Some(egress);
+    plan.policy_hash = 0;
     plan.policy_hash = fnv1a(&plan.encode());
     plan
 }

@@ -10,20 +10,24 @@
 //!    This shuts out the i386 ABI (`int 0x80`) of an x86_64 process, which has its own numbers.
 //! 2. On x86_64, a syscall number with the x32 bit (`0x40000000`) set kills the process: the x32
 //!    ABI reuses the 64-bit arch value with different numbers.
-//! 3. Argument filters, each behind its own `jeq nr`: `ioctl(TIOCSTI | TIOCLINUX)`, `clone` and
-//!    `unshare` creating a namespace fail with `EPERM`; `clone3` fails with `ENOSYS` so that libc
-//!    falls back to `clone`, whose flags a filter can read.
-//! 4. Syscalls blocked outright ([`blocked_syscalls`]) fail with `EPERM`, one `jeq`/`ret` pair
-//!    each, so no jump is longer than 5 instructions.
-//! 5. Everything else is allowed.
+//! 3. A binary search (`jge`) on the syscall number down to groups of a few `jeq`, each
+//!    followed by that syscall's decision:
+//!    - argument filters: `ioctl(TIOCSTI | TIOCLINUX)`, `clone` and `unshare` creating a
+//!      namespace fail with `EPERM`; `clone3` fails with `ENOSYS` so that libc falls back to
+//!      `clone`, whose flags a filter can read;
+//!    - syscalls blocked outright ([`blocked_syscalls`]) fail with `EPERM`;
+//!    - every number the tree does not name is allowed.
 //!
 //! Every path except those of `ioctl`, `clone` and `unshare` reads only `nr` and `arch`, so the
 //! kernel's constant-action cache (Linux 5.11+) marks all other allowed syscalls as always
-//! allowed and never runs the filter for them.
+//! allowed and never runs the filter for them. Building that cache means emulating the program
+//! once per syscall number when it is loaded; the search keeps each emulation to about ten
+//! instructions, where a chain of `jeq` took a hundred (loading the filter took about 220 µs as
+//! a chain and is several times cheaper as a tree; docs/benchmarks.md).
 //!
-//! A second, optional filter ([`build_notify`]) hands every syscall that creates a directory
-//! entry to the launcher's supervisor (`SECCOMP_RET_USER_NOTIF`), which refuses the paths of
-//! the plan's create-deny rules.
+//! Plans with create-deny rules load [`build_notify`] instead: the same decisions, plus
+//! `SECCOMP_RET_USER_NOTIF` for every syscall that creates a directory entry, which the
+//! launcher's supervisor then checks against the rules.
 //!
 //! [`evaluate`] interprets a program for one syscall (tests, docs, `greywall check`);
 //! [`disassemble`] renders one for humans and golden files.
@@ -67,6 +71,10 @@ const LD_W_ABS: u16 = 0x20;
 const JEQ_K: u16 = 0x15;
 /// `BPF_JMP | BPF_JSET | BPF_K`: `pc += (A & k) != 0 ? jt : jf`.
 const JSET_K: u16 = 0x45;
+/// `BPF_JMP | BPF_JGE | BPF_K`: `pc += (A >= k) ? jt : jf`.
+const JGE_K: u16 = 0x35;
+/// `BPF_JMP | BPF_JA`: `pc += k`.
+const JA: u16 = 0x05;
 /// `BPF_RET | BPF_K`: return `k`.
 const RET_K: u16 = 0x06;
 
@@ -433,124 +441,176 @@ const fn ret_errno(errno: u16) -> SockFilter {
     ret(SECCOMP_RET_ERRNO | errno as u32)
 }
 
-/// Emits `body` behind `jeq nr`: the body runs for that syscall only and must end in a return.
-fn guarded<const N: usize>(
-    prog: &mut Vec<SockFilter>,
-    arch: Arch,
-    sys: Sys,
-    body: [SockFilter; N],
-) {
-    const { assert!(N <= u8::MAX as usize) };
-    if let Some(nr) = sys.nr(arch) {
-        prog.push(jump(JEQ_K, nr as u32, 0, N as u8));
-        prog.extend(body);
+/// The instructions that decide one syscall: they run when `nr` matches, and every path
+/// through them ends in a return.
+struct Case {
+    nr: u32,
+    body: Vec<SockFilter>,
+}
+
+/// Largest group of cases tested one after the other at a leaf of the search tree.
+const LEAF_CASES: usize = 4;
+
+/// Emits a binary search over `cases` (sorted by number, no duplicates) on the syscall number
+/// in the accumulator; a number no case names is allowed.
+///
+/// A linear chain of `jeq` costs the kernel once per syscall number at load time: it
+/// emulates the program for every number to build its constant-action cache. The tree keeps
+/// every path to about `log2(cases / LEAF_CASES) + LEAF_CASES` comparisons.
+fn search(cases: &[Case]) -> Vec<SockFilter> {
+    if cases.len() <= LEAF_CASES {
+        let mut out = Vec::new();
+        for c in cases {
+            // Bodies are a few instructions (checked by the tests), so `jf` fits.
+            let skip = u8::try_from(c.body.len()).unwrap_or(u8::MAX);
+            out.push(jump(JEQ_K, c.nr, 0, skip));
+            out.extend_from_slice(&c.body);
+        }
+        out.push(ret(SECCOMP_RET_ALLOW));
+        return out;
     }
+    let (low, high) = cases.split_at(cases.len() / 2);
+    let pivot = high[0].nr;
+    let (low, high) = (search(low), search(high));
+    let mut out = Vec::with_capacity(low.len() + high.len() + 2);
+    match u8::try_from(high.len()) {
+        // nr >= pivot: fall into the high half; below: jump over it.
+        Ok(skip) => out.push(jump(JGE_K, pivot, 0, skip)),
+        Err(_) => {
+            out.push(jump(JGE_K, pivot, 1, 0));
+            out.push(stmt(JA, high.len() as u32));
+        }
+    }
+    out.extend(high);
+    out.extend(low);
+    out
+}
+
+/// The architecture checks every program starts with; they leave `nr` in the accumulator.
+fn prologue(arch: Arch) -> Vec<SockFilter> {
+    let mut prog = vec![
+        ld(OFF_ARCH),
+        jump(JEQ_K, arch.audit_arch(), 1, 0),
+        ret(SECCOMP_RET_KILL_PROCESS),
+        ld(OFF_NR),
+    ];
+    if arch == Arch::X86_64 {
+        prog.push(jump(JSET_K, X32_SYSCALL_BIT, 0, 1));
+        prog.push(ret(SECCOMP_RET_KILL_PROCESS));
+    }
+    prog
+}
+
+/// The cases of the main filter: argument filters, then syscalls blocked outright.
+fn main_cases(opts: &SeccompOptions) -> Vec<(Sys, Vec<SockFilter>)> {
+    let mut cases = vec![
+        // ioctl(fd, cmd, ...): the kernel takes `cmd` as an unsigned int.
+        (
+            IOCTL,
+            vec![
+                ld(arg_lo(1)),
+                jump(JEQ_K, TIOCSTI, 2, 0),
+                jump(JEQ_K, TIOCLINUX, 1, 0),
+                ret(SECCOMP_RET_ALLOW),
+                ret_errno(EPERM),
+            ],
+        ),
+        // clone(flags, ...): flags come first on both architectures and the kernel reads only
+        // their low 32 bits.
+        (
+            CLONE,
+            vec![
+                ld(arg_lo(0)),
+                jump(JSET_K, CLONE_NAMESPACES, 0, 1),
+                ret_errno(EPERM),
+                ret(SECCOMP_RET_ALLOW),
+            ],
+        ),
+        // unshare(flags): a bit in the high 32 bits makes the kernel fail with EINVAL.
+        (
+            UNSHARE,
+            vec![
+                ld(arg_lo(0)),
+                jump(JSET_K, UNSHARE_NAMESPACES, 0, 1),
+                ret_errno(EPERM),
+                ret(SECCOMP_RET_ALLOW),
+            ],
+        ),
+        // clone3 passes its flags in memory, out of the filter's reach.
+        (CLONE3, vec![ret_errno(ENOSYS)]),
+    ];
+    cases.extend(
+        BLOCKED
+            .iter()
+            .filter(|s| !(opts.allow_ptrace && PTRACE_FAMILY.contains(&s.name)))
+            .map(|s| (*s, vec![ret_errno(EPERM)])),
+    );
+    cases
+}
+
+/// The cases that hand creating syscalls to the supervisor.
+fn notify_cases() -> Vec<(Sys, Vec<SockFilter>)> {
+    // openat(dirfd, path, flags, mode), open(path, flags, mode): the kernel takes the flags as
+    // an int, so their low 32 bits.
+    let mut cases: Vec<(Sys, Vec<SockFilter>)> = [(OPENAT, 2), (OPEN, 1)]
+        .into_iter()
+        .map(|(sys, flags_arg)| {
+            (
+                sys,
+                vec![
+                    ld(arg_lo(flags_arg)),
+                    jump(JSET_K, O_CREAT, 0, 1),
+                    ret(SECCOMP_RET_USER_NOTIF),
+                    ret(SECCOMP_RET_ALLOW),
+                ],
+            )
+        })
+        .collect();
+    cases.extend(
+        CREATING
+            .iter()
+            .map(|s| (*s, vec![ret(SECCOMP_RET_USER_NOTIF)])),
+    );
+    cases
+}
+
+/// A whole program: the prologue, then a search over `cases` for `arch` (the first case for a
+/// number wins).
+fn assemble(arch: Arch, cases: Vec<(Sys, Vec<SockFilter>)>) -> Vec<SockFilter> {
+    let mut numbered: Vec<Case> = Vec::with_capacity(cases.len());
+    for (sys, body) in cases {
+        if let Some(nr) = sys.nr(arch)
+            && !numbered.iter().any(|c| c.nr == nr as u32)
+        {
+            numbered.push(Case {
+                nr: nr as u32,
+                body,
+            });
+        }
+    }
+    numbered.sort_by_key(|c| c.nr);
+    let mut prog = prologue(arch);
+    prog.extend(search(&numbered));
+    prog
 }
 
 /// Compiles the filter for `arch`. The output depends on nothing else than the arguments.
 pub fn build(arch: Arch, opts: &SeccompOptions) -> Vec<SockFilter> {
-    let mut prog = vec![
-        ld(OFF_ARCH),
-        jump(JEQ_K, arch.audit_arch(), 1, 0),
-        ret(SECCOMP_RET_KILL_PROCESS),
-        ld(OFF_NR),
-    ];
-    if arch == Arch::X86_64 {
-        prog.push(jump(JSET_K, X32_SYSCALL_BIT, 0, 1));
-        prog.push(ret(SECCOMP_RET_KILL_PROCESS));
-    }
-    // The argument filters come first: ioctl and clone are frequent, and they are the only
-    // allowed syscalls the kernel's constant-action cache cannot skip.
-    // ioctl(fd, cmd, ...): the kernel takes `cmd` as an unsigned int.
-    guarded(
-        &mut prog,
-        arch,
-        IOCTL,
-        [
-            ld(arg_lo(1)),
-            jump(JEQ_K, TIOCSTI, 2, 0),
-            jump(JEQ_K, TIOCLINUX, 1, 0),
-            ret(SECCOMP_RET_ALLOW),
-            ret_errno(EPERM),
-        ],
-    );
-    // clone(flags, ...): flags come first on both architectures and the kernel reads only their
-    // low 32 bits.
-    guarded(
-        &mut prog,
-        arch,
-        CLONE,
-        [
-            ld(arg_lo(0)),
-            jump(JSET_K, CLONE_NAMESPACES, 0, 1),
-            ret_errno(EPERM),
-            ret(SECCOMP_RET_ALLOW),
-        ],
-    );
-    // unshare(flags): a bit in the high 32 bits makes the kernel fail with EINVAL.
-    guarded(
-        &mut prog,
-        arch,
-        UNSHARE,
-        [
-            ld(arg_lo(0)),
-            jump(JSET_K, UNSHARE_NAMESPACES, 0, 1),
-            ret_errno(EPERM),
-            ret(SECCOMP_RET_ALLOW),
-        ],
-    );
-    // clone3 passes its flags in memory, out of the filter's reach.
-    guarded(&mut prog, arch, CLONE3, [ret_errno(ENOSYS)]);
-    for (_, nr) in blocked_syscalls_with(arch, opts) {
-        prog.push(jump(JEQ_K, nr as u32, 0, 1));
-        prog.push(ret_errno(EPERM));
-    }
-    prog.push(ret(SECCOMP_RET_ALLOW));
-    prog
+    assemble(arch, main_cases(opts))
 }
 
-/// Compiles the notify filter for `arch`: the architecture checks of [`build`], then
-/// `SECCOMP_RET_USER_NOTIF` for every syscall that creates a directory entry (`openat` and
-/// `open` only with `O_CREAT` in their flags), and `ALLOW` for everything else.
+/// Compiles the filter a plan with create-deny rules loads instead of [`build`]'s: the same
+/// decisions, plus `SECCOMP_RET_USER_NOTIF` for every syscall that creates a directory entry
+/// (`openat` and `open` only with `O_CREAT` in their flags). One program rather than two
+/// stacked filters: the kernel's load cost (verification, JIT and the constant-action cache,
+/// which emulates the program for every syscall number) is paid once.
 ///
-/// The launcher loads it after the main filter, when the plan has create-deny rules; the
-/// kernel runs every filter and the strictest action wins, so a syscall the main filter
-/// refuses never reaches the supervisor. Only `openat` and `open` read an argument, so the
-/// kernel's constant-action cache still skips this filter for every other allowed syscall.
-pub fn build_notify(arch: Arch) -> Vec<SockFilter> {
-    let mut prog = vec![
-        ld(OFF_ARCH),
-        jump(JEQ_K, arch.audit_arch(), 1, 0),
-        ret(SECCOMP_RET_KILL_PROCESS),
-        ld(OFF_NR),
-    ];
-    if arch == Arch::X86_64 {
-        prog.push(jump(JSET_K, X32_SYSCALL_BIT, 0, 1));
-        prog.push(ret(SECCOMP_RET_KILL_PROCESS));
-    }
-    // openat(dirfd, path, flags, mode), open(path, flags, mode): the kernel takes the flags as
-    // an int, so their low 32 bits.
-    for (sys, flags_arg) in [(OPENAT, 2), (OPEN, 1)] {
-        guarded(
-            &mut prog,
-            arch,
-            sys,
-            [
-                ld(arg_lo(flags_arg)),
-                jump(JSET_K, O_CREAT, 0, 1),
-                ret(SECCOMP_RET_USER_NOTIF),
-                ret(SECCOMP_RET_ALLOW),
-            ],
-        );
-    }
-    for sys in CREATING {
-        if let Some(nr) = sys.nr(arch) {
-            prog.push(jump(JEQ_K, nr as u32, 0, 1));
-            prog.push(ret(SECCOMP_RET_USER_NOTIF));
-        }
-    }
-    prog.push(ret(SECCOMP_RET_ALLOW));
-    prog
+/// No syscall is both blocked and creating; were one ever both, the main filter's decision
+/// comes first and wins, as the strictest action of two stacked filters would.
+pub fn build_notify(arch: Arch, opts: &SeccompOptions) -> Vec<SockFilter> {
+    let mut cases = main_cases(opts);
+    cases.extend(notify_cases());
+    assemble(arch, cases)
 }
 
 /// The program as the kernel's `struct sock_filter` array (8 bytes each, little-endian).
@@ -617,7 +677,7 @@ fn verdict(k: u32) -> Verdict {
 /// What `prog` does to syscall `nr` with `args` when `seccomp_data.arch` is `arch_value`.
 ///
 /// Interprets the instructions [`build`] and [`build_notify`] emit (`ld [k]`, `jeq #k`,
-/// `jset #k`, `ret #k`). Any other instruction, a load the kernel would reject, a jump or a
+/// `jge #k`, `jset #k`, `ja`, `ret #k`). Any other instruction, a load the kernel would reject, a jump or a
 /// fall past the end, and any return action other than allow, errno or user notification give
 /// [`Verdict::KillProcess`].
 pub fn evaluate(prog: &[SockFilter], arch_value: u32, nr: i32, args: [u64; 6]) -> Verdict {
@@ -634,14 +694,15 @@ pub fn evaluate(prog: &[SockFilter], arch_value: u32, nr: i32, args: [u64; 6]) -
                 Some(word) => a = word,
                 None => return Verdict::KillProcess,
             },
-            JEQ_K | JSET_K => {
-                let taken = if ins.code == JEQ_K {
-                    a == ins.k
-                } else {
-                    a & ins.k != 0
+            JEQ_K | JSET_K | JGE_K => {
+                let taken = match ins.code {
+                    JEQ_K => a == ins.k,
+                    JGE_K => a >= ins.k,
+                    _ => a & ins.k != 0,
                 };
                 pc += usize::from(if taken { ins.jt } else { ins.jf });
             }
+            JA => pc = pc.saturating_add(ins.k as usize),
             RET_K => return verdict(ins.k),
             _ => return Verdict::KillProcess,
         }
@@ -706,7 +767,8 @@ fn analyze(prog: &[SockFilter]) -> Vec<Option<Facts>> {
                     ..f
                 },
             ),
-            JEQ_K | JSET_K => {
+            JA => flow(&mut facts, pc + 1 + ins.k as usize, f),
+            JEQ_K | JSET_K | JGE_K => {
                 let mut taken = f;
                 if ins.code == JEQ_K {
                     match f.acc {
@@ -760,6 +822,10 @@ fn constant_name(ins: &SockFilter, f: Facts) -> Option<String> {
             Some("__X32_SYSCALL_BIT".into())
         }
         Acc::Word(OFF_NR) if ins.code == JEQ_K => syscall_name(f.arch?, ins.k).map(str::to_string),
+        Acc::Word(OFF_NR) if ins.code == JGE_K => Some(match syscall_name(f.arch?, ins.k) {
+            Some(name) => format!("nr >= {} ({name})", ins.k),
+            None => format!("nr >= {}", ins.k),
+        }),
         Acc::Word(o) if o == arg_lo(0) && (named(CLONE) || named(UNSHARE)) => {
             Some(clone_flags_name(ins.k))
         }
@@ -807,9 +873,15 @@ pub fn disassemble(prog: &[SockFilter]) -> String {
     for (pc, (ins, f)) in prog.iter().zip(facts).enumerate() {
         let (text, comment) = match ins.code {
             LD_W_ABS => (format!("ld [{}]", ins.k), field_name(ins.k)),
-            JEQ_K | JSET_K => {
-                let op = if ins.code == JEQ_K { "jeq" } else { "jset" };
-                let k = if f.is_some_and(|f| f.acc == Acc::Word(OFF_NR)) && ins.code == JEQ_K {
+            JA => (format!("ja +{}", ins.k), None),
+            JEQ_K | JSET_K | JGE_K => {
+                let op = match ins.code {
+                    JEQ_K => "jeq",
+                    JGE_K => "jge",
+                    _ => "jset",
+                };
+                let numeric = ins.code == JEQ_K || ins.code == JGE_K;
+                let k = if f.is_some_and(|f| f.acc == Acc::Word(OFF_NR)) && numeric {
                     ins.k.to_string()
                 } else {
                     format!("{:#x}", ins.k)

@@ -471,7 +471,9 @@ fn loads_on_path(prog: &[SockFilter], arch_value: u32, nr: i32, args: [u64; 6]) 
                 a = data_word(ins.k, arch_value, nr, &args).unwrap();
             }
             JEQ_K => pc += usize::from(if a == ins.k { ins.jt } else { ins.jf }),
+            JGE_K => pc += usize::from(if a >= ins.k { ins.jt } else { ins.jf }),
             JSET_K => pc += usize::from(if a & ins.k != 0 { ins.jt } else { ins.jf }),
+            JA => pc += ins.k as usize,
             RET_K => return loads,
             code => panic!("unexpected opcode {code:#x}"),
         }
@@ -516,10 +518,16 @@ fn check_program(prog: &[SockFilter]) -> Result<(), String> {
                     return Err(format!("{pc}: load of {}", ins.k));
                 }
             }
-            JEQ_K | JSET_K => {
+            JEQ_K | JSET_K | JGE_K => {
                 let last = pc + 1 + usize::from(ins.jt.max(ins.jf));
                 if last >= prog.len() {
                     return Err(format!("{pc}: jump to {last}"));
+                }
+            }
+            JA => {
+                let to = pc + 1 + ins.k as usize;
+                if to >= prog.len() {
+                    return Err(format!("{pc}: jump to {to}"));
                 }
             }
             RET_K => {}
@@ -695,10 +703,11 @@ fn disassembly_names_things() {
         "0002: ret #0x80000000  ; KILL_PROCESS",
         "0003: ld [0]  ; nr",
         "0004: jset #0x40000000 jt 0 jf 1  ; __X32_SYSCALL_BIT",
-        "0006: jeq #16 jt 0 jf 5  ; ioctl",
-        "0007: ld [24]  ; args[1] (low)",
-        "0008: jeq #0x5412 jt 2 jf 0  ; TIOCSTI",
-        "0009: jeq #0x541c jt 1 jf 0  ; TIOCLINUX",
+        "0006: jge #248 jt 0 jf 90  ; nr >= 248 (add_key)",
+        "jeq #16 jt 0 jf 5  ; ioctl",
+        "ld [24]  ; args[1] (low)",
+        "jeq #0x5412 jt 2 jf 0  ; TIOCSTI",
+        "jeq #0x541c jt 1 jf 0  ; TIOCLINUX",
         "jset #0x7e020000 jt 0 jf 1  ; CLONE_NEWNS|CLONE_NEWCGROUP|CLONE_NEWUTS|CLONE_NEWIPC|\
          CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNET",
         "jset #0x7e020080 jt 0 jf 1  ; CLONE_NEWTIME|CLONE_NEWNS|",
@@ -737,8 +746,12 @@ fn disassembly_of_foreign_programs() {
 
 // ---- The notify filter ---------------------------------------------------------------------
 
+fn notify_prog(arch: Arch) -> Vec<SockFilter> {
+    build_notify(arch, &SeccompOptions::default())
+}
+
 fn notify(arch: Arch, nr: i32, args: [u64; 6]) -> Verdict {
-    evaluate(&build_notify(arch), arch.audit_arch(), nr, args)
+    evaluate(&notify_prog(arch), arch.audit_arch(), nr, args)
 }
 
 fn notify_nr(arch: Arch, name: &str) -> i32 {
@@ -845,18 +858,19 @@ fn notify_filter_asks_for_open_only_with_o_creat() {
 }
 
 #[test]
-fn notify_filter_allows_everything_else() {
+fn notify_filter_decides_everything_else_as_the_main_filter() {
     for arch in Arch::ALL {
         let asked: Vec<i32> = notify_syscalls(arch).iter().map(|(_, nr)| *nr).collect();
-        let p = build_notify(arch);
+        let p = notify_prog(arch);
         for nr in 0..1100 {
+            let creat = u64::from(O_CREAT);
+            let args = [AT_FDCWD, creat, creat, creat, 0, 0];
+            // Everything else is decided exactly as the main filter decides it.
             let expected = if asked.contains(&nr) {
                 Verdict::Notify
             } else {
-                Verdict::Allow
+                run(arch, nr, args)
             };
-            let creat = u64::from(O_CREAT);
-            let args = [AT_FDCWD, creat, creat, creat, 0, 0];
             assert_eq!(
                 evaluate(&p, arch.audit_arch(), nr, args),
                 expected,
@@ -870,7 +884,7 @@ fn notify_filter_allows_everything_else() {
 #[test]
 fn notify_filter_checks_the_architecture() {
     for arch in Arch::ALL {
-        let p = build_notify(arch);
+        let p = notify_prog(arch);
         let other = Arch::ALL.into_iter().find(|a| *a != arch).unwrap();
         for value in [AUDIT_ARCH_I386, other.audit_arch(), 0] {
             assert_eq!(evaluate(&p, value, 83, [0; 6]), Verdict::KillProcess);
@@ -898,12 +912,15 @@ fn main_filter_allows_what_the_notify_filter_asks_about() {
 }
 
 #[test]
-fn notify_filter_reads_arguments_only_for_open() {
+fn notify_filter_reads_arguments_only_for_open_and_the_argument_filters() {
     for arch in Arch::ALL {
-        let p = build_notify(arch);
+        let p = notify_prog(arch);
         let open = [
             notify_nr(arch, "openat"),
             if arch == Arch::X86_64 { 2 } else { -1 },
+            nr_of(arch, "ioctl"),
+            nr_of(arch, "clone"),
+            nr_of(arch, "unshare"),
         ];
         for nr in 0..600 {
             let loads = loads_on_path(&p, arch.audit_arch(), nr, [0; 6]);
@@ -921,19 +938,19 @@ fn notify_filter_reads_arguments_only_for_open() {
 #[test]
 fn notify_programs_are_well_formed() {
     for arch in Arch::ALL {
-        let p = build_notify(arch);
+        let p = notify_prog(arch);
         check_program(&p).unwrap();
         assert!(analyze(&p).iter().all(Option::is_some));
         assert_eq!(&p[..4], &prog(arch)[..4]);
         assert_eq!(p.last(), Some(&ret(SECCOMP_RET_ALLOW)));
         assert_eq!(from_bytes(&to_bytes(&p)), Some(p.clone()));
-        assert_eq!(to_bytes(&p), to_bytes(&build_notify(arch)));
+        assert_eq!(to_bytes(&p), to_bytes(&notify_prog(arch)));
     }
 }
 
 #[test]
 fn notify_disassembly_names_things() {
-    let text = disassemble(&build_notify(Arch::X86_64));
+    let text = disassemble(&notify_prog(Arch::X86_64));
     for line in [
         "jeq #257 jt 0 jf 4  ; openat",
         "ld [32]  ; args[2] (low)",
@@ -947,7 +964,7 @@ fn notify_disassembly_names_things() {
     ] {
         assert!(text.contains(line), "no {line:?} in\n{text}");
     }
-    let arm = disassemble(&build_notify(Arch::Aarch64));
+    let arm = disassemble(&notify_prog(Arch::Aarch64));
     assert!(arm.contains("jeq #56 jt 0 jf 4  ; openat"), "{arm}");
     assert!(arm.contains("jeq #276 jt 0 jf 1  ; renameat2"), "{arm}");
     assert!(!arm.contains("; open\n"), "{arm}");
@@ -966,6 +983,54 @@ fn interpreter_knows_user_notif() {
     );
 }
 
+/// Instructions executed for one syscall.
+fn path_length(prog: &[SockFilter], arch_value: u32, nr: i32) -> usize {
+    let mut a = 0u32;
+    let mut pc = 0;
+    let mut steps = 0;
+    loop {
+        let ins = prog[pc];
+        steps += 1;
+        pc += 1;
+        match ins.code {
+            LD_W_ABS => a = data_word(ins.k, arch_value, nr, &[0; 6]).unwrap(),
+            JEQ_K => pc += usize::from(if a == ins.k { ins.jt } else { ins.jf }),
+            JGE_K => pc += usize::from(if a >= ins.k { ins.jt } else { ins.jf }),
+            JSET_K => pc += usize::from(if a & ins.k != 0 { ins.jt } else { ins.jf }),
+            JA => pc += ins.k as usize,
+            RET_K => return steps,
+            code => panic!("unexpected opcode {code:#x}"),
+        }
+    }
+}
+
+/// The kernel emulates the program for every syscall number when it is loaded (the
+/// constant-action cache), and runs it for every syscall it cannot cache: every path stays
+/// short, whatever the number.
+#[test]
+fn every_path_is_short() {
+    for arch in Arch::ALL {
+        for program in [prog(arch), notify_prog(arch)] {
+            let longest = (0..1100)
+                .map(|nr| path_length(&program, arch.audit_arch(), nr))
+                .max()
+                .unwrap();
+            assert!(longest <= 24, "{} on {}", longest, arch.name());
+        }
+    }
+}
+
+/// The search tree has no duplicate case and no case the tree cannot reach.
+#[test]
+fn every_case_is_reached() {
+    for arch in Arch::ALL {
+        for (name, nr) in blocked_syscalls(arch) {
+            assert_eq!(run(arch, nr, [0; 6]), EPERM_V, "{name}");
+            assert_eq!(notify(arch, nr, [0; 6]), EPERM_V, "{name}");
+        }
+    }
+}
+
 fn golden_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/seccomp")
 }
@@ -981,7 +1046,7 @@ fn golden_disassembly() {
     for arch in Arch::ALL {
         for (name, program) in [
             (arch.name().to_string(), prog(arch)),
-            (format!("notify-{}", arch.name()), build_notify(arch)),
+            (format!("notify-{}", arch.name()), notify_prog(arch)),
         ] {
             let path = dir.join(format!("{name}.txt"));
             let expected = disassemble(&program);
@@ -1077,7 +1142,7 @@ proptest! {
         let arch = if arm { Arch::Aarch64 } else { Arch::X86_64 };
         let asked = notify_syscalls(arch);
         let expected = match asked.iter().find(|(_, n)| *n == nr) {
-            None => Verdict::Allow,
+            None => run(arch, nr, args),
             Some(("openat", _)) if args[2] as u32 & O_CREAT == 0 => Verdict::Allow,
             Some(("open", _)) if args[1] as u32 & O_CREAT == 0 => Verdict::Allow,
             Some(_) => Verdict::Notify,

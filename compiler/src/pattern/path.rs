@@ -17,11 +17,113 @@ use super::PatternError;
 use crate::diagnostic::Code;
 
 /// What a pattern is relative to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+///
+/// Besides `/`, `~` and the working directory, a pattern may start at a built-in location
+/// that is only known when the policy is resolved on a machine (`$tmp`, `$xdg_cache`,
+/// `$git_root`, `$env.NAME`, …); see [`Anchors`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum PathBase {
     Root,
     Home,
     Cwd,
+    /// `$tmp`: the temporary directory.
+    Tmp,
+    /// `$xdg_config`: `$XDG_CONFIG_HOME`, or `~/.config`.
+    XdgConfig,
+    /// `$xdg_cache`: `$XDG_CACHE_HOME`, or `~/.cache`.
+    XdgCache,
+    /// `$xdg_data`: `$XDG_DATA_HOME`, or `~/.local/share`.
+    XdgData,
+    /// `$xdg_state`: `$XDG_STATE_HOME`, or `~/.local/state`.
+    XdgState,
+    /// `$git_root`: the top of the git work tree around the working directory.
+    GitRoot,
+    /// `$git_common`: a linked worktree's common git directory (the repository's `.git`).
+    GitCommon,
+    /// `$env.NAME`: the value of an environment variable (an absolute path).
+    Env(String),
+}
+
+impl PathBase {
+    /// The built-in anchors written `$name`, with their names.
+    pub const NAMED: &'static [(&'static str, PathBase)] = &[
+        ("tmp", PathBase::Tmp),
+        ("xdg_config", PathBase::XdgConfig),
+        ("xdg_cache", PathBase::XdgCache),
+        ("xdg_data", PathBase::XdgData),
+        ("xdg_state", PathBase::XdgState),
+        ("git_root", PathBase::GitRoot),
+        ("git_common", PathBase::GitCommon),
+    ];
+
+    /// The `$name` spelling of an anchor (`None` for `/`, `~` and the working directory).
+    pub fn anchor_name(&self) -> Option<String> {
+        match self {
+            PathBase::Env(n) => Some(format!("env.{n}")),
+            b => Self::NAMED
+                .iter()
+                .find(|(_, v)| v == b)
+                .map(|(n, _)| (*n).to_string()),
+        }
+    }
+}
+
+/// Where the built-in anchors are on one machine. `None`: the anchor does not exist here (no
+/// git repository, an unset variable), and rules starting at it match nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Anchors {
+    pub home: String,
+    pub cwd: String,
+    pub tmp: String,
+    pub xdg_config: String,
+    pub xdg_cache: String,
+    pub xdg_data: String,
+    pub xdg_state: String,
+    pub git_root: Option<String>,
+    pub git_common: Option<String>,
+    /// Values of the environment variables the policy names.
+    pub env: Vec<(String, String)>,
+}
+
+impl Anchors {
+    /// The defaults derived from the home and working directories alone: XDG directories at
+    /// their standard places, `/tmp`, the working directory as the git root.
+    pub fn defaults(home: &str, cwd: &str) -> Anchors {
+        let home_t = home.trim_end_matches('/');
+        Anchors {
+            home: home.to_string(),
+            cwd: cwd.to_string(),
+            tmp: "/tmp".to_string(),
+            xdg_config: format!("{home_t}/.config"),
+            xdg_cache: format!("{home_t}/.cache"),
+            xdg_data: format!("{home_t}/.local/share"),
+            xdg_state: format!("{home_t}/.local/state"),
+            git_root: Some(cwd.to_string()),
+            git_common: Some(format!("{}/.git", cwd.trim_end_matches('/'))),
+            env: Vec::new(),
+        }
+    }
+
+    fn base(&self, base: &PathBase) -> Option<&str> {
+        Some(match base {
+            PathBase::Root => "/",
+            PathBase::Home => &self.home,
+            PathBase::Cwd => &self.cwd,
+            PathBase::Tmp => &self.tmp,
+            PathBase::XdgConfig => &self.xdg_config,
+            PathBase::XdgCache => &self.xdg_cache,
+            PathBase::XdgData => &self.xdg_data,
+            PathBase::XdgState => &self.xdg_state,
+            PathBase::GitRoot => self.git_root.as_deref()?,
+            PathBase::GitCommon => self.git_common.as_deref()?,
+            PathBase::Env(n) => self
+                .env
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.as_str())
+                .filter(|v| v.starts_with('/'))?,
+        })
+    }
 }
 
 /// One segment of a normalised pattern.
@@ -45,7 +147,7 @@ pub struct PathPattern {
 impl fmt::Display for PathPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut parts: Vec<String> = Vec::new();
-        match self.base {
+        match &self.base {
             PathBase::Root => {}
             PathBase::Home => parts.push("~".into()),
             PathBase::Cwd => {
@@ -53,6 +155,7 @@ impl fmt::Display for PathPattern {
                     parts.push(".".into());
                 }
             }
+            other => parts.push(format!("${}", other.anchor_name().unwrap_or_default())),
         }
         for _ in 0..self.up {
             parts.push("..".into());
@@ -107,12 +210,33 @@ impl PathPattern {
                 PatternError::new(Code::InvalidPath, "`~user` paths are not supported")
                     .help("write the absolute path, or `~/` for your own home directory"),
             );
-        } else if raw.starts_with('$') {
-            return Err(PatternError::new(
-                Code::InvalidPath,
-                "environment variables are not expanded in greywall.json paths",
-            )
-            .help("write the path literally; the .gw language has variables"));
+        } else if let Some(var) = raw.strip_prefix('$') {
+            let (name, rest) = var.split_once('/').unwrap_or((var, ""));
+            let name = name
+                .strip_prefix('{')
+                .and_then(|n| n.strip_suffix('}'))
+                .unwrap_or(name);
+            let base = match name {
+                "home" => PathBase::Home,
+                "cwd" => PathBase::Cwd,
+                n => match n.strip_prefix("env.") {
+                    Some(v) if is_env_name(v) => PathBase::Env(v.to_string()),
+                    _ => match PathBase::NAMED.iter().find(|(k, _)| *k == n) {
+                        Some((_, b)) => b.clone(),
+                        None => {
+                            return Err(PatternError::new(
+                                Code::InvalidPath,
+                                format!("`${name}` is not a built-in path"),
+                            )
+                            .help(
+                                "paths may start with $home, $cwd, $tmp, $xdg_config, $xdg_cache, \
+                                 $xdg_data, $xdg_state, $git_root, $git_common or $env.NAME",
+                            ));
+                        }
+                    },
+                },
+            };
+            (base, rest)
         } else {
             (PathBase::Cwd, raw)
         };
@@ -171,19 +295,41 @@ impl PathPattern {
     }
 
     /// The pattern with its base replaced by concrete absolute paths (`home`, `cwd` are
-    /// absolute, `/`-separated, without a trailing slash).
+    /// absolute, `/`-separated, without a trailing slash). Other anchors take their
+    /// [`Anchors::defaults`]; an `$env.NAME` anchor becomes a path that never exists
+    /// (`/$env.NAME/…`). [`PathPattern::absolute_in`] uses a machine's real anchors.
     pub fn absolute(&self, home: &str, cwd: &str) -> AbsPattern {
-        let mut segs: Vec<Segment> = match self.base {
-            PathBase::Root => Vec::new(),
-            PathBase::Home => literal_segments(home),
-            PathBase::Cwd => literal_segments(cwd),
-        };
+        match self.absolute_in(&Anchors::defaults(home, cwd)) {
+            Some(a) => a,
+            None => {
+                let mut segments = vec![Segment::Literal(format!(
+                    "${}",
+                    self.base.anchor_name().unwrap_or_default()
+                ))];
+                segments.extend(self.segments.iter().cloned());
+                AbsPattern { segments }
+            }
+        }
+    }
+
+    /// The pattern with its base replaced by its place on a machine; `None` when the anchor
+    /// does not exist there.
+    pub fn absolute_in(&self, anchors: &Anchors) -> Option<AbsPattern> {
+        let mut segs: Vec<Segment> = literal_segments(anchors.base(&self.base)?);
         for _ in 0..self.up {
             segs.pop();
         }
         segs.extend(self.segments.iter().cloned());
-        AbsPattern { segments: segs }
+        Some(AbsPattern { segments: segs })
     }
+}
+
+fn is_env_name(n: &str) -> bool {
+    let mut chars = n.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Escapes glob characters so a literal segment re-parses as the same literal.
@@ -438,6 +584,28 @@ mod tests {
         assert_eq!(p("/a/../../b").to_string(), "/b");
         assert_eq!(p("**/.env").to_string(), "./**/.env");
         assert_eq!(p("src"), p("./src"));
+        assert_eq!(p("$git_root/.git/hooks").to_string(), "$git_root/.git/hooks");
+        assert_eq!(p("${xdg_cache}/npm").to_string(), "$xdg_cache/npm");
+        assert_eq!(p("$env.CARGO_HOME/registry").to_string(), "$env.CARGO_HOME/registry");
+        assert_eq!(p("$home/.ssh"), p("~/.ssh"));
+        assert_eq!(p("$cwd/src"), p("./src"));
+        assert_eq!(p("$tmp").base, PathBase::Tmp);
+    }
+
+    #[test]
+    fn anchors_resolve() {
+        let mut a = Anchors::defaults("/home/u", "/w/p/sub");
+        a.git_root = Some("/w/p".into());
+        assert_eq!(
+            p("$git_root/.git/hooks").absolute_in(&a).unwrap().to_string(),
+            "/w/p/.git/hooks"
+        );
+        assert_eq!(p("$xdg_cache/x").absolute_in(&a).unwrap().to_string(), "/home/u/.cache/x");
+        assert!(p("$env.NOPE/x").absolute_in(&a).is_none());
+        a.env.push(("NOPE".into(), "/opt/n".into()));
+        assert_eq!(p("$env.NOPE/x").absolute_in(&a).unwrap().to_string(), "/opt/n/x");
+        a.git_root = None;
+        assert!(p("$git_root").absolute_in(&a).is_none());
     }
 
     #[test]
@@ -449,6 +617,10 @@ mod tests {
         );
         assert_eq!(
             PathPattern::parse("$HOME/x").unwrap_err().code,
+            Code::InvalidPath
+        );
+        assert_eq!(
+            PathPattern::parse("$git_rot/x").unwrap_err().code,
             Code::InvalidPath
         );
         assert_eq!(

@@ -49,6 +49,64 @@ fn bwrap_status() -> String {
     "not installed (--backend bwrap unavailable)".into()
 }
 
+/// One report row as text.
+fn render_row(out: &mut String, row: &fidelity::Row, sources: &greywall_compiler::source::Sources) {
+    let origin = row
+        .origin
+        .map(|s| format!("  ({})", sources.locate(s)))
+        .unwrap_or_default();
+    let mark = match row.level {
+        Level::Exact => "exact        ",
+        Level::Approximated(_) => "approximated ",
+        Level::Unenforceable(_) => "unenforceable",
+    };
+    let detail = match &row.level {
+        Level::Exact => String::new(),
+        Level::Approximated(s) | Level::Unenforceable(s) => format!("\n                   {s}"),
+    };
+    let _ = writeln!(out, "  {mark}  {}{origin}{detail}", row.rule);
+}
+
+/// `greywall check --target macos`: how the Seatbelt profile enforces each rule. It depends on
+/// the policy alone, so it runs on any host; nothing about this machine is probed.
+pub fn run_macos(settings: Option<&Path>) -> ExitCode {
+    use greywall_compiler::compile::{Source, compile_macos};
+    let discover = match crate::cmd::discover_env() {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("greywall: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let source = Source::Discover {
+        settings: settings.map(Path::to_path_buf),
+    };
+    let mut out = String::from("target macos (Seatbelt, applied with /usr/bin/sandbox-exec)\n");
+    match compile_macos(&source, &discover) {
+        Ok(c) => {
+            let _ = writeln!(out, "\npolicy {}", c.origin);
+            for row in fidelity::report_macos(&c.policy) {
+                render_row(&mut out, &row, &c.sources);
+            }
+            print(&out)
+        }
+        Err(f) => {
+            let _ = print(&out);
+            let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
+            eprint!(
+                "{}",
+                greywall_compiler::diagnostic::render_all(
+                    &f.diagnostics,
+                    &f.sources,
+                    greywall_compiler::diagnostic::RenderOptions { color },
+                    50
+                )
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
 pub fn run(settings: Option<&Path>) -> ExitCode {
     let env = match crate::exec::compile_env() {
         Ok(e) => e,

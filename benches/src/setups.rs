@@ -1,0 +1,15 @@
+//! Names of the setups the suite compares, shared by the runner and the report.
+
+/// The command run directly: the baseline of every ratio.
+pub const BARE: &str = "bare";
+/// `greywall exec --cached` with the built-in `default` policy (filesystem only, no network).
+pub const GREYWALL_CACHED: &str = "greywall exec --cached";
+/// `greywall exec --cached` with a policy that allows network through proxyd.
+pub const GREYWALL_NETWORK: &str = "greywall exec --cached, network policy";
+/// `greywall exec --cached` right after the policy file was edited: a cache miss, so a compile.
+pub const GREYWALL_EDITED: &str = "greywall exec, after a policy edit";
+pub const BWRAP_MINIMAL: &str = "bwrap, minimal";
+pub const BWRAP_POLICY30: &str = "bwrap, 30-entry policy";
+pub const C_PROBE: &str = "C probe (static; userns+netns+Landlock)";
+pub const SRT: &str = "srt";
+pub const CODEX: &str = "codex sandbox";

@@ -1,0 +1,662 @@
+//! The network bridge: loopback listeners inside the sandbox's network namespace, spliced by
+//! the supervisor to greywall-proxyd (and, for `greywall exec -p PORT`, host listeners spliced
+//! to a server inside).
+//!
+//! The sandbox has its own network namespace with only `lo`: nothing it sends leaves. When the
+//! plan has an egress section, the launcher
+//!
+//! 1. before the namespaces exist ([`prepare`]): connects to proxyd (starting it if needed),
+//!    registers the plan's rule set (`GW1 REGISTER`, the answer carries a token that lives as
+//!    long as that connection), keeps proxyd's socket directory open (the sandbox's view hides
+//!    it), and binds the host side of `-p` ports on the host's `127.0.0.1`;
+//! 2. inside the new network namespace ([`Prepared::bind_inside`]): binds `127.0.0.1` on the
+//!    HTTP and SOCKS ports, and on each host port the policy lets the sandbox reach
+//!    (`allowLocalOutbound` with `localhost:PORT` entries);
+//! 3. in the supervisor (the parent of the command, outside Landlock and seccomp), in its one
+//!    poll loop ([`Bridge::pollfds`], [`Bridge::ready`]): accepts, opens a connection to
+//!    proxyd, writes `GW1 CONNECT <token> http|socks5`, and copies bytes both ways with
+//!    non-blocking sockets and one buffer per direction. A host port is reached through
+//!    proxyd's SOCKS5 side (so proxyd's rules and audit log see it too); a `-p` port by a
+//!    connection to the server inside.
+//!
+//! Nothing here runs for a plan without egress and without `-p`.
+
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::OnceLock;
+
+use greywall_compiler::plan::{Egress, LinuxPlan, Network};
+
+use crate::proxyd_client::{self, Registration};
+
+/// Bytes buffered per direction of a spliced connection.
+const BUF: usize = 64 * 1024;
+
+/// Network options from the command line (`greywall exec -p PORT -m`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Ports of servers inside the sandbox to expose on the host's `127.0.0.1`.
+    pub expose: Vec<u16>,
+    /// Print proxyd's denials for this sandbox as they happen.
+    pub monitor: bool,
+}
+
+static OPTIONS: OnceLock<Options> = OnceLock::new();
+
+/// Sets the options for this run (once, before the launch).
+pub fn set_options(o: Options) {
+    let _ = OPTIONS.set(o);
+}
+
+fn options() -> &'static Options {
+    static NONE: Options = Options {
+        expose: Vec::new(),
+        monitor: false,
+    };
+    OPTIONS.get().unwrap_or(&NONE)
+}
+
+/// Whether this launch needs the bridge (and so the supervisor).
+pub fn wanted(plan: &LinuxPlan) -> bool {
+    plan.egress.is_some() || (plan.network == Network::Isolated && !options().expose.is_empty())
+}
+
+/// `-p` ports the command may bind inside (added to the Landlock ruleset).
+pub fn exposed_ports() -> &'static [u16] {
+    &options().expose
+}
+
+/// Adds the plan's proxy environment (after the plan's own edits), and `GIT_SSH_COMMAND` when
+/// SSH goes through SOCKS.
+pub fn edit_env(plan: &LinuxPlan, env: &mut Vec<(OsString, OsString)>) {
+    let Some(e) = &plan.egress else { return };
+    let mut set = |name: &str, value: OsString| {
+        env.retain(|(k, _)| k != name);
+        env.push((name.into(), value));
+    };
+    for (name, value) in &e.env {
+        set(name, value.into());
+    }
+    if e.ssh_via_socks
+        && let Some(exe) = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.to_str().map(str::to_string))
+            .filter(|p| !p.contains('\''))
+    {
+        set(
+            "GIT_SSH_COMMAND",
+            format!(
+                "ssh -o ProxyCommand='{exe} __socks-connect {} %h %p'",
+                e.socks_port
+            )
+            .into(),
+        );
+    }
+}
+
+/// What is set up before the namespaces exist.
+pub struct Prepared {
+    registration: Option<Registration>,
+    watch: Option<UnixStream>,
+    /// Host side of `-p` ports.
+    exposed: Vec<(u16, TcpListener)>,
+}
+
+fn bind_loopback(port: u16) -> io::Result<TcpListener> {
+    let l = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Registers with proxyd and binds the host side of `-p` ports. `label` names the sandbox
+/// in proxyd's log. Errors are one line, for exit status 125.
+pub fn prepare(plan: &LinuxPlan, label: &str) -> Result<Prepared, String> {
+    let mut registration = None;
+    let mut watch = None;
+    if let Some(e) = &plan.egress {
+        check_ruleset(e)?;
+        let dir = proxyd_client::socket_dir();
+        let conn = proxyd_client::connect_or_start(&dir)
+            .map_err(|m| format!("greywall-proxyd is not available: {m}"))?;
+        let reg = proxyd_client::register(conn, &dir, &e.ruleset_path, &e.ruleset_sha256, label)?;
+        if options().monitor {
+            eprintln!(
+                "greywall: sandbox {} registered with greywall-proxyd; denials follow",
+                reg.sandbox_id
+            );
+            watch = Some(
+                reg.watch()
+                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                    .map_err(|e| format!("cannot watch greywall-proxyd's decisions: {e}"))?,
+            );
+        }
+        reg.connection
+            .set_nonblocking(true)
+            .map_err(|e| format!("greywall-proxyd registration: {e}"))?;
+        registration = Some(reg);
+    }
+    let mut exposed = Vec::new();
+    if plan.network == Network::Isolated {
+        for &port in &options().expose {
+            let l = bind_loopback(port)
+                .map_err(|e| format!("cannot listen on 127.0.0.1:{port} for -p {port}: {e}"))?;
+            exposed.push((port, l));
+        }
+    }
+    Ok(Prepared {
+        registration,
+        watch,
+        exposed,
+    })
+}
+
+/// The rule set must be the one the plan names; the launcher checks before proxyd does, so
+/// that a damaged cache entry says so plainly.
+fn check_ruleset(e: &Egress) -> Result<(), String> {
+    let bytes = std::fs::read(&e.ruleset_path).map_err(|err| {
+        format!(
+            "cannot read the egress rule set {}: {err}; run greywall compile again",
+            e.ruleset_path
+        )
+    })?;
+    if greywall_compiler::cache::sha256_hex(&bytes) != e.ruleset_sha256 {
+        return Err(format!(
+            "the egress rule set {} does not match its plan; run greywall compile again",
+            e.ruleset_path
+        ));
+    }
+    Ok(())
+}
+
+/// Is the cached rule set of `plan` present and intact? (Else the cached plan is not used.)
+pub fn ruleset_intact(plan: &LinuxPlan) -> bool {
+    plan.egress
+        .as_ref()
+        .is_none_or(|e| check_ruleset(e).is_ok())
+}
+
+/// Where an accepted connection goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// proxyd's HTTP proxy.
+    Http,
+    /// proxyd's SOCKS5 proxy.
+    Socks,
+    /// The host's `127.0.0.1:PORT`, through proxyd's SOCKS5 proxy.
+    HostPort(u16),
+    /// A server inside the sandbox (`-p`), from the host's side.
+    Inside(u16),
+}
+
+struct Listener {
+    sock: TcpListener,
+    target: Target,
+}
+
+impl Prepared {
+    /// Binds the in-sandbox listeners; call inside the sandbox's network namespace, `lo` up.
+    pub fn bind_inside(self, plan: &LinuxPlan) -> Result<Bridge, String> {
+        let mut listeners = Vec::new();
+        if let Some(e) = &plan.egress {
+            let mut wanted = vec![(e.http_port, Target::Http), (e.socks_port, Target::Socks)];
+            wanted.extend(e.local_outbound.iter().map(|p| (*p, Target::HostPort(*p))));
+            for (port, target) in wanted {
+                let sock = bind_loopback(port).map_err(|err| {
+                    format!("cannot listen on 127.0.0.1:{port} inside the sandbox: {err}")
+                })?;
+                listeners.push(Listener { sock, target });
+            }
+        }
+        for (port, sock) in self.exposed {
+            listeners.push(Listener {
+                sock,
+                target: Target::Inside(port),
+            });
+        }
+        Ok(Bridge {
+            listeners,
+            registration: self.registration,
+            registered: true,
+            watch: self.watch,
+            watch_buf: Vec::new(),
+            conns: Vec::new(),
+        })
+    }
+}
+
+/// The supervisor's half: listeners, the registration, and the spliced connections.
+pub struct Bridge {
+    listeners: Vec<Listener>,
+    registration: Option<Registration>,
+    /// The registration connection is still open.
+    registered: bool,
+    watch: Option<UnixStream>,
+    watch_buf: Vec<u8>,
+    conns: Vec<Conn>,
+}
+
+fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
+    libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    }
+}
+
+impl Bridge {
+    /// Appends the descriptors to poll, in the order [`Bridge::ready`] expects.
+    pub fn pollfds(&self, out: &mut Vec<libc::pollfd>) {
+        for l in &self.listeners {
+            out.push(pollfd(l.sock.as_raw_fd(), libc::POLLIN));
+        }
+        let reg = match &self.registration {
+            Some(r) if self.registered => r.connection.as_raw_fd(),
+            _ => -1,
+        };
+        out.push(pollfd(reg, libc::POLLIN));
+        out.push(pollfd(
+            self.watch.as_ref().map_or(-1, AsRawFd::as_raw_fd),
+            libc::POLLIN,
+        ));
+        for c in &self.conns {
+            let (a, b) = c.events();
+            out.push(pollfd(c.client.fd(), a));
+            out.push(pollfd(c.upstream.fd(), b));
+        }
+    }
+
+    /// Handles what `poll` reported on the descriptors [`Bridge::pollfds`] gave.
+    pub fn ready(&mut self, fds: &[libc::pollfd]) {
+        let nl = self.listeners.len();
+        let (listen, rest) = fds.split_at(nl.min(fds.len()));
+        let (reg, rest) = rest.split_at(1.min(rest.len()));
+        let (watch, conns) = rest.split_at(1.min(rest.len()));
+        // Connections first: accepting below appends to the list the descriptors describe.
+        for (c, pair) in self.conns.iter_mut().zip(conns.chunks(2)) {
+            if pair.iter().any(|p| p.revents != 0) {
+                c.pump();
+            }
+        }
+        self.conns.retain(|c| !c.done);
+        if reg.first().is_some_and(|p| p.revents != 0) {
+            self.registration_event();
+        }
+        if watch.first().is_some_and(|p| p.revents != 0) {
+            self.watch_event();
+        }
+        let ready: Vec<usize> = (0..listen.len())
+            .filter(|i| listen[*i].revents != 0)
+            .collect();
+        for i in ready {
+            self.accept(i);
+        }
+    }
+
+    fn registration_event(&mut self) {
+        let Some(r) = &self.registration else { return };
+        let mut buf = [0u8; 512];
+        match (&r.connection).read(&mut buf) {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            // proxyd says nothing more on this connection; any end of it ends the token.
+            _ => {
+                self.registered = false;
+                eprintln!(
+                    "greywall: greywall-proxyd ended this sandbox's registration; new connections will fail"
+                );
+            }
+        }
+    }
+
+    fn watch_event(&mut self) {
+        let Some(w) = &self.watch else { return };
+        let mut buf = [0u8; 4096];
+        loop {
+            match (&*w).read(&mut buf) {
+                Ok(0) => {
+                    self.watch = None;
+                    return;
+                }
+                Ok(n) => self.watch_buf.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    self.watch = None;
+                    return;
+                }
+            }
+        }
+        while let Some(i) = self.watch_buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = self.watch_buf.drain(..=i).collect();
+            if let Some(text) = crate::cmd::logs::denial_line(&line[..i]) {
+                eprintln!("greywall: {text}");
+            }
+        }
+        if self.watch_buf.len() > 64 * 1024 {
+            self.watch_buf.clear();
+        }
+    }
+
+    fn accept(&mut self, i: usize) {
+        let target = self.listeners[i].target;
+        // Each readiness can stand for several pending connections.
+        for _ in 0..64 {
+            let client = match self.listeners[i].sock.accept() {
+                Ok((s, _)) => s,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) => return,
+            };
+            if let Some(c) = self.open(client, target) {
+                self.conns.push(c);
+            }
+        }
+    }
+
+    /// The other end for a new client; `None` closes the client at once.
+    fn open(&self, client: TcpStream, target: Target) -> Option<Conn> {
+        client.set_nonblocking(true).ok()?;
+        let _ = client.set_nodelay(true);
+        let (upstream, preamble, socks_reply) = match target {
+            Target::Inside(port) => {
+                let s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port))).ok()?;
+                let _ = s.set_nodelay(true);
+                (Stream::Tcp(s), Vec::new(), None)
+            }
+            Target::Http | Target::Socks | Target::HostPort(_) => {
+                let reg = self.registration.as_ref().filter(|_| self.registered)?;
+                let s = reg.connect().ok()?;
+                let proto = if target == Target::Http {
+                    "http"
+                } else {
+                    "socks5"
+                };
+                let mut pre = reg.connect_preamble(proto);
+                let mut reply = None;
+                if let Target::HostPort(port) = target {
+                    // Greeting (no authentication) and CONNECT 127.0.0.1:port; proxyd's two
+                    // replies are read and dropped before the client sees a byte.
+                    pre.extend_from_slice(&[5, 1, 0, 5, 1, 0, 1, 127, 0, 0, 1]);
+                    pre.extend_from_slice(&port.to_be_bytes());
+                    reply = Some(Vec::new());
+                }
+                (Stream::Unix(s), pre, reply)
+            }
+        };
+        upstream.set_nonblocking().ok()?;
+        let mut up = Pipe::new();
+        up.buf[..preamble.len()].copy_from_slice(&preamble);
+        up.hi = preamble.len();
+        Some(Conn {
+            client: Stream::Tcp(client),
+            upstream,
+            up,
+            down: Pipe::new(),
+            socks_reply,
+            done: false,
+        })
+    }
+}
+
+enum Stream {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Stream {
+    fn fd(&self) -> RawFd {
+        match self {
+            Stream::Tcp(s) => s.as_raw_fd(),
+            Stream::Unix(s) => s.as_raw_fd(),
+        }
+    }
+    fn set_nonblocking(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nonblocking(true),
+            Stream::Unix(s) => s.set_nonblocking(true),
+        }
+    }
+    fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).read(buf),
+            Stream::Unix(s) => (&*s).read(buf),
+        }
+    }
+    fn write(&self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => (&*s).write(buf),
+            Stream::Unix(s) => (&*s).write(buf),
+        }
+    }
+    fn shutdown_write(&self) {
+        let _ = match self {
+            Stream::Tcp(s) => s.shutdown(Shutdown::Write),
+            Stream::Unix(s) => s.shutdown(Shutdown::Write),
+        };
+    }
+}
+
+/// One direction of a connection.
+struct Pipe {
+    buf: Box<[u8]>,
+    lo: usize,
+    hi: usize,
+    /// The source has ended.
+    eof: bool,
+    /// The destination was told (shutdown of its write side).
+    shut: bool,
+}
+
+impl Pipe {
+    fn new() -> Pipe {
+        Pipe {
+            buf: vec![0; BUF].into_boxed_slice(),
+            lo: 0,
+            hi: 0,
+            eof: false,
+            shut: false,
+        }
+    }
+    fn can_read(&self) -> bool {
+        !self.eof && self.hi < self.buf.len()
+    }
+    fn has_data(&self) -> bool {
+        self.lo < self.hi
+    }
+    /// Moves what it can from `src` to `dst` without blocking.
+    fn pump(&mut self, src: &Stream, dst: &Stream) -> io::Result<()> {
+        if self.can_read() {
+            match src.read(&mut self.buf[self.hi..]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.hi += n,
+                Err(e) if would_block(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        self.flush(dst)
+    }
+    fn flush(&mut self, dst: &Stream) -> io::Result<()> {
+        if self.has_data() {
+            match dst.write(&self.buf[self.lo..self.hi]) {
+                Ok(n) => self.lo += n,
+                Err(e) if would_block(&e) => {}
+                Err(e) => return Err(e),
+            }
+            if self.lo == self.hi {
+                self.lo = 0;
+                self.hi = 0;
+            }
+        }
+        if self.eof && !self.has_data() && !self.shut {
+            dst.shutdown_write();
+            self.shut = true;
+        }
+        Ok(())
+    }
+}
+
+fn would_block(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}
+
+struct Conn {
+    /// The side that was accepted.
+    client: Stream,
+    upstream: Stream,
+    /// Client to upstream.
+    up: Pipe,
+    /// Upstream to client.
+    down: Pipe,
+    /// A SOCKS5 exchange the bridge made itself: proxyd's replies, until complete.
+    socks_reply: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl Conn {
+    /// Poll events for the client and the upstream.
+    fn events(&self) -> (libc::c_short, libc::c_short) {
+        let mut a = 0;
+        let mut b = 0;
+        if self.socks_reply.is_some() {
+            // The client waits until proxyd has answered the bridge's own request.
+            b |= libc::POLLIN;
+            if self.up.has_data() {
+                b |= libc::POLLOUT;
+            }
+            return (a, b);
+        }
+        if self.up.can_read() {
+            a |= libc::POLLIN;
+        }
+        if self.down.has_data() {
+            a |= libc::POLLOUT;
+        }
+        if self.down.can_read() {
+            b |= libc::POLLIN;
+        }
+        if self.up.has_data() {
+            b |= libc::POLLOUT;
+        }
+        (a, b)
+    }
+
+    fn pump(&mut self) {
+        let result = self.pump_inner();
+        if result.is_err() || (self.up.shut && self.down.shut) {
+            self.done = true;
+        }
+    }
+
+    fn pump_inner(&mut self) -> io::Result<()> {
+        if self.socks_reply.is_some() {
+            self.up.flush(&self.upstream)?;
+            return self.read_socks_reply();
+        }
+        self.up.pump(&self.client, &self.upstream)?;
+        self.down.pump(&self.upstream, &self.client)
+    }
+
+    /// Reads proxyd's method and CONNECT replies; what follows them is the client's.
+    fn read_socks_reply(&mut self) -> io::Result<()> {
+        let Some(got) = self.socks_reply.as_mut() else {
+            return Ok(());
+        };
+        let mut buf = [0u8; 512];
+        let n = match self.upstream.read(&mut buf) {
+            Ok(0) => return Err(io::ErrorKind::ConnectionAborted.into()),
+            Ok(n) => n,
+            Err(e) if would_block(&e) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        got.extend_from_slice(&buf[..n]);
+        let Some(len) = socks_reply_len(got)? else {
+            return Ok(());
+        };
+        let rest = got.split_off(len);
+        self.down.buf[..rest.len()].copy_from_slice(&rest);
+        self.down.hi = rest.len();
+        self.socks_reply = None;
+        self.down.flush(&self.client)
+    }
+}
+
+/// Length of a complete `[method reply][CONNECT reply]` prefix; an error when proxyd refused.
+fn socks_reply_len(b: &[u8]) -> io::Result<Option<usize>> {
+    let refused = || io::Error::from(io::ErrorKind::ConnectionRefused);
+    if b.len() < 2 {
+        return Ok(None);
+    }
+    if b[0] != 5 || b[1] != 0 {
+        return Err(refused());
+    }
+    if b.len() < 2 + 5 {
+        return Ok(None);
+    }
+    if b[2] != 5 || b[3] != 0 {
+        return Err(refused());
+    }
+    let addr = match b[5] {
+        1 => 4,
+        4 => 16,
+        3 => 1 + usize::from(b[6]),
+        _ => return Err(refused()),
+    };
+    let len = 2 + 4 + addr + 2;
+    Ok((b.len() >= len).then_some(len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socks_replies_are_measured_and_refusals_seen() {
+        let ok4 = [5, 0, 5, 0, 0, 1, 127, 0, 0, 1, 0, 80, b'x'];
+        assert_eq!(socks_reply_len(&ok4).unwrap(), Some(12));
+        assert_eq!(socks_reply_len(&ok4[..11]).unwrap(), None);
+        assert_eq!(socks_reply_len(&[5]).unwrap(), None);
+        let name = [5, 0, 5, 0, 0, 3, 1, b'a', 0, 80];
+        assert_eq!(socks_reply_len(&name).unwrap(), Some(10));
+        assert!(socks_reply_len(&[5, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0]).is_err());
+        assert!(socks_reply_len(&[5, 0xff]).is_err());
+    }
+
+    #[test]
+    fn splices_both_ways_and_half_closes() {
+        let (a, a_peer) = UnixStream::pair().unwrap();
+        let (b, b_peer) = UnixStream::pair().unwrap();
+        let mut c = Conn {
+            client: Stream::Unix(a),
+            upstream: Stream::Unix(b),
+            up: Pipe::new(),
+            down: Pipe::new(),
+            socks_reply: None,
+            done: false,
+        };
+        c.client.set_nonblocking().unwrap();
+        c.upstream.set_nonblocking().unwrap();
+        (&a_peer).write_all(b"hello").unwrap();
+        a_peer.shutdown(Shutdown::Write).unwrap();
+        (&b_peer).write_all(b"world").unwrap();
+        for _ in 0..4 {
+            c.pump();
+        }
+        let mut got = [0u8; 5];
+        (&b_peer).read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"hello");
+        let mut end = [0u8; 1];
+        assert_eq!((&b_peer).read(&mut end).unwrap(), 0, "EOF passed on");
+        (&a_peer).read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"world");
+        assert!(!c.done);
+        b_peer.shutdown(Shutdown::Write).unwrap();
+        for _ in 0..2 {
+            c.pump();
+        }
+        assert!(c.done, "both sides ended");
+    }
+}

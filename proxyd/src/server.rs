@@ -1,0 +1,515 @@
+//! The Unix-socket server: peer check, the `GW1` first line, registrations, data connections
+//! (HTTP or SOCKS5), watches, and the idle exit.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use greywall_compiler::egress::{EgressRules, Verdict};
+use sha2::{Digest, Sha256};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::broadcast;
+
+use crate::audit::{Decision, Log, Record};
+use crate::dial::{DialError, Mappings, Net, dial};
+use crate::line::{self, Command, MAX_LINE, Proto, Token};
+use crate::paths;
+use crate::registry::{Registry, Sandbox, random_bytes};
+use crate::socks5::{self, Target};
+use crate::stream::{Counted, Counters, Prefixed};
+
+/// Everything the connection handlers share.
+#[derive(Debug)]
+pub struct State<N> {
+    pub net: N,
+    pub registry: Registry,
+    pub mappings: Mappings,
+    pub log: Log,
+    /// Time allowed for the first line, a SOCKS handshake or an HTTP request head.
+    pub head_timeout: Duration,
+    pub uid: u32,
+    active: AtomicUsize,
+    last_active: Mutex<Instant>,
+}
+
+impl<N: Net> State<N> {
+    pub fn new(net: N, mappings: Mappings, log: Log, head_timeout: Duration, uid: u32) -> Self {
+        State {
+            net,
+            registry: Registry::default(),
+            mappings,
+            log,
+            head_timeout,
+            uid,
+            active: AtomicUsize::new(0),
+            last_active: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Marks a connection (or registration) as alive until the guard drops.
+    pub fn active(self: &Arc<Self>) -> ActiveGuard<N> {
+        self.active.fetch_add(1, Ordering::SeqCst);
+        ActiveGuard(self.clone())
+    }
+
+    /// How long proxyd has had no connection and no registration (`None`: it has some).
+    pub fn idle_for(&self) -> Option<Duration> {
+        if self.active.load(Ordering::SeqCst) > 0 {
+            return None;
+        }
+        self.last_active.lock().ok().map(|t| t.elapsed())
+    }
+
+    fn emit(&self, sandbox: Option<&Sandbox>, record: &Record) {
+        let line = record.to_line(SystemTime::now());
+        if let Some(s) = sandbox
+            && s.watch.receiver_count() > 0
+        {
+            let _ = s.watch.send(Arc::from(line.as_str()));
+        }
+        self.log.write(&line);
+    }
+
+    /// Logs a connection that was decided and dialed, once it ends.
+    pub fn log_outcome(&self, o: &Outcome, error: Option<String>) {
+        let (up, down) = o.counters.get();
+        let rec = Record {
+            sandbox: Some(o.sandbox.id.clone()),
+            label: Some(o.sandbox.label.clone()),
+            policy: Some(o.sandbox.policy.clone()),
+            proto: o.proto,
+            host: Some(o.host.clone()),
+            port: Some(o.port),
+            address: Some(o.address.to_string()),
+            decision: Decision::Allow,
+            rule: o.verdict.rule.clone(),
+            reason: match error {
+                Some(e) => format!("{}; ended with: {e}", o.verdict.reason),
+                None => o.verdict.reason.to_string(),
+            },
+            bytes_up: up,
+            bytes_down: down,
+            duration_ms: millis(o.started),
+        };
+        self.emit(Some(&o.sandbox), &rec);
+    }
+
+    /// Logs a protocol error on a sandbox's data connection (malformed request, slow head).
+    pub fn log_error(&self, sandbox: &Sandbox, proto: &'static str, reason: String) {
+        let rec = Record {
+            sandbox: Some(sandbox.id.clone()),
+            label: Some(sandbox.label.clone()),
+            policy: Some(sandbox.policy.clone()),
+            proto,
+            host: None,
+            port: None,
+            address: None,
+            decision: Decision::Error,
+            rule: None,
+            reason,
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: 0,
+        };
+        self.emit(Some(sandbox), &rec);
+    }
+
+    /// Logs a refusal (deny) or an unreachable destination (error).
+    pub fn log_dial_failure(
+        &self,
+        sandbox: &Sandbox,
+        proto: &'static str,
+        host: &str,
+        port: u16,
+        e: &DialError,
+        started: Instant,
+    ) {
+        let (decision, rule) = match e {
+            DialError::Denied(v) => (Decision::Deny, v.rule.clone()),
+            _ => (Decision::Error, None),
+        };
+        let address = match e {
+            DialError::Connect(Some(a), _) => Some(a.to_string()),
+            _ => None,
+        };
+        let rec = Record {
+            sandbox: Some(sandbox.id.clone()),
+            label: Some(sandbox.label.clone()),
+            policy: Some(sandbox.policy.clone()),
+            proto,
+            host: Some(host.to_string()),
+            port: Some(port),
+            address,
+            decision,
+            rule,
+            reason: e.describe(),
+            bytes_up: 0,
+            bytes_down: 0,
+            duration_ms: millis(started),
+        };
+        self.emit(Some(sandbox), &rec);
+    }
+}
+
+fn millis(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Keeps proxyd from idling out while alive.
+#[derive(Debug)]
+pub struct ActiveGuard<N: Net>(Arc<State<N>>);
+
+impl<N: Net> Drop for ActiveGuard<N> {
+    fn drop(&mut self) {
+        if let Ok(mut t) = self.0.last_active.lock() {
+            *t = Instant::now();
+        }
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// An allowed, connected destination, logged when the connection ends.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub sandbox: Arc<Sandbox>,
+    pub proto: &'static str,
+    pub host: String,
+    pub port: u16,
+    pub address: SocketAddr,
+    pub verdict: Verdict,
+    pub counters: Arc<Counters>,
+    pub started: Instant,
+}
+
+/// Accepts connections until proxyd has been idle for `idle_timeout`.
+pub async fn run<N: Net>(state: Arc<State<N>>, listener: UnixListener, idle_timeout: Duration) {
+    let tick = idle_timeout
+        .min(Duration::from_secs(1))
+        .max(Duration::from_millis(50));
+    let mut ticker = tokio::time::interval(tick);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let st = state.clone();
+                    tokio::spawn(async move { handle(st, stream).await });
+                }
+                Err(e) => {
+                    eprintln!("greywall-proxyd: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = ticker.tick() => {
+                if state.idle_for().is_some_and(|d| d >= idle_timeout) {
+                    eprintln!("greywall-proxyd: idle for {}s, exiting", idle_timeout.as_secs());
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// Reads the first line; returns it (without `\n`) and the bytes read past it.
+async fn read_line<S: AsyncRead + Unpin>(s: &mut S) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
+    let mut buf = Vec::with_capacity(256);
+    let mut chunk = [0u8; 1024];
+    loop {
+        if let Some(i) = buf.iter().position(|b| *b == b'\n') {
+            let rest = buf.split_off(i + 1);
+            buf.pop();
+            return Ok((buf, rest));
+        }
+        if buf.len() >= MAX_LINE {
+            return Err("first line is longer than 4096 bytes");
+        }
+        match s.read(&mut chunk).await {
+            Ok(0) => return Err("connection closed before the first line ended"),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(_) => return Err("read error before the first line ended"),
+        }
+    }
+}
+
+fn control_error(state: &State<impl Net>, reason: String) {
+    eprintln!("greywall-proxyd: {reason}");
+    let rec = Record {
+        sandbox: None,
+        label: None,
+        policy: None,
+        proto: "control",
+        host: None,
+        port: None,
+        address: None,
+        decision: Decision::Error,
+        rule: None,
+        reason,
+        bytes_up: 0,
+        bytes_down: 0,
+        duration_ms: 0,
+    };
+    state.emit(None, &rec);
+}
+
+async fn handle<N: Net>(state: Arc<State<N>>, mut stream: UnixStream) {
+    let peer = stream.peer_cred().ok().map(|c| c.uid());
+    if !paths::peer_allowed(peer, state.uid) {
+        control_error(
+            &state,
+            format!(
+                "refused a connection from uid {peer:?} (proxyd runs as {})",
+                state.uid
+            ),
+        );
+        return;
+    }
+    let active = state.active();
+    let first = tokio::time::timeout(state.head_timeout, read_line(&mut stream)).await;
+    let (line, rest) = match first {
+        Ok(Ok(x)) => x,
+        Ok(Err(why)) => {
+            control_error(&state, why.to_string());
+            let _ = stream.write_all(format!("ERR {why}\n").as_bytes()).await;
+            return;
+        }
+        Err(_) => {
+            control_error(&state, "first line not received in time".into());
+            return;
+        }
+    };
+    let cmd = match line::parse(&line) {
+        Ok(c) => c,
+        Err(e) => {
+            control_error(&state, format!("malformed first line: {e}"));
+            let _ = stream.write_all(format!("ERR {e}\n").as_bytes()).await;
+            return;
+        }
+    };
+    match cmd {
+        Command::Ping => {
+            let _ = stream
+                .write_all(format!("OK greywall-proxyd {}\n", env!("CARGO_PKG_VERSION")).as_bytes())
+                .await;
+        }
+        Command::Register {
+            path,
+            sha256,
+            label,
+        } => register(&state, stream, Path::new(&path), sha256, label).await,
+        Command::Connect { token, proto } => {
+            let Some(sandbox) = state.registry.get(&token) else {
+                control_error(
+                    &state,
+                    format!(
+                        "data connection with an unknown or dead token ({})",
+                        proto.as_str()
+                    ),
+                );
+                return;
+            };
+            let io = Prefixed::new(rest, stream);
+            match proto {
+                Proto::Http => crate::http_proxy::serve(state.clone(), sandbox, io).await,
+                Proto::Socks5 => socks(state.clone(), sandbox, io).await,
+            }
+        }
+        Command::Watch { token } => {
+            let Some(sandbox) = state.registry.get(&token) else {
+                control_error(&state, "watch with an unknown or dead token".into());
+                return;
+            };
+            let rx = sandbox.watch.subscribe();
+            drop(sandbox);
+            watch(stream, rx).await;
+        }
+    }
+    drop(active);
+}
+
+async fn register<N: Net>(
+    state: &Arc<State<N>>,
+    mut stream: UnixStream,
+    path: &Path,
+    sha256: [u8; 32],
+    label: String,
+) {
+    let loaded = paths::read_ruleset(path, state.uid).and_then(|bytes| {
+        let got: [u8; 32] = Sha256::digest(&bytes).into();
+        if got != sha256 {
+            return Err(format!(
+                "sha256 of {} is {}, not the one registered",
+                path.display(),
+                line::hex(&got)
+            ));
+        }
+        EgressRules::from_bytes(&bytes).map_err(|e| e.to_string())
+    });
+    let rules = match loaded {
+        Ok(r) => r,
+        Err(e) => {
+            control_error(state, format!("registration refused: {e}"));
+            let _ = stream
+                .write_all(format!("ERR {}\n", e.replace('\n', " ")).as_bytes())
+                .await;
+            return;
+        }
+    };
+    let (token, id) = match (random_bytes::<32>(), random_bytes::<4>()) {
+        (Ok(t), Ok(i)) => (Token(t), line::hex(&i)),
+        _ => {
+            let _ = stream.write_all(b"ERR no random source\n").await;
+            return;
+        }
+    };
+    let (watch, _) = broadcast::channel(256);
+    let sandbox = Arc::new(Sandbox {
+        id: id.clone(),
+        label,
+        policy: line::hex(&sha256),
+        rules,
+        watch,
+    });
+    state.registry.insert(token, sandbox);
+    eprintln!("greywall-proxyd: registered sandbox {id}");
+    if stream
+        .write_all(format!("OK {id} {}\n", token.to_hex()).as_bytes())
+        .await
+        .is_ok()
+    {
+        // The registration lives as long as this connection.
+        let mut sink = [0u8; 256];
+        while let Ok(n) = stream.read(&mut sink).await {
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    state.registry.remove(&token);
+    eprintln!("greywall-proxyd: sandbox {id} is gone");
+}
+
+async fn watch(mut stream: UnixStream, mut rx: broadcast::Receiver<Arc<str>>) {
+    let (mut rd, mut wr) = stream.split();
+    let mut sink = [0u8; 64];
+    loop {
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Ok(line) => {
+                    let mut b = Vec::with_capacity(line.len() + 1);
+                    b.extend_from_slice(line.as_bytes());
+                    b.push(b'\n');
+                    if wr.write_all(&b).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let note = format!("{{\"lagged\":{n}}}\n");
+                    if wr.write_all(note.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+                // The registration is gone.
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            r = rd.read(&mut sink) => if matches!(r, Ok(0) | Err(_)) { return },
+        }
+    }
+}
+
+/// Serves one SOCKS5 client.
+async fn socks<N, S>(state: Arc<State<N>>, sandbox: Arc<Sandbox>, mut io: S)
+where
+    N: Net,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let handshake = async {
+        let no_auth = socks5::read_parsed(&mut io, &mut buf, socks5::parse_greeting).await?;
+        if !no_auth {
+            let _ = io.write_all(&[5, 0xff]).await;
+            return Err(socks5::SocksError {
+                message: "client offers no acceptable authentication method",
+                reply: None,
+            });
+        }
+        if io.write_all(&[5, 0]).await.is_err() {
+            return Err(socks5::SocksError {
+                message: "client went away",
+                reply: None,
+            });
+        }
+        socks5::read_parsed(&mut io, &mut buf, socks5::parse_request).await
+    };
+    let req = match tokio::time::timeout(state.head_timeout, handshake).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            if let Some(code) = e.reply {
+                let _ = io.write_all(&socks5::reply_bytes(code, None)).await;
+            }
+            state.log_error(
+                &sandbox,
+                "socks5",
+                format!("malformed SOCKS5 request: {}", e.message),
+            );
+            return;
+        }
+        Err(_) => {
+            state.log_error(
+                &sandbox,
+                "socks5",
+                "SOCKS5 handshake not received in time".into(),
+            );
+            return;
+        }
+    };
+    let host = match &req.target {
+        Target::Name(n) => n.clone(),
+        Target::Addr(a) => a.to_string(),
+    };
+    let dialed = match dial(&state.net, &sandbox.rules, &state.mappings, &host, req.port).await {
+        Ok(d) => d,
+        Err(e) => {
+            let _ = io
+                .write_all(&socks5::reply_bytes(e.socks_reply(), None))
+                .await;
+            state.log_dial_failure(&sandbox, "socks5", &host, req.port, &e, started);
+            return;
+        }
+    };
+    let counters = Arc::new(Counters::default());
+    let mut upstream = Counted::new(dialed.stream, counters.clone());
+    let outcome = Outcome {
+        sandbox: sandbox.clone(),
+        proto: "socks5",
+        host,
+        port: req.port,
+        address: dialed.addr,
+        verdict: dialed.verdict,
+        counters,
+        started,
+    };
+    if io
+        .write_all(&socks5::reply_bytes(socks5::reply::SUCCEEDED, None))
+        .await
+        .is_err()
+    {
+        state.log_outcome(&outcome, Some("client went away".into()));
+        return;
+    }
+    // Bytes the client sent early (pipelined after its request) go first.
+    let mut err = None;
+    if !buf.is_empty()
+        && let Err(e) = upstream.write_all(&buf).await
+    {
+        err = Some(e.to_string());
+    }
+    if err.is_none()
+        && let Err(e) = tokio::io::copy_bidirectional(&mut io, &mut upstream).await
+    {
+        err = Some(e.to_string());
+    }
+    state.log_outcome(&outcome, err);
+}

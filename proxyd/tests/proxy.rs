@@ -1,0 +1,839 @@
+//! End-to-end tests of the real `greywall-proxyd` binary on a temporary socket, driven by real
+//! clients (curl, python's urllib, openssl's TLS server, raw SOCKS5) against local servers on
+//! 127.0.0.x that the daemon reaches through `--resolve`. Traffic goes to loopback only.
+//!
+//! The launcher's bridge is replaced by a tiny one here: a TCP listener on 127.0.0.1 that
+//! prefixes every connection with `GW1 CONNECT <token> <proto>\n`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use greywall_compiler::egress;
+use greywall_compiler::load::{Input, load};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+fn scratch(name: &str) -> PathBuf {
+    let d = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "proxyd-{name}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    d
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+struct Daemon {
+    child: Child,
+    dir: PathBuf,
+    socket: PathBuf,
+    log: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Daemon {
+    fn start(name: &str, extra: &[&str]) -> Daemon {
+        let dir = scratch(name);
+        let sockdir = dir.join("run");
+        std::fs::create_dir(&sockdir).unwrap();
+        std::fs::set_permissions(&sockdir, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let socket = sockdir.join("proxyd.sock");
+        let log = dir.join("state/proxyd.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_greywall-proxyd"))
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--log")
+            .arg(&log)
+            .args(["--idle-timeout", "60", "--head-timeout", "2"])
+            .args(extra)
+            .env_remove("XDG_CONFIG_HOME")
+            .env("HOME", &dir)
+            .stdin(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
+            .spawn()
+            .unwrap();
+        let d = Daemon {
+            child,
+            dir,
+            socket,
+            log,
+        };
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(10) {
+            if let Ok(mut s) = UnixStream::connect(&d.socket) {
+                s.write_all(b"GW1 PING\n").unwrap();
+                let mut line = String::new();
+                BufReader::new(s).read_line(&mut line).unwrap();
+                assert!(line.starts_with("OK greywall-proxyd "), "{line:?}");
+                return d;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        panic!("proxyd did not start: {}", d.stderr());
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.dir.join("stderr")).unwrap_or_default()
+    }
+
+    /// Writes the ruleset of a policy's `network` section, 0600.
+    fn ruleset(&self, name: &str, network: &str) -> (PathBuf, String) {
+        let l = load(&Input::Text {
+            name: format!("{name}.json"),
+            text: format!("{{\"network\": {network}}}"),
+            dir: ".".into(),
+        });
+        let p = l
+            .policy
+            .clone()
+            .unwrap_or_else(|| panic!("{:?}", l.diagnostics));
+        let bytes = egress::rules(&p, &l.sources).to_bytes();
+        let path = self.dir.join(format!("{name}.rules.json"));
+        std::fs::write(&path, &bytes).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        (path, hex(&Sha256::digest(&bytes)))
+    }
+
+    /// Sends a first line and returns the connection and the reply line.
+    fn line(&self, line: &str) -> (UnixStream, String) {
+        let mut s = UnixStream::connect(&self.socket).unwrap();
+        s.write_all(line.as_bytes()).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut reply = String::new();
+        r.read_line(&mut reply).unwrap();
+        (s, reply)
+    }
+
+    /// Registers a policy; the registration lives as long as the returned stream.
+    fn register(&self, name: &str, network: &str) -> Registration {
+        let (path, sha) = self.ruleset(name, network);
+        let (conn, reply) = self.line(&format!("GW1 REGISTER {} {sha} {name}\n", path.display()));
+        let words: Vec<&str> = reply.split_whitespace().collect();
+        assert_eq!(words.len(), 3, "{reply:?} {}", self.stderr());
+        assert_eq!(words[0], "OK");
+        assert_eq!(words[2].len(), 64);
+        Registration {
+            conn,
+            token: words[2].to_string(),
+        }
+    }
+
+    fn bridge(&self, token: &str, proto: &str) -> u16 {
+        bridge(
+            self.socket.clone(),
+            format!("GW1 CONNECT {token} {proto}\n"),
+        )
+    }
+
+    fn log_lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Waits until a log line satisfies `f` (connections are logged when they end).
+    fn wait_log(&self, f: impl Fn(&Value) -> bool) -> Value {
+        let t0 = Instant::now();
+        loop {
+            if let Some(v) = self.log_lines().into_iter().find(|v| f(v)) {
+                return v;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(10),
+                "no such log line; log:\n{:#?}",
+                self.log_lines()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+struct Registration {
+    conn: UnixStream,
+    token: String,
+}
+
+/// The test's stand-in for the launcher's bridge.
+fn bridge(socket: PathBuf, prefix: String) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(tcp) = c else { return };
+            let Ok(mut unix) = UnixStream::connect(&socket) else {
+                continue;
+            };
+            if unix.write_all(prefix.as_bytes()).is_err() {
+                continue;
+            }
+            let (mut t2, mut u2) = (tcp.try_clone().unwrap(), unix.try_clone().unwrap());
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut t2, &mut u2);
+                let _ = u2.shutdown(Shutdown::Write);
+            });
+            let (mut t3, mut u3) = (tcp, unix);
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut u3, &mut t3);
+                let _ = t3.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    port
+}
+
+/// A one-response-per-connection HTTP server that echoes the request head in its body.
+fn http_server(ip: &str, name: &'static str) -> u16 {
+    let l = TcpListener::bind((ip, 0)).unwrap();
+    let port = l.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match c.read(&mut b) {
+                        Ok(1) => head.push(b[0]),
+                        _ => return,
+                    }
+                }
+                let head = String::from_utf8_lossy(&head).to_string();
+                let len = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse::<usize>().unwrap())
+                    })
+                    .unwrap_or(0);
+                let mut body = vec![0u8; len];
+                c.read_exact(&mut body).unwrap();
+                let reply = format!(
+                    "hello from {name}\n{head}{}",
+                    String::from_utf8_lossy(&body)
+                );
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\n{reply}",
+                    reply.len()
+                );
+            });
+        }
+    });
+    port
+}
+
+fn curl(args: &[&str]) -> Output {
+    Command::new("curl")
+        .args(["-sS", "--max-time", "10"])
+        .args(args)
+        .env_remove("http_proxy")
+        .env_remove("https_proxy")
+        .env_remove("HTTP_PROXY")
+        .env_remove("HTTPS_PROXY")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .env_remove("NO_PROXY")
+        .env_remove("no_proxy")
+        .output()
+        .expect("curl is installed (.ci/run installs it)")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+const RESOLVE: &[&str] = &[
+    "--resolve",
+    "allowed.test=127.0.0.2",
+    "--resolve",
+    "denied.test=127.0.0.2",
+    "--resolve",
+    "other.test=127.0.0.2",
+    "--resolve",
+    "tls.test=127.0.0.3",
+];
+
+#[test]
+fn http_forwarding_and_connect_with_curl() {
+    let d = Daemon::start("http", RESOLVE);
+    let web = http_server("127.0.0.2", "web");
+    let reg = d.register(
+        "web",
+        r#"{"allowedDomains": ["allowed.test", "*.example.test"], "deniedDomains": ["denied.test"]}"#,
+    );
+    let p = d.bridge(&reg.token, "http");
+    let proxy = format!("http://127.0.0.1:{p}");
+
+    // Allowed name, absolute-form: forwarded, hop-by-hop headers gone both ways.
+    let o = curl(&[
+        "-i",
+        "-x",
+        &proxy,
+        "-H",
+        "Connection: X-Secret",
+        "-H",
+        "X-Secret: 1",
+        "-H",
+        "Proxy-Authorization: Basic Zm9vOmJhcg==",
+        "-H",
+        "X-Kept: yes",
+        &format!("http://allowed.test:{web}/path?q=1"),
+    ]);
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("HTTP/1.1 200 OK"), "{out}");
+    assert!(out.contains("hello from web"), "{out}");
+    assert!(
+        out.contains("GET /path?q=1 HTTP/1.1"),
+        "origin-form upstream: {out}"
+    );
+    assert!(out.to_ascii_lowercase().contains("x-kept: yes"), "{out}");
+    let lower = out.to_ascii_lowercase();
+    assert!(
+        !lower.contains("x-secret"),
+        "Connection-named header forwarded: {out}"
+    );
+    assert!(!lower.contains("proxy-authorization"), "{out}");
+    assert!(
+        !lower.contains("x-hop: 1"),
+        "response hop-by-hop header kept: {out}"
+    );
+    assert!(!lower.contains("keep-alive: timeout"), "{out}");
+
+    // POST bodies pass.
+    let o = curl(&[
+        "-x",
+        &proxy,
+        "--data-binary",
+        "payload-123",
+        &format!("http://allowed.test:{web}/post"),
+    ]);
+    assert!(text(&o).contains("payload-123"), "{}", text(&o));
+
+    // Allowed name through CONNECT (curl -p tunnels plain HTTP too).
+    let o = curl(&[
+        "-p",
+        "-x",
+        &proxy,
+        &format!("http://allowed.test:{web}/tunnel"),
+    ]);
+    assert!(text(&o).contains("GET /tunnel HTTP/1.1"), "{}", text(&o));
+
+    // Denied name: 403 naming the rule.
+    let o = curl(&["-i", "-x", &proxy, &format!("http://denied.test:{web}/")]);
+    let out = text(&o);
+    assert!(out.contains("HTTP/1.1 403"), "{out}");
+    assert!(
+        out.contains("x-greywall-rule: denied.test (web.json:1:"),
+        "{out}"
+    );
+    assert!(out.contains("denied by rule"), "{out}");
+    assert!(!out.contains("hello from web"), "{out}");
+    // Not allowed (no rule), through CONNECT too.
+    let o = curl(&[
+        "-i",
+        "-p",
+        "-x",
+        &proxy,
+        &format!("http://other.test:{web}/"),
+    ]);
+    assert!(text(&o).contains("HTTP/1.1 403"), "{}", text(&o));
+    // A raw IP no rule names: 403, even though it is the same server.
+    let o = curl(&["-i", "-x", &proxy, &format!("http://127.0.0.2:{web}/")]);
+    assert!(text(&o).contains("HTTP/1.1 403"), "{}", text(&o));
+    // Allowed by name, but it does not resolve (no --resolve, no DNS here): 502.
+    let o = curl(&["-i", "-x", &proxy, "http://nowhere.example.test/"]);
+    assert!(text(&o).contains("HTTP/1.1 502"), "{}", text(&o));
+
+    // The audit log has the decisions, with bytes and rules.
+    let v = d.wait_log(|v| v["decision"] == "allow" && v["host"] == "allowed.test");
+    assert_eq!(v["label"], "web");
+    assert_eq!(v["address"], format!("127.0.0.2:{web}"));
+    assert_eq!(v["rule"]["text"], "allowed.test");
+    assert!(v["bytes_down"].as_u64().unwrap() > 0, "{v}");
+    assert!(v["bytes_up"].as_u64().unwrap() > 0, "{v}");
+    let v = d.wait_log(|v| v["decision"] == "deny" && v["host"] == "denied.test");
+    assert_eq!(v["rule"]["text"], "denied.test");
+    assert_eq!(v["port"], web);
+    d.wait_log(|v| v["decision"] == "error" && v["host"] == "nowhere.example.test");
+    drop(reg);
+}
+
+#[test]
+fn https_through_connect_to_a_tls_server() {
+    let d = Daemon::start("tls", RESOLVE);
+    let dir = d.dir.clone();
+    let keygen = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=tls.test",
+            "-addext",
+            "subjectAltName=DNS:tls.test",
+            "-keyout",
+        ])
+        .arg(dir.join("key.pem"))
+        .arg("-out")
+        .arg(dir.join("cert.pem"))
+        .output()
+        .expect("openssl is installed (.ci/run installs it)");
+    assert!(keygen.status.success(), "{}", text(&keygen));
+    let port = TcpListener::bind("127.0.0.3:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut server = Command::new("openssl")
+        .args(["s_server", "-quiet", "-www", "-accept"])
+        .arg(format!("127.0.0.3:{port}"))
+        .arg("-cert")
+        .arg(dir.join("cert.pem"))
+        .arg("-key")
+        .arg(dir.join("key.pem"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while TcpStream::connect(("127.0.0.3", port)).is_err() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "s_server did not start"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let reg = d.register("tls", r#"{"allowedDomains": ["tls.test:443", "tls.test"]}"#);
+    let p = d.bridge(&reg.token, "http");
+    let o = curl(&[
+        "--cacert",
+        dir.join("cert.pem").to_str().unwrap(),
+        "-x",
+        &format!("http://127.0.0.1:{p}"),
+        &format!("https://tls.test:{port}/"),
+    ]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("s_server"), "{}", text(&o));
+    let v = d.wait_log(|v| v["host"] == "tls.test" && v["decision"] == "allow");
+    assert_eq!(v["rule"]["text"], "tls.test");
+    assert_eq!(v["reason"], "address mapped with --resolve");
+    assert!(v["bytes_down"].as_u64().unwrap() > 500, "{v}");
+}
+
+#[test]
+fn python_urllib_through_the_proxy() {
+    let d = Daemon::start("python", RESOLVE);
+    let web = http_server("127.0.0.2", "py");
+    let reg = d.register("py", r#"{"allowedDomains": ["allowed.test"]}"#);
+    let p = d.bridge(&reg.token, "http");
+    let script = r#"
+import sys, urllib.request, urllib.error
+proxy, web = sys.argv[1], sys.argv[2]
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy}))
+print(opener.open("http://allowed.test:%s/py" % web, timeout=10).read().decode().splitlines()[0])
+try:
+    opener.open("http://denied.test:%s/" % web, timeout=10)
+    print("denied.test: reached")
+except urllib.error.HTTPError as e:
+    print("denied.test:", e.code, e.headers.get("X-Greywall-Reason"))
+"#;
+    let o = Command::new("python3")
+        .args([
+            "-c",
+            script,
+            &format!("http://127.0.0.1:{p}"),
+            &web.to_string(),
+        ])
+        .output()
+        .expect("python3");
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("hello from py"), "{out}");
+    assert!(
+        out.contains("denied.test: 403 no allowedDomains rule matches"),
+        "{out}"
+    );
+}
+
+fn socks_request(port: u16, atyp_and_addr: &[u8], dport: u16) -> (TcpStream, u8) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&[5, 1, 0]).unwrap();
+    let mut m = [0u8; 2];
+    s.read_exact(&mut m).unwrap();
+    assert_eq!(m, [5, 0]);
+    let mut req = vec![5, 1, 0];
+    req.extend_from_slice(atyp_and_addr);
+    req.extend_from_slice(&dport.to_be_bytes());
+    s.write_all(&req).unwrap();
+    let mut head = [0u8; 10];
+    s.read_exact(&mut head).unwrap();
+    (s, head[1])
+}
+
+fn name(n: &str) -> Vec<u8> {
+    let mut v = vec![3, n.len() as u8];
+    v.extend_from_slice(n.as_bytes());
+    v
+}
+
+#[test]
+fn socks5_names_ipv4_ipv6_and_curl() {
+    let d = Daemon::start("socks", RESOLVE);
+    let web = http_server("127.0.0.2", "socks");
+    let v6 = TcpListener::bind("[::1]:0").is_ok();
+    let web6 = if v6 { http_server("::1", "v6") } else { 0 };
+    let reg = d.register(
+        "socks",
+        r#"{"allowedDomains": ["allowed.test", "127.0.0.2", "[::1]"], "deniedDomains": ["denied.test"]}"#,
+    );
+    let p = d.bridge(&reg.token, "socks5");
+
+    // curl with remote resolution (domain names go to proxyd).
+    let o = curl(&[
+        "--socks5-hostname",
+        &format!("127.0.0.1:{p}"),
+        &format!("http://allowed.test:{web}/s"),
+    ]);
+    assert!(text(&o).contains("hello from socks"), "{}", text(&o));
+    let o = curl(&[
+        "--socks5-hostname",
+        &format!("127.0.0.1:{p}"),
+        &format!("http://denied.test:{web}/"),
+    ]);
+    assert!(
+        !o.status.success() && !text(&o).contains("hello"),
+        "{}",
+        text(&o)
+    );
+
+    // Raw replies: a denied name gets 0x02, an allowed one 0x00 and a working stream.
+    let (_, code) = socks_request(p, &name("denied.test"), web);
+    assert_eq!(code, 0x02);
+    let (_, code) = socks_request(p, &name("other.test"), web);
+    assert_eq!(code, 0x02);
+    let (mut s, code) = socks_request(p, &name("allowed.test"), web);
+    assert_eq!(code, 0x00);
+    s.write_all(b"GET /raw HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut got = String::new();
+    let _ = s.read_to_string(&mut got);
+    assert!(got.contains("GET /raw"), "{got}");
+    // IPv4: named by a rule → allowed; another loopback address → 0x02.
+    let (_, code) = socks_request(p, &[1, 127, 0, 0, 2], web);
+    assert_eq!(code, 0x00);
+    let (_, code) = socks_request(p, &[1, 127, 0, 0, 1], web);
+    assert_eq!(code, 0x02);
+    // Metadata address: refused at the decision layer, nothing is sent there.
+    let (_, code) = socks_request(p, &[1, 169, 254, 169, 254], 80);
+    assert_eq!(code, 0x02);
+    // Allowed but nothing listens: connection refused (0x05).
+    let closed = TcpListener::bind("127.0.0.2:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (_, code) = socks_request(p, &[1, 127, 0, 0, 2], closed);
+    assert_eq!(code, 0x05);
+    // IPv6.
+    let mut a6 = vec![4];
+    a6.extend_from_slice(&"::1".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    if v6 {
+        let (_, code) = socks_request(p, &a6, web6);
+        assert_eq!(code, 0x00);
+    } else {
+        eprintln!("SKIP: no IPv6 loopback here; only the IPv6 refusal is tested");
+        assert!(
+            std::env::var_os("GREYWALL_REQUIRE_KERNEL").is_none(),
+            "IPv6 loopback required"
+        );
+    }
+    let mut a6b = vec![4];
+    a6b.extend_from_slice(&"::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+    let (_, code) = socks_request(p, &a6b, 80);
+    assert_eq!(code, 0x02);
+
+    // Malformed: wrong version → closed, logged; BIND → 0x07.
+    let mut s = TcpStream::connect(("127.0.0.1", p)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&[4, 1, 0, 80, 127, 0, 0, 1, 0]).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    assert!(buf.is_empty(), "{buf:?}");
+    let mut s = TcpStream::connect(("127.0.0.1", p)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&[5, 1, 0, 5, 2, 0, 1, 127, 0, 0, 2, 0, 80])
+        .unwrap();
+    let mut r = [0u8; 12];
+    s.read_exact(&mut r).unwrap();
+    assert_eq!(&r[2..4], &[5, 7], "method reply then 0x07");
+    d.wait_log(|v| {
+        v["decision"] == "error"
+            && v["proto"] == "socks5"
+            && v["reason"]
+                .as_str()
+                .unwrap()
+                .contains("malformed SOCKS5 request: not SOCKS version 5")
+    });
+    d.wait_log(|v| v["decision"] == "deny" && v["host"] == "169.254.169.254");
+}
+
+#[test]
+fn two_sandboxes_get_different_answers_and_dead_tokens_are_refused() {
+    let d = Daemon::start("multi", RESOLVE);
+    let web = http_server("127.0.0.2", "multi");
+    let a = d.register("a", r#"{"allowedDomains": ["allowed.test"]}"#);
+    let b = d.register("b", r#"{"allowedDomains": ["other.test"]}"#);
+    let (pa, pb) = (d.bridge(&a.token, "http"), d.bridge(&b.token, "http"));
+    let code = |p: u16, host: &str| {
+        let o = curl(&[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "-x",
+            &format!("http://127.0.0.1:{p}"),
+            &format!("http://{host}:{web}/"),
+        ]);
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert_eq!(code(pa, "allowed.test"), "200");
+    assert_eq!(code(pa, "other.test"), "403");
+    assert_eq!(code(pb, "allowed.test"), "403");
+    assert_eq!(code(pb, "other.test"), "200");
+
+    // Watch a's decisions.
+    let mut w = UnixStream::connect(&d.socket).unwrap();
+    w.write_all(format!("GW1 WATCH {}\n", a.token).as_bytes())
+        .unwrap();
+    thread::sleep(Duration::from_millis(100));
+    assert_eq!(code(pa, "other.test"), "403");
+    let mut line = String::new();
+    w.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    BufReader::new(&w).read_line(&mut line).unwrap();
+    let v: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (v["decision"].as_str(), v["host"].as_str()),
+        (Some("deny"), Some("other.test"))
+    );
+
+    // When a's registration closes, its token is dead: the connection is closed unanswered.
+    let dead = a.token.clone();
+    drop(a.conn);
+    let t0 = Instant::now();
+    while code(pa, "allowed.test") != "000" {
+        assert!(t0.elapsed() < Duration::from_secs(10), "token stayed alive");
+        thread::sleep(Duration::from_millis(20));
+    }
+    // The watch ends with the registration.
+    let mut rest = String::new();
+    let _ = BufReader::new(&w).read_line(&mut rest);
+    assert_eq!(rest, "");
+    // b is unaffected.
+    assert_eq!(code(pb, "other.test"), "200");
+    // A made-up token is refused the same way, and both are logged.
+    let forged = d.bridge(&"ab".repeat(32), "http");
+    assert_eq!(code(forged, "allowed.test"), "000");
+    d.wait_log(|v| {
+        v["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("unknown or dead token"))
+    });
+    assert_ne!(dead, b.token);
+}
+
+#[test]
+fn malformed_and_slow_http_clients() {
+    let d = Daemon::start("malformed", RESOLVE);
+    let reg = d.register("m", r#"{"allowedDomains": ["allowed.test"]}"#);
+    let p = d.bridge(&reg.token, "http");
+    let send = |bytes: &[u8]| {
+        let mut s = TcpStream::connect(("127.0.0.1", p)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(bytes).unwrap();
+        let mut out = String::new();
+        let _ = s.read_to_string(&mut out);
+        out
+    };
+    assert!(send(b"GARBAGE\r\n\r\n").starts_with("HTTP/1.1 400"));
+    assert!(
+        send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 400"),
+        "origin-form"
+    );
+    assert!(
+        send(b"GET https://allowed.test/ HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 400")
+    );
+    assert!(send(b"CONNECT allowed.test HTTP/1.1\r\nHost: x\r\n\r\n").starts_with("HTTP/1.1 400"));
+    d.wait_log(|v| v["decision"] == "error" && v["proto"] == "http");
+
+    // A client that sends half a head is cut off after --head-timeout (2 s).
+    let mut s = TcpStream::connect(("127.0.0.1", p)).unwrap();
+    s.write_all(b"GET http://allowed.test/ HTTP/1.1\r\n")
+        .unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let t0 = Instant::now();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    let waited = t0.elapsed();
+    assert!(
+        waited < Duration::from_secs(10),
+        "slow client not cut off ({waited:?})"
+    );
+    // Same on the control socket: a first line that never ends.
+    let mut u = UnixStream::connect(&d.socket).unwrap();
+    u.write_all(b"GW1 PI").unwrap();
+    u.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let t0 = Instant::now();
+    let _ = u.read_to_end(&mut out);
+    assert!(t0.elapsed() < Duration::from_secs(10));
+    // Control-line errors.
+    assert_eq!(
+        d.line("GW1 NOPE\n").1,
+        "ERR unknown GW1 command or wrong number of fields\n"
+    );
+    let long = format!("GW1 {}\n", "A".repeat(5000));
+    assert!(d.line(&long).1.starts_with("ERR first line is longer"));
+    // proxyd is still fine.
+    assert!(d.line("GW1 PING\n").1.starts_with("OK greywall-proxyd"));
+}
+
+#[test]
+fn registrations_are_checked() {
+    let d = Daemon::start("register", &[]);
+    let (path, sha) = d.ruleset("r", r#"{"allowedDomains": ["allowed.test"]}"#);
+    let wrong = "0".repeat(64);
+    let (_, r) = d.line(&format!("GW1 REGISTER {} {wrong} x\n", path.display()));
+    assert!(r.starts_with("ERR sha256 of"), "{r}");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let (_, r) = d.line(&format!("GW1 REGISTER {} {sha} x\n", path.display()));
+    assert!(r.contains("writable by group or others"), "{r}");
+    let (_, r) = d.line(&format!("GW1 REGISTER /nonexistent/x.json {sha} x\n"));
+    assert!(r.starts_with("ERR cannot open"), "{r}");
+    let junk = d.dir.join("junk.json");
+    std::fs::write(&junk, b"{\"format\": 9}").unwrap();
+    std::fs::set_permissions(&junk, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let sha = hex(&Sha256::digest(b"{\"format\": 9}"));
+    let (_, r) = d.line(&format!("GW1 REGISTER {} {sha} x\n", junk.display()));
+    assert!(r.starts_with("ERR egress rules"), "{r}");
+}
+
+#[test]
+fn idle_exit_and_single_instance() {
+    let mut d = Daemon::start("idle", &["--idle-timeout", "1"]);
+    // A second daemon on the same socket refuses to start.
+    let o = Command::new(env!("CARGO_BIN_EXE_greywall-proxyd"))
+        .arg("--socket")
+        .arg(&d.socket)
+        .arg("--no-log")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("already listening"), "{}", text(&o));
+    // A registration keeps it alive past the idle timeout.
+    let reg = d.register("idle", r#"{"allowedDomains": ["allowed.test"]}"#);
+    thread::sleep(Duration::from_millis(2500));
+    assert!(
+        d.child.try_wait().unwrap().is_none(),
+        "exited with a live registration"
+    );
+    drop(reg);
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(s) = d.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "did not exit when idle"
+        );
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success());
+    assert!(!d.socket.exists(), "socket left behind");
+    // A new daemon on the same path works again.
+    let d2 = Daemon::start("idle2", &[]);
+    assert!(d2.line("GW1 PING\n").1.starts_with("OK"));
+}
+
+#[test]
+fn socket_directory_and_ruleset_file_checks() {
+    use greywall_proxyd::paths::{ensure_private_dir, own_uid, read_ruleset};
+    let tmp = scratch("paths");
+    let uid = own_uid();
+    let d = tmp.join("sock");
+    ensure_private_dir(&d, uid).unwrap();
+    assert_eq!(
+        std::fs::metadata(&d).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert!(
+        ensure_private_dir(&d, uid).is_err(),
+        "group/world access refused"
+    );
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    assert!(
+        ensure_private_dir(&d, uid + 1).is_err(),
+        "foreign owner refused"
+    );
+    let f = tmp.join("r.json");
+    std::fs::write(&f, b"{}").unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(read_ruleset(&f, uid).unwrap(), b"{}");
+    assert!(read_ruleset(&f, uid + 1).is_err());
+    let l = tmp.join("link.json");
+    std::os::unix::fs::symlink(&f, &l).unwrap();
+    assert!(read_ruleset(&l, uid).is_err(), "symlinks refused");
+    assert!(read_ruleset(&tmp, uid).is_err(), "directories refused");
+    // A daemon refuses a socket directory others can enter.
+    let open = tmp.join("open");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_greywall-proxyd"))
+        .arg("--socket")
+        .arg(open.join("proxyd.sock"))
+        .arg("--no-log")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(!open.join("proxyd.sock").exists());
+}
