@@ -6,9 +6,8 @@
 //!
 //! `cargo bench -p greywall-benches --bench compile`. Not run in CI (timing).
 //!
-//! Not here yet: the `.gw` front-end (no `policies/code.gw` and no public load function for it
-//! exist yet) and proxyd's rule matching (`EgressRules::decide` does not exist yet); add them
-//! here when they land.
+//! Also proxyd's rule matching: `EgressRules::decide` over the `code` policy's egress rules
+//! (allowed, denied and unlisted hosts). Request handling in proxyd is not benchmarked yet.
 
 use std::hint::black_box;
 use std::path::PathBuf;
@@ -17,6 +16,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use greywall_benches::scratch;
 use greywall_compiler::cache::{self, Cache, Index};
 use greywall_compiler::compile::{self, Source};
+use greywall_compiler::egress::EgressRules;
 use greywall_compiler::load::{self, Input};
 use greywall_compiler::plan::LinuxPlan;
 
@@ -39,6 +39,16 @@ fn stages(c: &mut Criterion) {
     g.bench_function("load greywall.json (code)", |b| {
         b.iter(|| black_box(load::load(black_box(&code))))
     });
+
+    let gw = scratch::policy_file("code").with_extension("gw");
+    if gw.is_file() {
+        let gw = Input::File(gw);
+        g.bench_function("load .gw (code)", |b| {
+            b.iter(|| black_box(load::load(black_box(&gw))))
+        });
+    } else {
+        eprintln!("no policies/code.gw: skipping the .gw benchmark");
+    }
 
     let source = Source::Named(code.clone());
     g.bench_function("whole compile (code)", |b| {
@@ -70,6 +80,24 @@ fn stages(c: &mut Criterion) {
     g.bench_function("plan decode (in memory)", |b| {
         b.iter(|| black_box(LinuxPlan::decode(black_box(&compiled.plan_bytes)).is_ok()))
     });
+    match compiled
+        .egress_bytes
+        .as_deref()
+        .map(EgressRules::from_bytes)
+    {
+        Some(Ok(rules)) => {
+            for (host, port) in [
+                ("registry.npmjs.org", 443),
+                ("evil.example.com", 443),
+                ("10.0.0.1", 80),
+            ] {
+                g.bench_function(format!("egress decide {host}:{port}"), |b| {
+                    b.iter(|| black_box(rules.decide(black_box(host), port)))
+                });
+            }
+        }
+        _ => eprintln!("the code policy has no egress rules: skipping the egress benchmark"),
+    }
     g.finish();
 }
 

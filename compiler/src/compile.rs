@@ -11,7 +11,7 @@ use crate::backend::seccomp::{self, Arch, SeccompOptions};
 use crate::backend::{bwrap, linux};
 use crate::cache::{Cache, Index, StatDep, content_key, sha256_hex};
 use crate::diagnostic::{self, Code, Diagnostic};
-use crate::discover::{self, DiscoverEnv, Discovered, PROJECT_FILE};
+use crate::discover::{self, DiscoverEnv, Discovered};
 use crate::load::{self, Input};
 use crate::model::NetworkMode;
 use crate::plan::LinuxPlan;
@@ -70,8 +70,49 @@ fn s(p: &std::path::Path) -> String {
     p.to_string_lossy().into_owned()
 }
 
+/// The policy as it applies on `platform`: its platform blocks applied, its expectations
+/// checked (failures are errors), and the rules of best-effort sections the platform cannot
+/// enforce left out with a warning (W690).
+pub fn for_target(
+    policy: &crate::model::Policy,
+    platform: crate::model::Platform,
+    sources: &Sources,
+    env: &DiscoverEnv,
+    diags: &mut Vec<Diagnostic>,
+) -> crate::model::Policy {
+    let home = env.home.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let facts = crate::decide::Facts::new(&s(&env.cwd), &s(&home));
+    diags.extend(crate::expect::check(policy, platform, &facts, sources));
+    let mut view = policy.for_platform(platform, diags);
+    let best_effort = |sec| view.best_effort.iter().find(|e| e.value == sec).map(|e| e.origin);
+    if view.ssh.is_active()
+        && let Some(at) = best_effort(crate::model::Section::Ssh)
+    {
+        diags.push(
+            Diagnostic::new(
+                Code::GwBestEffort,
+                format!("the SSH rules are not enforced on {platform}; they are left out"),
+            )
+            .at(at)
+            .label("best-effort")
+            .note("greywall does not check ssh hosts or remote commands on this platform yet"),
+        );
+        view.ssh = crate::model::Ssh::default();
+    }
+    view
+}
+
 /// Compiles a policy for this machine.
 pub fn compile(source: &Source, env: &CompileEnv) -> Result<Compiled, Failed> {
+    compile_with(source, env, &load::LoadOptions::default())
+}
+
+/// Compiles a policy for this machine, with load options (`--profile`).
+pub fn compile_with(
+    source: &Source,
+    env: &CompileEnv,
+    opts: &load::LoadOptions,
+) -> Result<Compiled, Failed> {
     let mut diags = Vec::new();
     let mut deps: Vec<StatDep> = Vec::new();
     let (input, origin) = match source {
@@ -91,7 +132,7 @@ pub fn compile(source: &Source, env: &CompileEnv) -> Result<Compiled, Failed> {
             (found.input(), found.to_string())
         }
     };
-    let loaded = load::load(&input);
+    let loaded = load::load_with(&input, opts);
     diags.extend(loaded.diagnostics.iter().cloned());
     let Some(policy) = loaded.policy.clone() else {
         return Err(Failed {
@@ -99,6 +140,20 @@ pub fn compile(source: &Source, env: &CompileEnv) -> Result<Compiled, Failed> {
             diagnostics: diags,
         });
     };
+    let policy = for_target(
+        &policy,
+        crate::model::Platform::Linux,
+        &loaded.sources,
+        &env.discover,
+        &mut diags,
+    );
+    if diagnostic::has_errors(&diags) {
+        diagnostic::sort(&mut diags);
+        return Err(Failed {
+            sources: loaded.sources,
+            diagnostics: diags,
+        });
+    }
     // Relative `--settings` paths are relative to the working directory.
     let policy_files: Vec<PathBuf> = loaded
         .files
@@ -270,9 +325,13 @@ fn discovery_deps(found: &Discovered, env: &DiscoverEnv) -> Vec<StatDep> {
         out.push(StatDep::exact(&s(p)));
         return out;
     }
-    let mut candidates: Vec<PathBuf> = env.cwd.ancestors().map(|d| d.join(PROJECT_FILE)).collect();
+    let mut candidates: Vec<PathBuf> = env
+        .cwd
+        .ancestors()
+        .flat_map(|d| discover::PROJECT_FILES.map(|n| d.join(n)))
+        .collect();
     if let Some(dir) = env.config_dir() {
-        candidates.push(dir.join("greywall.json"));
+        candidates.extend(discover::PROJECT_FILES.map(|n| dir.join(n)));
     }
     if let Some(h) = &env.home {
         candidates.push(h.join(".greywall.json"));
@@ -281,6 +340,13 @@ fn discovery_deps(found: &Discovered, env: &DiscoverEnv) -> Vec<StatDep> {
         out.push(StatDep::exact(&s(&c)));
         let chosen = matches!(found, Discovered::Project(p) | Discovered::User(p) | Discovered::Legacy(p) if *p == c);
         if chosen {
+            // Its sibling must stay absent too: both in one directory is an error (E619).
+            if let (Some(dir), Some(name)) = (c.parent(), c.file_name())
+                && let Some(other) = discover::PROJECT_FILES.iter().find(|n| **n != name)
+                && discover::PROJECT_FILES.iter().any(|n| *n == name)
+            {
+                out.push(StatDep::exact(&s(&dir.join(other))));
+            }
             break;
         }
     }
@@ -374,6 +440,20 @@ pub fn compile_macos(source: &Source, env: &DiscoverEnv) -> Result<CompiledMacos
             diagnostics: diags,
         });
     };
+    let policy = for_target(
+        &policy,
+        crate::model::Platform::Macos,
+        &loaded.sources,
+        env,
+        &mut diags,
+    );
+    if diagnostic::has_errors(&diags) {
+        diagnostic::sort(&mut diags);
+        return Err(Failed {
+            sources: loaded.sources,
+            diagnostics: diags,
+        });
+    }
     let policy_files: Vec<String> = loaded.files.iter().map(|f| s(&env.cwd.join(f))).collect();
     for f in &policy_files {
         deps.push(StatDep::exact(f));

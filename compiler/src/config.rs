@@ -297,8 +297,10 @@ input_struct! {
         #[schemars(example = &EX14)]
         "bestEffort" => best_effort: StringList,
         /// Rules that apply on Linux only (same sections as the top level).
+        #[schemars(example = example_linux())]
         "linux" => linux: PlatformConfig,
         /// Rules that apply on macOS only (same sections as the top level).
+        #[schemars(example = example_macos())]
         "macos" => macos: PlatformConfig,
         /// Named variants of this policy, chosen with `--profile NAME`; each is applied on top
         /// of the rest of the file.
@@ -315,18 +317,25 @@ input_struct! {
     /// Rules for one platform (`linux`, `macos`): the sections of the top level.
     pub struct PlatformConfig {
         /// Network rules for this platform.
+        #[schemars(example = example_network())]
         "network" => network: NetworkConfig,
         /// Filesystem rules for this platform.
+        #[schemars(example = example_filesystem())]
         "filesystem" => filesystem: FilesystemConfig,
         /// Command rules for this platform.
+        #[schemars(example = example_command())]
         "command" => command: CommandConfig,
         /// SSH rules for this platform.
+        #[schemars(example = example_ssh())]
         "ssh" => ssh: SshConfig,
         /// Environment rules for this platform.
+        #[schemars(example = example_environment())]
         "environment" => environment: EnvironmentConfig,
         /// Allow pseudo-terminals on this platform.
+        #[schemars(example = true)]
         "allowPty" => allow_pty: Spanned<bool>,
         /// Best-effort sections on this platform.
+        #[schemars(example = &EX14)]
         "bestEffort" => best_effort: StringList,
     }
 }
@@ -335,22 +344,31 @@ input_struct! {
     /// One named profile: the sections of the top level, applied on top of the file.
     pub struct ProfileConfig {
         /// Network rules of the profile.
+        #[schemars(example = example_network())]
         "network" => network: NetworkConfig,
         /// Filesystem rules of the profile.
+        #[schemars(example = example_filesystem())]
         "filesystem" => filesystem: FilesystemConfig,
         /// Command rules of the profile.
+        #[schemars(example = example_command())]
         "command" => command: CommandConfig,
         /// SSH rules of the profile.
+        #[schemars(example = example_ssh())]
         "ssh" => ssh: SshConfig,
         /// Environment rules of the profile.
+        #[schemars(example = example_environment())]
         "environment" => environment: EnvironmentConfig,
         /// Allow pseudo-terminals in the profile.
+        #[schemars(example = true)]
         "allowPty" => allow_pty: Spanned<bool>,
         /// Best-effort sections of the profile.
+        #[schemars(example = &EX14)]
         "bestEffort" => best_effort: StringList,
         /// Linux-only rules of the profile.
+        #[schemars(example = example_linux())]
         "linux" => linux: PlatformConfig,
         /// macOS-only rules of the profile.
+        #[schemars(example = example_macos())]
         "macos" => macos: PlatformConfig,
     }
 }
@@ -397,7 +415,11 @@ impl Decode for Profiles {
         };
         let mut out = Vec::new();
         for m in members {
-            let ok = m.key.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            let ok = m
+                .key
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
                 && m.key
                     .chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
@@ -585,6 +607,14 @@ const SECTIONS: &[(&str, &[&str])] = &[
 
 fn example_environment() -> serde_json::Value {
     serde_json::json!({ "drop": ["AWS_*", "GITHUB_TOKEN"], "set": ["GIT_TERMINAL_PROMPT=0"] })
+}
+
+fn example_linux() -> serde_json::Value {
+    serde_json::json!({ "filesystem": { "allowWrite": ["/dev/shm"] } })
+}
+
+fn example_macos() -> serde_json::Value {
+    serde_json::json!({ "filesystem": { "allowRead": ["/Library/Developer"] } })
 }
 
 fn example_profiles() -> serde_json::Value {

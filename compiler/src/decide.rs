@@ -22,7 +22,9 @@
 //!   shell given a script (`sh -c STRING`) is checked on each simple command of the script too.
 //!   A program named by a path must also be readable (Landlock grants execute with read);
 //! - **connect** is denied when the policy has no network rules (the sandbox then has no
-//!   network at all).
+//!   network at all); otherwise greywall-proxyd's own name decision
+//!   ([`crate::egress::EgressRules::decide`]) answers: a `deniedDomains` rule wins, an
+//!   `allowedDomains` rule must match. In relaxed mode (`"*"`) only `deniedDomains` filters.
 //!
 //! # What it cannot see
 //!
@@ -32,8 +34,10 @@
 //! a glob in `allowWrite` or `allowRead` is answered for every path it matches, while the
 //! launcher grants only what matched when the plan was compiled. Where the enforcement is
 //! knowingly weaker than the policy (an existing protected file deeper than the working
-//! directory is protected against creation only; `greywall check` lists these), the decision
-//! states the policy.
+//! directory is protected against creation only), the decision states the policy.
+//!
+//! When several rules of one kind match, the most specific (most path segments) is named, and
+//! of equally specific ones the last written: a policy's own rule before an inherited one.
 
 use std::fmt;
 
@@ -196,8 +200,6 @@ pub enum RuleKind {
     SecretFile,
     /// A container-engine socket (`network.allowUnixSockets` can expose it).
     ContainerSocket,
-    /// `network.allowUnixSockets` / `allowAllUnixSockets` exposing a container socket.
-    AllowUnixSocket,
     /// The curated list of system and toolchain paths readable under `defaultDenyRead`.
     SystemReadable,
     /// The sandbox's private `/tmp` and `/dev/shm`, and the terminal and null devices.
@@ -246,7 +248,6 @@ impl RuleKind {
             RuleKind::Protection => "built-in-protection",
             RuleKind::SecretFile => "secret-file",
             RuleKind::ContainerSocket => "container-socket",
-            RuleKind::AllowUnixSocket => "allow-unix-socket",
             RuleKind::SystemReadable => "system-readable",
             RuleKind::SandboxPrivate => "sandbox-private",
             RuleKind::GitWorktree => "git-worktree",
@@ -411,7 +412,7 @@ impl Decider<'_> {
 
     /// The most specific entry of `list` whose pattern covers `path`: the one with the most
     /// segments, and of equals the last written (a policy's own rule over an inherited one).
-    fn first<'l>(
+    fn most_specific<'l>(
         &self,
         list: &'l [Entry<PathPattern>],
         path: &str,
@@ -429,7 +430,7 @@ impl Decider<'_> {
 
     fn hidden(&self, path: &str, verb: &str) -> Option<Decision> {
         let fs = &self.policy.filesystem;
-        if let Some(e) = self.first(&fs.deny_read, path) {
+        if let Some(e) = self.most_specific(&fs.deny_read, path) {
             return Some(deny(
                 entry_rule(RuleKind::DenyRead, "filesystem", "denyRead", e),
                 format!("{path} is hidden from the sandbox by denyRead, so it cannot {verb} it"),
@@ -504,7 +505,7 @@ impl Decider<'_> {
 
     /// The user's writable roots (`allowWrite`) that cover `path`.
     fn allow_write(&self, path: &str) -> Option<&Entry<PathPattern>> {
-        self.first(&self.policy.filesystem.allow_write, path)
+        self.most_specific(&self.policy.filesystem.allow_write, path)
     }
 
     fn protection(&self, path: &str) -> Option<Decision> {
@@ -635,8 +636,23 @@ impl Decider<'_> {
         if let Some(d) = self.hidden(path, "write") {
             return d;
         }
+        // No folder below the working directory may get a new secret file either.
+        if let Some(name) = protections::SECRET_FILES
+            .iter()
+            .find(|n| has_name_below(path, self.facts.cwd(), n))
+        {
+            return deny(
+                builtin(
+                    RuleKind::SecretFile,
+                    format!("built-in protection \"{name}\" below the working directory"),
+                ),
+                format!(
+                    "environment files usually hold secrets: greywall refuses {name} files anywhere below the working directory"
+                ),
+            );
+        }
         let fs = &self.policy.filesystem;
-        if let Some(e) = self.first(&fs.deny_write, path) {
+        if let Some(e) = self.most_specific(&fs.deny_write, path) {
             return deny(
                 entry_rule(RuleKind::DenyWrite, "filesystem", "denyWrite", e),
                 format!("denyWrite covers {path}, and a deny wins over allowWrite"),
@@ -682,7 +698,7 @@ impl Decider<'_> {
                 "defaultDenyRead is off: everything not in denyRead is readable".into(),
             );
         }
-        if let Some(e) = self.first(&fs.allow_read, path) {
+        if let Some(e) = self.most_specific(&fs.allow_read, path) {
             return allow(
                 entry_rule(RuleKind::AllowRead, "filesystem", "allowRead", e),
                 format!("allowRead covers {path}"),

@@ -1,9 +1,10 @@
 //! Finding the policy to use, the way Greywall does, plus project files.
 //!
-//! Order: `--settings FILE` (which must exist); a `greywall.json` in the working directory or
-//! the nearest ancestor; `$XDG_CONFIG_HOME/greywall/greywall.json` (or
-//! `~/.config/greywall/greywall.json`); the legacy `~/.greywall.json`; the built-in `default`
-//! template.
+//! Order: `--settings FILE` (which must exist); a `greywall.json` or `greywall.gw` in the
+//! working directory or the nearest ancestor; `$XDG_CONFIG_HOME/greywall/greywall.json` or
+//! `greywall.gw` (or the same in `~/.config/greywall/`); the legacy `~/.greywall.json`; the
+//! built-in `default` template. A directory holding both `greywall.json` and `greywall.gw` is
+//! an error (E619): greywall does not guess which one was meant.
 //!
 //! A project file that another user could have written (owned by someone other than you or
 //! root, or writable by group or others) is skipped with a warning: a file planted in a shared
@@ -22,6 +23,35 @@ use crate::load::Input;
 
 /// The name of a project policy file.
 pub const PROJECT_FILE: &str = "greywall.json";
+/// The name of a project policy file in the `.gw` language. A directory may hold one of the
+/// two, not both (E619).
+pub const PROJECT_FILE_GW: &str = "greywall.gw";
+/// Both names, in the order discovery lists them.
+pub const PROJECT_FILES: [&str; 2] = [PROJECT_FILE_GW, PROJECT_FILE];
+
+/// The policy file in `dir`: `greywall.gw` or `greywall.json`; both is an error.
+fn one_of(dir: &Path) -> Result<Option<PathBuf>, Diagnostic> {
+    let found: Vec<PathBuf> = PROJECT_FILES
+        .iter()
+        .map(|n| dir.join(n))
+        .filter(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file()))
+        .collect();
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        _ => Err(Diagnostic::new(
+            Code::GwAmbiguousProject,
+            format!(
+                "both `{}` and `{}` are in {}",
+                PROJECT_FILE_GW,
+                PROJECT_FILE,
+                dir.display()
+            ),
+        )
+        .path(dir.join(PROJECT_FILE_GW).display().to_string())
+        .help("keep one of them (`greywall convert` turns one into the other), or choose with --settings")),
+    }
+}
 
 /// Facts discovery needs about the environment.
 #[derive(Debug, Clone)]
@@ -102,13 +132,12 @@ pub fn discover(
         };
     }
     for dir in env.cwd.ancestors() {
-        let candidate = dir.join(PROJECT_FILE);
+        let Some(candidate) = one_of(dir)? else {
+            continue;
+        };
         let Ok(meta) = std::fs::metadata(&candidate) else {
             continue;
         };
-        if !meta.is_file() {
-            continue;
-        }
         if let Some(why) = untrusted(&meta, env.uid) {
             diags.push(
                 Diagnostic::new(
@@ -122,11 +151,10 @@ pub fn discover(
         }
         return Ok(Discovered::Project(candidate));
     }
-    if let Some(dir) = env.config_dir() {
-        let p = dir.join("greywall.json");
-        if p.is_file() {
-            return Ok(Discovered::User(p));
-        }
+    if let Some(dir) = env.config_dir()
+        && let Some(p) = one_of(&dir)?
+    {
+        return Ok(Discovered::User(p));
     }
     if let Some(home) = &env.home {
         let p = home.join(".greywall.json");

@@ -13,6 +13,7 @@ pub mod diagnostic;
 pub mod discover;
 pub mod effective;
 pub mod egress;
+pub mod expect;
 pub mod fidelity;
 pub mod gw;
 pub mod jsonc;

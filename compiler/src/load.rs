@@ -426,7 +426,13 @@ impl Loader {
     }
 
     /// Parses and lowers one unit's text (following `include`s, not `extends`).
-    fn layer(&mut self, id: SourceId, text: &str, dir: Option<PathBuf>, unit: &Unit) -> Option<lower::Layer> {
+    fn layer(
+        &mut self,
+        id: SourceId,
+        text: &str,
+        dir: Option<PathBuf>,
+        unit: &Unit,
+    ) -> Option<lower::Layer> {
         let gw_source = match unit {
             Unit::File { path, .. } => is_gw(path),
             Unit::Text { name, .. } => is_gw(Path::new(name)),
@@ -469,7 +475,6 @@ impl Loader {
         depth: usize,
         chain: &mut Vec<(Key, Option<Span>)>,
     ) -> Option<Policy> {
-
         let mut base = Policy::default();
         if let Some(ext) = &layer.extends {
             let value = ext.value.as_str();
@@ -602,7 +607,11 @@ pub fn read_layer(input: &Input) -> (Sources, Option<lower::Layer>, Vec<Diagnost
         },
     };
     let layer = l.read(&unit, None).and_then(|(id, dir)| {
-        let text = l.sources.get(id).map(|f| f.text.clone()).unwrap_or_default();
+        let text = l
+            .sources
+            .get(id)
+            .map(|f| f.text.clone())
+            .unwrap_or_default();
         l.layer(id, &text, dir, &unit)
     });
     let mut diags = l.diags;

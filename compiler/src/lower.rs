@@ -5,20 +5,21 @@
 //! inherited through `extends`.
 
 use crate::config::{
-    CommandConfig, ConfigFile, EnvironmentConfig, FilesystemConfig, NetworkConfig,
-    PlatformConfig, SshConfig, Spanned, StringList,
+    CommandConfig, ConfigFile, EnvironmentConfig, FilesystemConfig, NetworkConfig, PlatformConfig,
+    Spanned, SshConfig, StringList,
 };
 use crate::diagnostic::{Code, Diagnostic};
 use crate::model::{
-    EnvPattern, EnvSet, Entry, Expectation, HostPort, List, Overlay, Platform, Policy, ProxyUrl,
+    Entry, EnvPattern, EnvSet, Expectation, HostPort, List, Overlay, Platform, Policy, ProxyUrl,
     Section, Setting,
 };
-use crate::suggest::did_you_mean;
 use crate::pattern::PatternError;
 use crate::pattern::command::CommandPrefix;
 use crate::pattern::domain::DomainPattern;
 use crate::pattern::host::HostPattern;
 use crate::pattern::path::PathPattern;
+use crate::source::Span;
+use crate::suggest::did_you_mean;
 
 /// One file's contribution to a policy.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -33,6 +34,33 @@ pub struct Layer {
 }
 
 impl Layer {
+    /// The same layer with every origin erased: a file and its conversion to the other
+    /// language give equal layers after this.
+    pub fn without_origins(&self) -> Layer {
+        let zero = Span::new(crate::source::SourceId(0), 0, 0);
+        Layer {
+            extends: self.extends.as_ref().map(|e| Spanned {
+                value: e.value.clone(),
+                span: zero,
+            }),
+            adds: self.adds.without_origins(),
+            removes: self.removes.without_origins(),
+            profiles: self
+                .profiles
+                .iter()
+                .map(|(n, p)| {
+                    (
+                        Spanned {
+                            value: n.value.clone(),
+                            span: zero,
+                        },
+                        p.without_origins(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
     /// The profile named `name`, if the file has one.
     pub fn profile(&self, name: &str) -> Option<&Layer> {
         self.profiles
@@ -126,11 +154,31 @@ impl Lower<'_> {
             self.ssh(s, a, r);
         }
         if let Some(e) = c.environment {
-            self.list(&e.pass, &mut a.environment.pass, &mut r.environment.pass, EnvPattern::parse);
-            self.list(&e.drop, &mut a.environment.drop, &mut r.environment.drop, EnvPattern::parse);
-            self.list(&e.set, &mut a.environment.set, &mut r.environment.set, EnvSet::parse);
+            self.list(
+                &e.pass,
+                &mut a.environment.pass,
+                &mut r.environment.pass,
+                EnvPattern::parse,
+            );
+            self.list(
+                &e.drop,
+                &mut a.environment.drop,
+                &mut r.environment.drop,
+                EnvPattern::parse,
+            );
+            self.list(
+                &e.set,
+                &mut a.environment.set,
+                &mut r.environment.set,
+                EnvSet::parse,
+            );
         }
-        self.list(&c.best_effort.cloned(), &mut a.best_effort, &mut r.best_effort, parse_section);
+        self.list(
+            &c.best_effort.cloned(),
+            &mut a.best_effort,
+            &mut r.best_effort,
+            parse_section,
+        );
         for (platform, pc) in [(Platform::Linux, c.linux), (Platform::Macos, c.macos)] {
             let Some(pc) = pc else { continue };
             let mut o = Overlay {
@@ -301,7 +349,7 @@ struct Lower<'a> {
 }
 
 impl Lower<'_> {
-    pub(crate) fn report(&mut self, err: PatternError, span: crate::source::Span) {
+    pub(crate) fn report(&mut self, err: PatternError, span: Span) {
         let mut d = Diagnostic::new(err.code, err.message).at(span);
         if let Some(h) = err.help {
             d = d.help(h);

@@ -43,8 +43,20 @@ pub fn merge(base: &mut Policy, layer: Layer, diags: &mut Vec<Diagnostic>) {
         environment.drop => "environment.drop",
         environment.set => "environment.set",
     }
-    list(&mut base.best_effort, adds.best_effort, removes.best_effort, "bestEffort", diags);
-    list(&mut base.expects, adds.expects, removes.expects, "expect", diags);
+    list(
+        &mut base.best_effort,
+        adds.best_effort,
+        removes.best_effort,
+        "bestEffort",
+        diags,
+    );
+    list(
+        &mut base.expects,
+        adds.expects,
+        removes.expects,
+        "expect",
+        diags,
+    );
     // Platform rules stay conditional; `Policy::for_platform` applies them in this order.
     base.platforms.extend(adds.platforms);
     or(&mut base.allow_pty, adds.allow_pty, "allowPty", diags);

@@ -202,7 +202,10 @@ fn is_env_name(n: &str) -> bool {
 impl EnvPattern {
     pub fn parse(s: &str) -> Result<EnvPattern, PatternError> {
         if s.is_empty() {
-            return Err(PatternError::new(Code::EmptyString, "empty variable pattern"));
+            return Err(PatternError::new(
+                Code::EmptyString,
+                "empty variable pattern",
+            ));
         }
         let (name, prefix) = match s.strip_suffix('*') {
             Some(p) => (p, true),
@@ -232,7 +235,9 @@ impl EnvPattern {
 }
 
 fn is_env_prefix(n: &str) -> bool {
-    n.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    n.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
@@ -266,7 +271,10 @@ impl EnvSet {
             .help("names are letters, digits and `_`, not starting with a digit"));
         }
         if value.contains('\0') {
-            return Err(PatternError::new(Code::GwEnvPattern, "the value contains a NUL byte"));
+            return Err(PatternError::new(
+                Code::GwEnvPattern,
+                "the value contains a NUL byte",
+            ));
         }
         Ok(EnvSet {
             name: name.to_string(),
@@ -708,7 +716,11 @@ impl Policy {
 
     /// The policy as it applies on `platform`: the overlays for it merged in order, the others
     /// dropped. Problems merging (a removal that removes nothing) go to `diags`.
-    pub fn for_platform(&self, platform: Platform, diags: &mut Vec<crate::diagnostic::Diagnostic>) -> Policy {
+    pub fn for_platform(
+        &self,
+        platform: Platform,
+        diags: &mut Vec<crate::diagnostic::Diagnostic>,
+    ) -> Policy {
         let mut base = self.clone();
         let overlays = std::mem::take(&mut base.platforms);
         for o in overlays.into_iter().filter(|o| o.platform == platform) {

@@ -147,6 +147,19 @@ pub enum EnvOp {
     Unset(String),
     /// Set a variable.
     Set(String, String),
+    /// Remove every variable whose name starts with the prefix, except those matching one of
+    /// the patterns (`NAME`, or `PREFIX*`): the policy's `drop` with its `pass` exceptions.
+    UnsetPrefixExcept(String, Vec<String>),
+}
+
+impl EnvOp {
+    /// Whether a `keep` pattern of [`EnvOp::UnsetPrefixExcept`] matches a variable name.
+    pub fn keep_matches(pattern: &[u8], name: &[u8]) -> bool {
+        match pattern.strip_suffix(b"*") {
+            Some(prefix) => name.starts_with(prefix),
+            None => pattern == name,
+        }
+    }
 }
 
 /// How the sandbox reaches the network.
@@ -562,6 +575,11 @@ impl LinuxPlan {
                     w.u8(1);
                     w.str(n);
                 }
+                EnvOp::UnsetPrefixExcept(p, keep) => {
+                    w.u8(3);
+                    w.str(p);
+                    w.strings(keep);
+                }
                 EnvOp::Set(n, v) => {
                     w.u8(2);
                     w.str(n);
@@ -679,6 +697,7 @@ impl LinuxPlan {
                 0 => EnvOp::UnsetPrefix(r.string()?),
                 1 => EnvOp::Unset(r.string()?),
                 2 => EnvOp::Set(r.string()?, r.string()?),
+                3 => EnvOp::UnsetPrefixExcept(r.string()?, r.strings()?),
                 _ => return Err(DecodeError::Invalid("environment edit")),
             });
         }
@@ -839,6 +858,9 @@ impl fmt::Display for LinuxPlan {
                 EnvOp::UnsetPrefix(p) => writeln!(f, "  unset {p}*")?,
                 EnvOp::Unset(n) => writeln!(f, "  unset {n}")?,
                 EnvOp::Set(n, v) => writeln!(f, "  set {n}={v}")?,
+                EnvOp::UnsetPrefixExcept(p, keep) => {
+                    writeln!(f, "  unset {p}* except {}", keep.join(" "))?
+                }
             }
         }
         writeln!(f, "deny commands")?;

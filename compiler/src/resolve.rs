@@ -9,8 +9,8 @@
 use std::path::{Component, Path, PathBuf};
 
 use crate::model::{NetworkMode, Policy};
-use crate::pattern::path::{AbsPattern, PathBase, PathPattern, Segment, glob_segment};
-use crate::plan::CreateDeny;
+use crate::pattern::path::{Anchors, AbsPattern, PathBase, PathPattern, Segment, glob_segment};
+use crate::plan::{CreateDeny, EnvOp};
 use crate::protections::{self, Scope};
 
 /// Most directory entries the glob expansion looks at per compile.
@@ -80,6 +80,8 @@ pub struct Resolved {
     pub allow_commands: Vec<Vec<String>>,
     /// How rules were approximated on this machine, one sentence each.
     pub notes: Vec<String>,
+    /// The policy's environment rules, applied before greywall's own edits.
+    pub env: Vec<EnvOp>,
     pub deps: Vec<Dep>,
 }
 
@@ -106,6 +108,8 @@ struct Resolver<'a> {
     deps: Vec<Dep>,
     budget: usize,
     notes: Vec<String>,
+    /// Where `$tmp`, `$xdg_*`, `$git_root`, `$env.NAME`… are on this machine.
+    anchors: Anchors,
 }
 
 impl Resolver<'_> {
@@ -167,7 +171,9 @@ impl Resolver<'_> {
     }
 
     fn abs(&self, p: &PathPattern) -> AbsPattern {
-        p.absolute(&s(&self.env.home), &s(&self.env.cwd))
+        // Rules whose anchor is missing here were dropped by `drop_missing_anchors`.
+        p.absolute_in(&self.anchors)
+            .unwrap_or_else(|| p.absolute(&s(&self.env.home), &s(&self.env.cwd)))
     }
 
     /// Every existing path a pattern matches (literal patterns: the path itself, existing or
@@ -437,6 +443,118 @@ fn under(path: &str, root: &str) -> bool {
     path == root || root == "/" || path.strip_prefix(root).is_some_and(|r| r.starts_with('/'))
 }
 
+/// Where the built-in path anchors are for this invocation: the XDG directories from the
+/// environment (or their defaults below the home directory), the git work tree and common
+/// directory around the working directory, and the environment variables the policy names.
+fn anchors(policy: &Policy, env: &ResolveEnv) -> Anchors {
+    let mut a = Anchors::defaults(&s(&env.home), &s(&env.cwd));
+    let var = |n: &str| {
+        std::env::var(n)
+            .ok()
+            .filter(|v| v.starts_with('/'))
+    };
+    for (name, slot) in [
+        ("XDG_CONFIG_HOME", &mut a.xdg_config),
+        ("XDG_CACHE_HOME", &mut a.xdg_cache),
+        ("XDG_DATA_HOME", &mut a.xdg_data),
+        ("XDG_STATE_HOME", &mut a.xdg_state),
+    ] {
+        if let Some(v) = var(name) {
+            *slot = v;
+        }
+    }
+    let host = |p: &Path| env.root.join(p.strip_prefix("/").unwrap_or(p));
+    a.git_root = env
+        .cwd
+        .ancestors()
+        .find(|d| std::fs::symlink_metadata(host(&d.join(".git"))).is_ok())
+        .map(s);
+    a.git_common = git_dirs(&env.root, &env.cwd).map(|(_, common)| s(&common));
+    let f = &policy.filesystem;
+    for e in f
+        .allow_read
+        .iter()
+        .chain(&f.deny_read)
+        .chain(&f.allow_write)
+        .chain(&f.deny_write)
+        .chain(&policy.network.allow_unix_sockets)
+    {
+        if let PathBase::Env(n) = &e.value.base
+            && !a.env.iter().any(|(k, _)| k == n)
+            && let Some(v) = var(n)
+        {
+            a.env.push((n.clone(), v));
+        }
+    }
+    a
+}
+
+/// The policy without the path rules whose anchor this machine lacks (no git repository, an
+/// unset variable): such a rule names nothing here. Each one dropped is noted.
+fn drop_missing_anchors(policy: &Policy, r: &mut Resolver<'_>) -> Policy {
+    let mut p = policy.clone();
+    let f = &mut p.filesystem;
+    for (name, list) in [
+        ("filesystem.allowRead", &mut f.allow_read),
+        ("filesystem.denyRead", &mut f.deny_read),
+        ("filesystem.allowWrite", &mut f.allow_write),
+        ("filesystem.denyWrite", &mut f.deny_write),
+        ("network.allowUnixSockets", &mut p.network.allow_unix_sockets),
+    ] {
+        list.retain(|e| {
+            let here = e.value.absolute_in(&r.anchors).is_some();
+            if !here {
+                let n = format!(
+                    "`{}` in {name} is left out: ${} does not exist here",
+                    e.value,
+                    e.value.base.anchor_name().unwrap_or_default()
+                );
+                if !r.notes.contains(&n) {
+                    r.notes.push(n);
+                }
+            }
+            here
+        });
+    }
+    p
+}
+
+/// The policy's environment rules as edits for the launcher: drops (with the `pass`
+/// exceptions inside them), then sets.
+fn env_edits(policy: &Policy) -> Vec<EnvOp> {
+    let e = &policy.environment;
+    let mut ops = Vec::new();
+    for d in &e.drop {
+        let d = &d.value;
+        // A `pass` pattern covering the whole drop voids it.
+        if e.pass.iter().any(|p| {
+            let p = &p.value;
+            p.prefix && d.name.starts_with(&p.name) || !d.prefix && !p.prefix && p.name == d.name
+        }) {
+            continue;
+        }
+        if !d.prefix {
+            ops.push(EnvOp::Unset(d.name.clone()));
+            continue;
+        }
+        let keep: Vec<String> = e
+            .pass
+            .iter()
+            .filter(|p| p.value.name.starts_with(&d.name))
+            .map(|p| p.value.to_string())
+            .collect();
+        ops.push(if keep.is_empty() {
+            EnvOp::UnsetPrefix(d.name.clone())
+        } else {
+            EnvOp::UnsetPrefixExcept(d.name.clone(), keep)
+        });
+    }
+    for x in &e.set {
+        ops.push(EnvOp::Set(x.value.name.clone(), x.value.value.clone()));
+    }
+    ops
+}
+
 /// Resolves a policy on this machine.
 pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
     let mut r = Resolver {
@@ -444,7 +562,9 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
         deps: Vec::new(),
         budget: GLOB_BUDGET,
         notes: Vec::new(),
+        anchors: anchors(policy, env),
     };
+    let policy = &drop_missing_anchors(policy, &mut r);
     let fs = &policy.filesystem;
     let mut out = Resolved {
         cwd: s(&env.cwd),
@@ -454,6 +574,7 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
         local_binding: policy.network.allow_local_binding.value,
         local_outbound: policy.network.local_outbound(),
         allow_pty: policy.allow_pty.value,
+        env: env_edits(policy),
         ..Resolved::default()
     };
 

@@ -27,6 +27,37 @@ fn compile(input: Input, opts: &Options) -> String {
     }
 }
 
+/// Policies written for the macOS backend's edge cases: built-in anchors, `..`, glob classes,
+/// metacharacters in literal names, sockets, ports, relaxed mode.
+const EDGE_CASES: &[(&str, &str)] = &[
+    (
+        "anchors",
+        r#"{"filesystem": {"defaultDenyRead": true,
+            "allowRead": ["$git_root", "$xdg_config/tool", "$env.SDK_ROOT/lib"],
+            "allowWrite": ["$tmp/build", "$xdg_cache/tool", "../shared", "../../up2"],
+            "denyWrite": ["$git_common/info/**"], "denyRead": ["$env.SECRETS"]}}"#,
+    ),
+    (
+        "globs",
+        r#"{"filesystem": {"allowWrite": ["."],
+            "denyWrite": ["*.key", "a/**/b/*.pem", "id_?", "build/[!x]?", "log[0-9].txt",
+                          "c++ (copy)/$x^y|z{1}", "~/.ssh/*/known_hosts", "/opt/[]a-c]"],
+            "denyRead": ["notes (old).txt", "/var/db/x.d"]}}"#,
+    ),
+    (
+        "network-sockets",
+        r#"{"network": {"allowedDomains": ["github.com"], "httpProxyPort": 8080, "socksProxyPort": 1081,
+            "allowUnixSockets": ["~/.colima/docker.sock", "/tmp/agent.*"], "allowLocalBinding": true,
+            "allowLocalOutbound": false},
+            "allowPty": false, "filesystem": {"allowGitConfig": true, "defaultDenyRead": false}}"#,
+    ),
+    (
+        "relaxed-all-sockets",
+        r#"{"network": {"allowedDomains": ["*"], "deniedDomains": ["evil.example.com"],
+            "allowAllUnixSockets": true}}"#,
+    ),
+];
+
 /// (golden name, profile) for every template and every valid fixture.
 fn cases() -> Vec<(String, String)> {
     let mut out = Vec::new();
@@ -36,6 +67,14 @@ fn cases() -> Vec<(String, String)> {
             t.name.to_string(),
             compile(Input::Template(t.name.to_string()), &opts),
         ));
+    }
+    for (name, json) in EDGE_CASES {
+        let input = Input::Text {
+            name: format!("{name}.json"),
+            text: (*json).to_string(),
+            dir: "/".into(),
+        };
+        out.push((format!("edge-{name}"), compile(input, &Options::default())));
     }
     let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
     for dir in ["greywall", "valid"] {

@@ -35,10 +35,6 @@ fn json_ok(src: &str) -> Policy {
     l.policy.unwrap()
 }
 
-fn codes(src: &str) -> Vec<Code> {
-    text("t.gw", src).diagnostics.iter().map(|d| d.code).collect()
-}
-
 fn same(gw_src: &str, json_src: &str) {
     assert_eq!(
         gw_ok(gw_src).without_origins(),
@@ -199,7 +195,11 @@ fn platforms_profiles_best_effort_and_expectations_match_json() {
 
     // Profiles: chosen by name, from either front-end.
     for name in ["t.gw", "t.json"] {
-        let src = if name.ends_with(".gw") { gw_src } else { json_src };
+        let src = if name.ends_with(".gw") {
+            gw_src
+        } else {
+            json_src
+        };
         let l = load::load_with(
             &Input::Text {
                 name: name.into(),
@@ -231,7 +231,11 @@ fn platforms_profiles_best_effort_and_expectations_match_json() {
 #[test]
 fn expectations_of_extended_files_are_not_inherited() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("base.gw"), "expect deny read ~/.ssh/id_rsa\n").unwrap();
+    std::fs::write(
+        dir.path().join("base.gw"),
+        "expect deny read ~/.ssh/id_rsa\n",
+    )
+    .unwrap();
     std::fs::write(
         dir.path().join("child.gw"),
         "extends \"./base.gw\"\nexpect allow write ./x\n",
@@ -248,9 +252,17 @@ fn expectations_of_extended_files_are_not_inherited() {
 fn extends_gw_and_json_files_and_includes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("base.json"), r#"{"filesystem": {"allowWrite": ["."]}}"#).unwrap();
+    std::fs::write(
+        d.join("base.json"),
+        r#"{"filesystem": {"allowWrite": ["."]}}"#,
+    )
+    .unwrap();
     std::fs::create_dir(d.join("frag")).unwrap();
-    std::fs::write(d.join("frag/secrets.gw"), "deny read ~/.ssh\ninclude \"more.gw\"\n").unwrap();
+    std::fs::write(
+        d.join("frag/secrets.gw"),
+        "deny read ~/.ssh\ninclude \"more.gw\"\n",
+    )
+    .unwrap();
     std::fs::write(d.join("frag/more.gw"), "deny read ~/.aws\n").unwrap();
     std::fs::write(
         d.join("mid.gw"),
@@ -270,7 +282,11 @@ fn extends_gw_and_json_files_and_includes() {
     std::fs::write(d.join("a.gw"), "include \"b.gw\"\n").unwrap();
     std::fs::write(d.join("b.gw"), "include \"a.gw\"\n").unwrap();
     let l = load::load(&Input::File(d.join("a.gw")));
-    assert!(l.diagnostics.iter().any(|x| x.code == Code::GwIncludeCycle), "{:?}", l.diagnostics);
+    assert!(
+        l.diagnostics.iter().any(|x| x.code == Code::GwIncludeCycle),
+        "{:?}",
+        l.diagnostics
+    );
     assert!(l.policy.is_none());
     std::fs::write(d.join("x.gw"), "extends \"./y.gw\"\n").unwrap();
     std::fs::write(d.join("y.gw"), "extends \"./x.gw\"\n").unwrap();
@@ -284,27 +300,91 @@ fn extends_gw_and_json_files_and_includes() {
 #[test]
 fn malformed_policies_get_precise_diagnostics() {
     let cases: &[(&str, Code, &str)] = &[
-        ("filesystem {\n  read \"~/.ssh\n}\n", Code::GwUnterminatedString, "2:8"),
-        ("filesytem {\n  read .\n}\n", Code::GwUnknownStatement, "1:1"),
-        ("filesystem {\n  raed .\n}\n", Code::GwUnknownStatement, "2:3"),
-        ("filesystem {\n  read $hmoe/x\n}\n", Code::GwUndefinedVariable, "2:8"),
-        ("filesystem {\n  default-deny-read = yes\n}\n", Code::GwTypeError, "2:23"),
-        ("network {\n  http-proxy-port = 99999\n}\n", Code::GwTypeError, "2:21"),
+        (
+            "filesystem {\n  read \"~/.ssh\n}\n",
+            Code::GwUnterminatedString,
+            "2:8",
+        ),
+        (
+            "filesytem {\n  read .\n}\n",
+            Code::GwUnknownStatement,
+            "1:1",
+        ),
+        (
+            "filesystem {\n  raed .\n}\n",
+            Code::GwUnknownStatement,
+            "2:3",
+        ),
+        (
+            "filesystem {\n  read $hmoe/x\n}\n",
+            Code::GwUndefinedVariable,
+            "2:8",
+        ),
+        (
+            "filesystem {\n  default-deny-read = yes\n}\n",
+            Code::GwTypeError,
+            "2:23",
+        ),
+        (
+            "network {\n  http-proxy-port = 99999\n}\n",
+            Code::GwTypeError,
+            "2:21",
+        ),
         ("network {\n  allow $home\n}\n", Code::GwTypeError, "2:9"),
-        ("let l = [a, b]\nfilesystem {\n  read x/$l\n}\n", Code::GwTypeError, "3:10"),
-        ("filesystem {\n  read x/$git_root\n}\n", Code::GwAnchorPlacement, "2:10"),
-        ("filesystem {\n  read \u{201c}x\u{201d}\n}\n", Code::GwStrayCharacter, "2:8"),
+        (
+            "let l = [a, b]\nfilesystem {\n  read x/$l\n}\n",
+            Code::GwTypeError,
+            "3:10",
+        ),
+        (
+            "filesystem {\n  read x/$git_root\n}\n",
+            Code::GwAnchorPlacement,
+            "2:10",
+        ),
+        (
+            "filesystem {\n  read \u{201c}x\u{201d}\n}\n",
+            Code::GwStrayCharacter,
+            "2:8",
+        ),
         ("filesystem {\n  read .\n", Code::GwSyntax, "1:12"),
         ("filesystem {\n  read .\n}\n}\n", Code::GwSyntax, "4:1"),
-        ("filesystem {\n  read \"a\\qb\"\n}\n", Code::GwBadEscape, "2:10"),
-        ("network {\n  alow-local-binding = true\n}\n", Code::GwUnknownSetting, "2:3"),
-        ("filesystem {\n  deny read\n}\n", Code::GwMissingValue, "2:3"),
-        ("filesystem {\n  write . except /etc\n}\n", Code::GwExceptOutside, "2:18"),
+        (
+            "filesystem {\n  read \"a\\qb\"\n}\n",
+            Code::GwBadEscape,
+            "2:10",
+        ),
+        (
+            "network {\n  alow-local-binding = true\n}\n",
+            Code::GwUnknownSetting,
+            "2:3",
+        ),
+        (
+            "filesystem {\n  deny read\n}\n",
+            Code::GwMissingValue,
+            "2:3",
+        ),
+        (
+            "filesystem {\n  write . except /etc\n}\n",
+            Code::GwExceptOutside,
+            "2:18",
+        ),
         ("expect deny raed ~/.ssh\n", Code::GwBadExpect, "1:13"),
-        ("environment {\n  drop AWS-*\n}\n", Code::GwEnvPattern, "2:8"),
+        (
+            "environment {\n  drop AWS-*\n}\n",
+            Code::GwEnvPattern,
+            "2:8",
+        ),
         ("on lnux {\n}\n", Code::GwUnknownStatement, "1:4"),
-        ("extends \"code\"\nextends \"code\"\n", Code::GwDuplicate, "2:9"),
-        ("network {\n  allow example.com:99999\n}\n", Code::InvalidDomain, "2:9"),
+        (
+            "extends \"code\"\nextends \"code\"\n",
+            Code::GwDuplicate,
+            "2:9",
+        ),
+        (
+            "network {\n  allow example.com:99999\n}\n",
+            Code::InvalidDomain,
+            "2:9",
+        ),
     ];
     for (src, code, at) in cases {
         let l = text("t.gw", src);
@@ -330,12 +410,18 @@ fn did_you_mean() {
             .unwrap()
     };
     assert_eq!(help("netwrok {\n}\n"), "did you mean `network`?");
-    assert_eq!(help("filesystem {\n  wirte .\n}\n"), "did you mean `write`?");
+    assert_eq!(
+        help("filesystem {\n  wirte .\n}\n"),
+        "did you mean `write`?"
+    );
     assert_eq!(
         help("let secrets = ~/.ssh\nfilesystem {\n  deny read $secret\n}\n"),
         "did you mean `$secrets`?"
     );
-    assert_eq!(help("filesystem {\n  read $xdg_cahce\n}\n"), "did you mean `$xdg_cache`?");
+    assert_eq!(
+        help("filesystem {\n  read $xdg_cahce\n}\n"),
+        "did you mean `$xdg_cache`?"
+    );
     assert_eq!(
         help("network {\n  allowLocalBinding = true\n}\n"),
         "the .gw spelling is `allow-local-binding`"
@@ -371,7 +457,12 @@ fn shipped_policies_have_identical_gw_twins() {
             std::fs::write(&path, out).unwrap();
         }
         let gw = load::load(&Input::File(path.clone()));
-        assert!(!gw.has_errors(), "{}: {:#?}", path.display(), gw.diagnostics);
+        assert!(
+            !gw.has_errors(),
+            "{}: {:#?}",
+            path.display(),
+            gw.diagnostics
+        );
         let json = load::template(t.name);
         assert_eq!(
             gw.policy.unwrap().without_origins(),
@@ -387,22 +478,8 @@ fn layer(input: Input) -> greywall_compiler::lower::Layer {
     l.unwrap_or_else(|| panic!("{d:#?}"))
 }
 
-fn strip(mut l: greywall_compiler::lower::Layer) -> greywall_compiler::lower::Layer {
-    l.extends = l.extends.map(|mut e| {
-        e.span = greywall_compiler::source::Span::new(greywall_compiler::source::SourceId(0), 0, 0);
-        e
-    });
-    l.adds = l.adds.without_origins();
-    l.removes = l.removes.without_origins();
-    l.profiles = l
-        .profiles
-        .into_iter()
-        .map(|(mut n, p)| {
-            n.span = greywall_compiler::source::Span::new(greywall_compiler::source::SourceId(0), 0, 0);
-            (n, strip(p))
-        })
-        .collect();
-    l
+fn strip(l: greywall_compiler::lower::Layer) -> greywall_compiler::lower::Layer {
+    l.without_origins()
 }
 
 fn as_text(name: &str, text: String) -> Input {
@@ -421,10 +498,20 @@ fn convert_round_trips_every_shipped_policy() {
         let gw_path = root().join("policies").join(format!("{}.gw", t.name));
         let from_json = strip(layer(Input::File(json)));
         let as_gw = gw::convert::to_gw(&from_json);
-        assert_eq!(strip(layer(as_text("x.gw", as_gw.clone()))), from_json, "{}:\n{as_gw}", t.name);
+        assert_eq!(
+            strip(layer(as_text("x.gw", as_gw.clone()))),
+            from_json,
+            "{}:\n{as_gw}",
+            t.name
+        );
         let from_gw = strip(layer(Input::File(gw_path)));
         let as_json = gw::convert::to_json(&from_gw);
-        assert_eq!(strip(layer(as_text("x.json", as_json.clone()))), from_gw, "{}:\n{as_json}", t.name);
+        assert_eq!(
+            strip(layer(as_text("x.json", as_json.clone()))),
+            from_gw,
+            "{}:\n{as_json}",
+            t.name
+        );
         // Converted output is already formatted.
         assert_eq!(
             gw::fmt::format(&as_gw, greywall_compiler::source::SourceId(0)).unwrap(),
@@ -497,4 +584,82 @@ fn shipped_gw_policies_are_formatted() {
         let out = gw::fmt::format(&text, greywall_compiler::source::SourceId(0)).unwrap();
         assert_eq!(out, text, "{} is not formatted", path.display());
     }
+}
+
+/// The fenced block of `lang` after `heading` in a document.
+fn block_after(doc: &str, heading: &str, lang: &str) -> String {
+    let at = doc
+        .find(heading)
+        .unwrap_or_else(|| panic!("no {heading:?}"));
+    let open = format!("```{lang}\n");
+    let start = doc[at..].find(&open).unwrap() + at + open.len();
+    let end = doc[start..].find("\n```").unwrap() + start;
+    format!("{}\n", &doc[start..end])
+}
+
+/// The side-by-side example of docs/policy-language.md: both forms compile to the same model,
+/// the `.gw` is markedly shorter, and its expectations hold.
+#[test]
+fn docs_side_by_side_is_the_same_policy() {
+    let doc = std::fs::read_to_string(root().join("docs/policy-language.md")).unwrap();
+    let heading = "## Side by side: an agent policy in both languages";
+    let json = block_after(&doc, heading, "json");
+    let gw_src = block_after(&doc, heading, "gw");
+    let j = json_ok(&json);
+    let g = gw_ok(&gw_src);
+    assert_eq!(g.without_origins(), j.without_origins());
+    {
+        let profile = "ci";
+        let load_as = |name: &str, text: &str| {
+            load::load_with(
+                &Input::Text {
+                    name: name.into(),
+                    text: text.into(),
+                    dir: ".".into(),
+                },
+                &LoadOptions {
+                    profile: Some(profile.into()),
+                },
+            )
+            .policy
+            .unwrap()
+            .without_origins()
+        };
+        assert_eq!(load_as("t.gw", &gw_src), load_as("t.json", &json));
+    }
+    let (gl, jl) = (gw_src.lines().count(), json.lines().count());
+    assert!(gl * 10 <= jl * 6, ".gw has {gl} lines, greywall.json {jl}");
+    let chars = |t: &str| t.chars().filter(|c| !c.is_whitespace()).count();
+    let (gc, jc) = (chars(&gw_src), chars(&json));
+    assert!(
+        gc * 100 <= jc * 85,
+        ".gw has {gc} characters, greywall.json {jc}"
+    );
+    let facts = greywall_compiler::decide::Facts::new("/w/project", "/home/u");
+    let (outcomes, problems) = greywall_compiler::expect::run(&g, Platform::Linux, &facts);
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(outcomes.len(), 5);
+    for o in &outcomes {
+        assert!(
+            o.passed(),
+            "{} fails: {}",
+            o.expectation.value,
+            o.decision.because
+        );
+    }
+}
+
+/// A failing expectation is reported at its line, with the rule that decided.
+#[test]
+fn failing_expectations_point_at_their_line() {
+    let src = "extends \"code\"\nexpect deny read ./README.md\nexpect deny read ~/.ssh/id_rsa\n";
+    let l = text("t.gw", src);
+    let p = l.policy.clone().unwrap();
+    let facts = greywall_compiler::decide::Facts::new("/w/project", "/home/u");
+    let diags = greywall_compiler::expect::check(&p, Platform::Linux, &facts, &l.sources);
+    assert_eq!(diags.len(), 1, "{diags:#?}");
+    assert_eq!(diags[0].code, Code::GwExpectFailed);
+    assert_eq!(l.sources.locate(diags[0].primary.unwrap()), "t.gw:2:1");
+    // The deciding rule (the default: reads are allowed) is named.
+    assert!(!diags[0].notes.is_empty());
 }

@@ -226,6 +226,25 @@ enum Expect {
     Macos(bool),
 }
 
+/// Whether a profile section states the same kind of rule as `decide` names.
+fn same_kind(kind: decide::RuleKind, section: &str) -> bool {
+    use decide::RuleKind as K;
+    let prefixes: &[&str] = match kind {
+        K::AllowWrite => &["allowWrite.", "Writable roots are readable."],
+        K::AllowRead => &["allowRead."],
+        K::DenyRead => &["denyRead:"],
+        K::DenyWrite => &["denyWrite."],
+        K::SecretFile => &["Environment files"],
+        K::Protection => &["Mandatory protections"],
+        K::DefaultDenyWrite => &["(deny default)"],
+        K::DefaultDenyRead => &["(deny default)", "Reads: everything"],
+        K::SystemReadable => &["Reads (defaultDenyRead)"],
+        K::SandboxPrivate => &["Writes: the per-user temporary directory"],
+        _ => return false,
+    };
+    prefixes.iter().any(|p| section.starts_with(p))
+}
+
 const CWD: &str = "/Users/dev/project";
 const HOME: &str = "/Users/dev";
 
@@ -370,6 +389,16 @@ fn decision_table_agrees_with_decide() {
                 *w
             }
         };
+        // Where the platforms agree, the deciding rule is the same kind of rule.
+        if *expect == Same
+            && let Some(r) = &model.rule
+            && !same_kind(r.kind, &rule.section)
+        {
+            failures.push(format!(
+                "{name}: {op} {path}: decided by the profile's `{}` (line {}), by decide's {:?}",
+                rule.section, rule.line, r.kind
+            ));
+        }
         if rule.allow != want {
             failures.push(format!(
                 "{name}: {op} {path}: profile says {} (rule at line {}), expected {} (decide: {})",

@@ -310,6 +310,11 @@ fn edited_env(ops: &[EnvOp]) -> Vec<(OsString, OsString)> {
         match op {
             EnvOp::UnsetPrefix(p) => env.retain(|(k, _)| !k.as_bytes().starts_with(p.as_bytes())),
             EnvOp::Unset(n) => env.retain(|(k, _)| k.as_bytes() != n.as_bytes()),
+            EnvOp::UnsetPrefixExcept(p, keep) => env.retain(|(k, _)| {
+                let k = k.as_bytes();
+                !k.starts_with(p.as_bytes())
+                    || keep.iter().any(|q| EnvOp::keep_matches(q.as_bytes(), k))
+            }),
             EnvOp::Set(n, v) => {
                 env.retain(|(k, _)| k.as_bytes() != n.as_bytes());
                 env.push((n.into(), v.into()));

@@ -52,6 +52,27 @@ pub enum Command {
         target: Target,
         json: bool,
         color: Color,
+        /// `--profile NAME`.
+        profile: Option<String>,
+    },
+    /// `greywall test`: check the policies' expectations.
+    Test {
+        files: Vec<PathBuf>,
+        settings: Option<PathBuf>,
+        profile: Option<String>,
+        color: Color,
+    },
+    /// `greywall fmt`: format `.gw` files in place (or check them).
+    Fmt {
+        files: Vec<PathBuf>,
+        check: bool,
+    },
+    /// `greywall convert`: greywall.json to `.gw` and back.
+    Convert {
+        file: PathBuf,
+        /// The output language; by default the other one.
+        to: Option<Lang>,
+        output: Option<PathBuf>,
     },
     Exec {
         cached: bool,
@@ -63,7 +84,7 @@ pub enum Command {
         network: crate::bridge::Options,
         argv: Vec<OsString>,
     },
-    /// `greywall explain [-s POLICY] [--json] read|write|exec|connect TARGET...`.
+    /// `greywall explain [-s POLICY] [--profile NAME] [--json] read|write|exec|connect TARGET...`.
     Explain(crate::cmd::explain::Args),
     /// `greywall logs [-n N] [--denied] [--json]`.
     Logs {
@@ -98,6 +119,13 @@ pub enum CompileSource {
     Discover(Option<PathBuf>),
     /// A policy file path or a built-in template name.
     Named(String),
+}
+
+/// A policy language, for `convert --to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    Gw,
+    Json,
 }
 
 /// Which platform's artifacts to emit.
@@ -143,14 +171,19 @@ Usage:
                                          run a command in the sandbox
   greywall [-s FILE] -- COMMAND [ARGS...]
   greywall [-s FILE] -c STRING           Greywall's forms (cached; -c runs STRING with bash)
-  greywall compile [-s FILE | POLICY] [--target linux|macos|all] [--json]
+  greywall compile [-s FILE | POLICY] [--target linux|macos|all] [--profile NAME] [--json]
                                          compile a policy into the artifact cache
+  greywall test [-s FILE | POLICY...] [--profile NAME]
+                                         check the `expect` statements of policies
+  greywall fmt [--check] FILE.gw...      format .gw policies in place (--check: only report)
+  greywall convert FILE [--to gw|json] [-o OUT]
+                                         greywall.json to .gw, or .gw to greywall.json
   greywall check [-s FILE] [--target linux|macos]
                                          what this machine (or macOS) enforces, rule by rule
   greywall lint [OPTIONS] [FILE...]      check policies (all problems, with positions)
   greywall config show [-s FILE] [--json]
                                          the effective policy and where each entry came from
-  greywall explain [-s POLICY] [--json] read|write|exec|connect TARGET...
+  greywall explain [-s POLICY] [--profile NAME] [--json] read|write|exec|connect TARGET...
                                          what the policy decides for an operation, and why
   greywall logs [-n N] [--denied] [--json]
                                          recent network decisions (greywall-proxyd's log)
@@ -160,6 +193,7 @@ Usage:
 
 Options:
   -s, --settings FILE    use this policy instead of the discovered one
+      --profile NAME     apply the policy's profile NAME (compile, test)
   -p, --port PORT        exec: expose a server the command runs on PORT at the host's
                          127.0.0.1:PORT (repeatable)
   -m, --monitor          exec: print the network requests the policy denies, as they happen
@@ -170,9 +204,11 @@ Options:
   -h, --help             this help
   -V, --version          version
 
-Policy discovery: --settings FILE; else greywall.json in the working directory or the
-nearest parent; else $XDG_CONFIG_HOME/greywall/greywall.json (~/.config/greywall/...);
-else ~/.greywall.json; else the built-in `default` template.
+Policy discovery: --settings FILE; else greywall.json or greywall.gw in the working
+directory or the nearest parent (both in one directory is an error); else
+$XDG_CONFIG_HOME/greywall/greywall.json or greywall.gw (~/.config/greywall/...); else
+~/.greywall.json; else the built-in `default` template. Policies are greywall.json (JSONC)
+or the .gw language (docs/policy-language.md).
 
 Exit status of lint and compile: 0 clean, 1 the policy has errors (or warnings with
 --deny-warnings), 2 usage or I/O failure. exec returns the command's status, or 125 when the
@@ -241,6 +277,9 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             Some("templates") => parse_templates(&mut p),
             Some("config") => parse_config(&mut p),
             Some("compile") => parse_compile(&mut p),
+            Some("test") => parse_test(&mut p),
+            Some("fmt") => parse_fmt(&mut p),
+            Some("convert") => parse_convert(&mut p),
             Some("check") => {
                 let mut settings = None;
                 let mut target = Target::Linux;
@@ -416,8 +455,74 @@ fn parse_logs(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
     })
 }
 
+fn parse_test(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
+    let mut files = Vec::new();
+    let mut settings = None;
+    let mut profile = None;
+    let mut color = Color::Auto;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Short('s') | Long("settings") => settings = Some(PathBuf::from(p.value()?)),
+            Long("profile") => profile = Some(p.value()?.to_string_lossy().into_owned()),
+            Long("color") => color = parse_color(p.value()?)?,
+            Value(v) => files.push(PathBuf::from(v)),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    if settings.is_some() && !files.is_empty() {
+        return Err(usage("give either --settings or policies to test, not both"));
+    }
+    Ok(Command::Test {
+        files,
+        settings,
+        profile,
+        color,
+    })
+}
+
+fn parse_fmt(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
+    let mut files = Vec::new();
+    let mut check = false;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("check") => check = true,
+            Value(v) => files.push(PathBuf::from(v)),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    if files.is_empty() {
+        return Err(usage("fmt needs the .gw files to format"));
+    }
+    Ok(Command::Fmt { files, check })
+}
+
+fn parse_convert(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
+    let mut file = None;
+    let mut to = None;
+    let mut output = None;
+    while let Some(arg) = p.next()? {
+        match arg {
+            Long("to") => {
+                to = Some(match p.value()?.to_str() {
+                    Some("gw") => Lang::Gw,
+                    Some("json") => Lang::Json,
+                    _ => return Err(usage("--to takes gw or json")),
+                })
+            }
+            Short('o') | Long("output") => output = Some(PathBuf::from(p.value()?)),
+            Value(v) if file.is_none() => file = Some(PathBuf::from(v)),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let Some(file) = file else {
+        return Err(usage("convert needs a policy file"));
+    };
+    Ok(Command::Convert { file, to, output })
+}
+
 fn parse_compile(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
     let mut settings = None;
+    let mut profile = None;
     let mut named = None;
     let mut target = Target::Linux;
     let mut json = false;
@@ -435,6 +540,7 @@ fn parse_compile(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
             }
             Long("json") => json = true,
             Long("color") => color = parse_color(p.value()?)?,
+            Long("profile") => profile = Some(p.value()?.to_string_lossy().into_owned()),
             Value(v) if named.is_none() => named = Some(v.to_string_lossy().into_owned()),
             other => return Err(other.unexpected().into()),
         }
@@ -451,6 +557,7 @@ fn parse_compile(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
         target,
         json,
         color,
+        profile,
     })
 }
 
@@ -662,9 +769,35 @@ mod tests {
                 source: CompileSource::Named("code".into()),
                 target: Target::Linux,
                 json: true,
-                color: Color::Auto
+                color: Color::Auto,
+                profile: None,
             }
         );
+        assert!(matches!(
+            parse_str(&["compile", "p.gw", "--profile", "ci"]).unwrap(),
+            Command::Compile { profile: Some(p), .. } if p == "ci"
+        ));
+        assert_eq!(
+            parse_str(&["fmt", "--check", "a.gw"]).unwrap(),
+            Command::Fmt {
+                files: vec!["a.gw".into()],
+                check: true
+            }
+        );
+        assert!(parse_str(&["fmt"]).is_err());
+        assert_eq!(
+            parse_str(&["convert", "greywall.json", "--to", "gw", "-o", "p.gw"]).unwrap(),
+            Command::Convert {
+                file: "greywall.json".into(),
+                to: Some(Lang::Gw),
+                output: Some("p.gw".into())
+            }
+        );
+        assert!(parse_str(&["convert", "a", "--to", "yaml"]).is_err());
+        assert!(matches!(
+            parse_str(&["test", "p.gw", "--profile", "ci"]).unwrap(),
+            Command::Test { files, profile: Some(_), .. } if files.len() == 1
+        ));
         assert!(parse_str(&["frobnicate"]).is_err());
         assert_eq!(
             parse_str(&["config", "show", "--json", "-s", "p.json"]).unwrap(),

@@ -3,10 +3,13 @@
 mod check;
 mod compile;
 mod config;
+mod convert;
 pub mod explain;
+mod fmt;
 mod lint;
 pub mod logs;
 mod templates;
+mod test;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -56,7 +59,27 @@ pub fn run(command: Command) -> ExitCode {
             target,
             json,
             color,
-        } => compile::run(&source, target, json, use_color(color, true)),
+            profile,
+        } => compile::run(
+            &source,
+            target,
+            json,
+            use_color(color, true),
+            profile.as_deref(),
+        ),
+        Command::Test {
+            files,
+            settings,
+            profile,
+            color,
+        } => test::run(
+            &files,
+            settings.as_deref(),
+            profile.as_deref(),
+            use_color(color, true),
+        ),
+        Command::Fmt { files, check } => fmt::run(&files, check),
+        Command::Convert { file, to, output } => convert::run(&file, to, output.as_deref()),
         Command::Help => print(HELP),
         Command::Version => print(&format!("greywall {}\n", env!("CARGO_PKG_VERSION"))),
         Command::Schema => print(&greywall_compiler::schema::schema_text()),

@@ -129,6 +129,31 @@ fn denials_exit_1_and_name_the_rule() {
 }
 
 #[test]
+fn symlinks_are_followed_as_the_kernel_does() {
+    let s = Scratch::new();
+    let policy = s.write("policy.json", POLICY);
+    std::fs::create_dir_all(s.root.join("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(s.root.join("elsewhere"), s.ws().join("out")).unwrap();
+    // Lexically inside the workspace; really outside it.
+    let o = s.explain(&["-s", &p(&policy), "write", "out/x"]);
+    status(&o, 1);
+    let out = stdout(&o);
+    let real = p(&s.root.join("elsewhere/x"));
+    assert!(out.starts_with(&format!("denied: write {real}\n")), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{}/out/x is {real}, with symlinks resolved",
+            p(&s.ws())
+        )),
+        "{out}"
+    );
+    let o = s.explain(&["-s", &p(&policy), "--json", "write", "out/x"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["decisions"][0]["path"], real);
+    assert_eq!(v["decisions"][0]["target"], "out/x");
+}
+
+#[test]
 fn reads_under_the_default_policy() {
     let s = Scratch::new();
     // No greywall.json anywhere: the built-in default (defaultDenyRead).
@@ -218,6 +243,53 @@ fn templates_by_name() {
         "{v}"
     );
     assert_eq!(d[1]["allowed"], true);
+}
+
+#[test]
+fn gw_policies_and_profiles() {
+    let s = Scratch::new();
+    let policy = s.write(
+        "policy.gw",
+        "filesystem {\n    write .\n}\non macos {\n    filesystem {\n        write ~/mac\n    }\n}\non linux {\n    filesystem {\n        write ~/lin\n    }\n}\nprofile ci {\n    network {\n        allow ghcr.io\n    }\n}\n",
+    );
+    let o = s.explain(&["-s", &p(&policy), "connect", "ghcr.io:443"]);
+    status(&o, 1);
+    assert!(stdout(&o).contains("no network rules"), "{}", stdout(&o));
+    let o = s.explain(&[
+        "-s",
+        &p(&policy),
+        "--profile",
+        "ci",
+        "connect",
+        "ghcr.io:443",
+    ]);
+    status(&o, 0);
+    assert!(
+        stdout(&o).contains(&format!("--> {}:16:15", p(&policy))),
+        "{}",
+        stdout(&o)
+    );
+    let o = s.explain(&["-s", &p(&policy), "write", "src/x"]);
+    status(&o, 0);
+    assert!(
+        stdout(&o).contains(&format!("--> {}:2:11", p(&policy))),
+        "{}",
+        stdout(&o)
+    );
+    // Only this platform's block applies.
+    let o = s.explain(&["-s", &p(&policy), "write", "~/lin/x", "~/mac/x"]);
+    status(&o, 1);
+    let out = stdout(&o);
+    assert!(out.starts_with("allowed: write "), "{out}");
+    assert!(out.contains(&format!("--> {}:11:15", p(&policy))), "{out}");
+    assert!(out.contains("\n\ndenied: write "), "{out}");
+    let o = s.explain(&["-s", &p(&policy), "--profile", "nope", "write", "src/x"]);
+    status(&o, 2);
+    assert!(
+        stderr(&o).contains("no profile named `nope`"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]

@@ -250,13 +250,16 @@ where
         st.log_outcome(&out, r);
     });
     let (mut parts, body) = req.into_parts();
-    let authority = parts.uri.authority().map(|a| a.as_str().to_string());
     strip_hop_by_hop(&mut parts.headers);
-    if !parts.headers.contains_key(header::HOST)
-        && let Some(a) = &authority
-    {
-        parts.headers.insert(header::HOST, header_text(a));
-    }
+    // The target decides the Host (RFC 9112 §3.2.2): a client cannot aim a request at one
+    // virtual host while proxyd decided on another.
+    let host_header = match outcome.port {
+        80 => outcome.host.clone(),
+        p => format!("{}:{p}", outcome.host),
+    };
+    parts
+        .headers
+        .insert(header::HOST, header_text(&host_header));
     let origin_form = parts
         .uri
         .path_and_query()

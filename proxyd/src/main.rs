@@ -159,6 +159,7 @@ fn main() -> ExitCode {
         }
     };
     let uid = paths::own_uid();
+    raise_fd_limit();
     let mut mappings = Mappings::new();
     let config = args.config.clone().or_else(|| {
         let base = env("XDG_CONFIG_HOME")
@@ -249,6 +250,17 @@ fn main() -> ExitCode {
         }
         ExitCode::SUCCESS
     })
+}
+
+/// Each tunnel holds two descriptors: use the hard limit, not the (often 1024) soft one.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        eprintln!("greywall-proxyd: cannot raise the descriptor limit: {e}");
+    }
 }
 
 fn bind(socket: &Path, uid: u32) -> Result<tokio::net::UnixListener, String> {

@@ -308,6 +308,8 @@ fn http_forwarding_and_connect_with_curl() {
         "Proxy-Authorization: Basic Zm9vOmJhcg==",
         "-H",
         "X-Kept: yes",
+        "-H",
+        "Host: denied.test",
         &format!("http://allowed.test:{web}/path?q=1"),
     ]);
     let out = text(&o);
@@ -319,6 +321,10 @@ fn http_forwarding_and_connect_with_curl() {
         "origin-form upstream: {out}"
     );
     assert!(out.to_ascii_lowercase().contains("x-kept: yes"), "{out}");
+    assert!(
+        out.contains(&format!("host: allowed.test:{web}")),
+        "Host follows the target: {out}"
+    );
     let lower = out.to_ascii_lowercase();
     assert!(
         !lower.contains("x-secret"),
@@ -836,4 +842,189 @@ fn socket_directory_and_ruleset_file_checks() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(!open.join("proxyd.sock").exists());
+}
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+#[test]
+fn aborted_connections_release_descriptors() {
+    let d = Daemon::start("abort", RESOLVE);
+    // A server that never stops sending.
+    let l = TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            thread::spawn(move || while c.write_all(&[0u8; 16384]).is_ok() {});
+        }
+    });
+    let reg = d.register("abort", r#"{"allowedDomains": ["allowed.test"]}"#);
+    let pid = d.child.id();
+    thread::sleep(Duration::from_millis(200));
+    let before = fd_count(pid);
+    let mut open = Vec::new();
+    for i in 0..40 {
+        let mut s = UnixStream::connect(&d.socket).unwrap();
+        let proto = if i % 2 == 0 { "http" } else { "socks5" };
+        s.write_all(format!("GW1 CONNECT {} {proto}\n", reg.token).as_bytes())
+            .unwrap();
+        if proto == "http" {
+            s.write_all(format!("CONNECT allowed.test:{port} HTTP/1.1\r\n\r\n").as_bytes())
+                .unwrap();
+        } else {
+            let mut req = vec![5, 1, 0, 5, 1, 0, 3, 12];
+            req.extend_from_slice(b"allowed.test");
+            req.extend_from_slice(&port.to_be_bytes());
+            s.write_all(&req).unwrap();
+        }
+        // Read some of the stream so the tunnel is established and busy.
+        let mut buf = [0u8; 4096];
+        s.read_exact(&mut buf).unwrap();
+        open.push(s);
+    }
+    assert!(fd_count(pid) >= before + 80, "tunnels hold descriptors");
+    // The clients vanish mid-download.
+    drop(open);
+    let t0 = Instant::now();
+    while fd_count(pid) > before {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "descriptors leaked: {} before, {} after",
+            before,
+            fd_count(pid)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // Every tunnel is in the log, with the bytes it moved.
+    let t0 = Instant::now();
+    loop {
+        let n = d
+            .log_lines()
+            .iter()
+            .filter(|v| v["host"] == "allowed.test" && v["bytes_down"].as_u64() >= Some(4096))
+            .count();
+        if n == 40 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "{n} of 40 logged");
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A minimal SOCKS5 upstream (username/password required) that records what it was asked
+/// for and maps `allowed.test` to 127.0.0.2 itself (as a socks5h upstream resolves names).
+fn upstream_socks() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let log = seen.clone();
+    thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            let log = log.clone();
+            thread::spawn(move || {
+                let mut g = [0u8; 3];
+                c.read_exact(&mut g).unwrap();
+                assert_eq!(g, [5, 1, 2], "credentials offered");
+                c.write_all(&[5, 2]).unwrap();
+                let mut a = [0u8; 2];
+                c.read_exact(&mut a).unwrap();
+                let mut user = vec![0u8; a[1] as usize + 1];
+                c.read_exact(&mut user).unwrap();
+                let mut pass = vec![0u8; user.pop().unwrap() as usize];
+                c.read_exact(&mut pass).unwrap();
+                let ok = user == b"u" && pass == b"pw";
+                c.write_all(&[1, if ok { 0 } else { 1 }]).unwrap();
+                if !ok {
+                    return;
+                }
+                let mut h = [0u8; 4];
+                c.read_exact(&mut h).unwrap();
+                let target = match h[3] {
+                    1 => {
+                        let mut b = [0u8; 4];
+                        c.read_exact(&mut b).unwrap();
+                        std::net::Ipv4Addr::from(b).to_string()
+                    }
+                    3 => {
+                        let mut n = [0u8; 1];
+                        c.read_exact(&mut n).unwrap();
+                        let mut b = vec![0u8; n[0] as usize];
+                        c.read_exact(&mut b).unwrap();
+                        String::from_utf8(b).unwrap()
+                    }
+                    _ => return,
+                };
+                let mut p = [0u8; 2];
+                c.read_exact(&mut p).unwrap();
+                let port = u16::from_be_bytes(p);
+                log.lock().unwrap().push(format!("{target}:{port}"));
+                let ip = if target == "allowed.test" {
+                    "127.0.0.2"
+                } else {
+                    &target
+                };
+                let Ok(up) = TcpStream::connect((ip, port)) else {
+                    let _ = c.write_all(&[5, 5, 0, 1, 0, 0, 0, 0, 0, 0]);
+                    return;
+                };
+                c.write_all(&[5, 0, 0, 1, 0, 0, 0, 0, 0, 0]).unwrap();
+                let (mut c2, mut up2) = (c.try_clone().unwrap(), up.try_clone().unwrap());
+                thread::spawn(move || {
+                    let _ = std::io::copy(&mut c2, &mut up2);
+                    let _ = up2.shutdown(Shutdown::Write);
+                });
+                let (mut up3, mut c3) = (up, c);
+                let _ = std::io::copy(&mut up3, &mut c3);
+                let _ = c3.shutdown(Shutdown::Write);
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[test]
+fn allowed_connections_chain_through_the_upstream_socks_proxy() {
+    // No --resolve for allowed.test here: with socks5h the upstream resolves it.
+    let d = Daemon::start("chain", &["--resolve", "mapped.test=127.0.0.2"]);
+    let web = http_server("127.0.0.2", "chained");
+    let (up, seen) = upstream_socks();
+    for scheme in ["socks5h", "socks5"] {
+        seen.lock().unwrap().clear();
+        let reg = d.register(
+            scheme,
+            &format!(
+                r#"{{"allowedDomains": ["allowed.test", "mapped.test"], "proxyUrl": "{scheme}://u:pw@127.0.0.1:{up}"}}"#
+            ),
+        );
+        let p = d.bridge(&reg.token, "http");
+        let proxy = format!("http://127.0.0.1:{p}");
+        if scheme == "socks5h" {
+            let o = curl(&["-x", &proxy, &format!("http://allowed.test:{web}/via")]);
+            assert!(text(&o).contains("hello from chained"), "{}", text(&o));
+        }
+        let o = curl(&["-p", "-x", &proxy, &format!("http://mapped.test:{web}/via")]);
+        assert!(text(&o).contains("hello from chained"), "{}", text(&o));
+        // Denied names never reach the upstream.
+        let o = curl(&["-i", "-x", &proxy, &format!("http://other.test:{web}/")]);
+        assert!(text(&o).contains("HTTP/1.1 403"), "{}", text(&o));
+        let got = seen.lock().unwrap().clone();
+        let want: Vec<String> = if scheme == "socks5h" {
+            // A name goes as a name; a --resolve mapping is applied by proxyd.
+            vec![format!("allowed.test:{web}"), format!("127.0.0.2:{web}")]
+        } else {
+            vec![format!("127.0.0.2:{web}")]
+        };
+        assert_eq!(got, want, "{scheme}");
+        let v = d.wait_log(|v| v["label"] == scheme && v["host"] == "mapped.test");
+        assert_eq!(
+            v["address"],
+            format!("127.0.0.1:{up}"),
+            "the upstream's address"
+        );
+    }
 }

@@ -399,7 +399,11 @@ impl Bench {
             return Ok(());
         }
         let err = String::from_utf8_lossy(&out.stderr);
-        let line = err.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("");
+        // The last line that is not one of greywall's notes says what went wrong.
+        let line = err
+            .lines()
+            .rfind(|l| !l.trim().is_empty() && !l.contains(": note: "))
+            .unwrap_or("");
         Err(format!("{}: {}", out.status, line.trim())
             .trim_end_matches(": ")
             .to_string())

@@ -127,12 +127,14 @@ pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
         0
     };
 
-    let env = vec![
+    // The policy's environment rules first, so greywall's own edits always hold.
+    let mut env = r.env.clone();
+    env.extend([
         EnvOp::UnsetPrefix("LD_".into()),
         EnvOp::UnsetPrefix("DYLD_".into()),
         EnvOp::Set("GREYWALL_SANDBOX".into(), "1".into()),
         EnvOp::Set("TMPDIR".into(), "/tmp".into()),
-    ];
+    ]);
 
     let mut without_userns =
         vec!["the private /tmp (the host's /tmp is used, under Landlock)".to_string()];

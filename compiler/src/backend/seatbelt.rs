@@ -11,11 +11,13 @@
 //! each later section only narrows or widens what the one before it said:
 //!
 //! 1. `(deny default)`, then process, IPC, sysctl and device allowances;
-//! 2. reads: everything, or (`defaultDenyRead`) the system, toolchains, `allowRead` and every
-//!    writable root;
+//! 2. reads: everything, or (`defaultDenyRead`) the system, toolchains, every writable root
+//!    and `allowRead`;
 //! 3. writes: `$TMPDIR`, devices, `allowWrite`;
-//! 4. denies, after the allows they carve from: `denyRead` (neither read nor written),
-//!    `.env` files, `denyWrite`, the mandatory protections, greywall's own state;
+//! 4. denies, after the allows they carve from, and among themselves in the reverse of the
+//!    precedence of [`crate::decide`] so that the rule that decides is the one it names:
+//!    `denyWrite`, the `.env` files, `denyRead` (neither read nor written), then the mandatory
+//!    protections and greywall's own state;
 //! 5. rename guards: `file-write-unlink` denied on protected paths, on every literal component
 //!    leading to them and on the ancestors of the working and home directory, so moving a
 //!    parent away cannot take a protected path out of its rule's reach;
@@ -416,30 +418,37 @@ pub fn profile(policy: &Policy, opts: &Options) -> Result<Profile, Vec<Unexpress
             reads.push(place_cover(&Place::named(HOME, rel)));
         }
         b.t.allow(&["file-read*"], reads);
-        let allow_read = b.list("filesystem.allowRead", &fs.allow_read);
-        b.t.allow_some(&["file-read*"], allow_read);
         let mut writable = vec![tmpdir.clone()];
         writable.extend(allow_write.iter().cloned());
         b.t.comment("Writable roots are readable.");
         b.t.allow(&["file-read*"], writable);
+        let allow_read = b.list("filesystem.allowRead", &fs.allow_read);
+        if !allow_read.is_empty() {
+            b.t.comment("allowRead.");
+        }
+        b.t.allow_some(&["file-read*"], allow_read);
     } else {
         b.t.comment("Reads: everything not denied below.");
         b.t.allow(&["file-read*"], vec![]);
     }
     b.t.blank();
 
-    b.t.comment(
-        "Writes: the per-user temporary directory, terminals and harmless devices, allowWrite.",
-    );
+    b.t.comment("Writes: the per-user temporary directory, terminals and harmless devices.");
     b.t.allow(&["file-write*"], vec![tmpdir]);
     b.t.allow(&["file-read*", "file-write*", "file-ioctl"], devices);
+    if !allow_write.is_empty() {
+        b.t.comment("allowWrite.");
+    }
     b.t.allow_some(&["file-write*"], allow_write);
     b.t.blank();
 
-    // Denies.
-    b.t.comment("denyRead: neither readable nor writable (as hidden paths on Linux).");
-    let deny_read = b.list("filesystem.denyRead", &fs.deny_read);
-    b.t.deny(&["file-read*", "file-write*"], deny_read);
+    // Denies, in the reverse of greywall's precedence (the last match decides): denyWrite,
+    // then the hidden paths (`.env` files, then denyRead), then the mandatory protections.
+    let deny_write = b.list("filesystem.denyWrite", &fs.deny_write);
+    if !deny_write.is_empty() {
+        b.t.comment("denyWrite.");
+    }
+    b.t.deny(&["file-write*"], deny_write);
     b.t.comment(
         "Environment files in the working directory hold secrets: not readable, not writable.",
     );
@@ -448,9 +457,11 @@ pub fn profile(policy: &Policy, opts: &Options) -> Result<Profile, Vec<Unexpress
         .map(|n| place_cover(&Place::named(CWD, n)))
         .collect();
     b.t.deny(&["file-read*", "file-write*"], secrets);
-    b.t.comment("denyWrite.");
-    let deny_write = b.list("filesystem.denyWrite", &fs.deny_write);
-    b.t.deny(&["file-write*"], deny_write);
+    let deny_read = b.list("filesystem.denyRead", &fs.deny_read);
+    if !deny_read.is_empty() {
+        b.t.comment("denyRead: neither readable nor writable (as hidden paths on Linux).");
+    }
+    b.t.deny(&["file-read*", "file-write*"], deny_read);
 
     b.t.comment(
         "Mandatory protections: startup files, hooks, editor and agent folders, greywall's state.",

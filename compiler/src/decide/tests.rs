@@ -278,8 +278,10 @@ fn secret_files_are_neither_readable_nor_writable() {
         expect(read(&p, name), false, RuleKind::SecretFile);
         expect(write(&p, name), false, RuleKind::SecretFile);
     }
-    // Only in the working directory itself.
+    // Hidden only in the working directory itself; refused for writing below it too.
     expect(read(&p, "sub/.env"), true, RuleKind::DefaultDenyRead);
+    expect(write(&p, "sub/.env"), false, RuleKind::SecretFile);
+    expect(write(&p, "a/b/.env.test"), false, RuleKind::SecretFile);
     expect(read(&p, ".env.example"), true, RuleKind::DefaultDenyRead);
     expect(write(&p, ".env.example"), true, RuleKind::AllowWrite);
 }

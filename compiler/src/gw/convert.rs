@@ -18,7 +18,22 @@ use crate::pattern::path::PathPattern;
 const WIDTH: usize = 96;
 
 /// Words with a meaning inside rules; values spelled like them are quoted.
-const RESERVED: &[&str] = &["except", "and", "subdomains", "of", "true", "false", "unix-socket", "unix-sockets", "host", "hosts", "command", "commands", "read", "write"];
+const RESERVED: &[&str] = &[
+    "except",
+    "and",
+    "subdomains",
+    "of",
+    "true",
+    "false",
+    "unix-socket",
+    "unix-sockets",
+    "host",
+    "hosts",
+    "command",
+    "commands",
+    "read",
+    "write",
+];
 
 /// A value as a `.gw` atom: bare when that reads back the same, quoted otherwise.
 pub fn atom(s: &str) -> String {
@@ -26,7 +41,10 @@ pub fn atom(s: &str) -> String {
         && !RESERVED.contains(&s)
         && s.chars().all(|c| {
             c.is_ascii_graphic()
-                && !matches!(c, ',' | ';' | '#' | '{' | '}' | '[' | ']' | '"' | '=' | '$' | '\\')
+                && !matches!(
+                    c,
+                    ',' | ';' | '#' | '{' | '}' | '[' | ']' | '"' | '=' | '$' | '\\'
+                )
         });
     if bare { s.to_string() } else { quote(s) }
 }
@@ -128,7 +146,13 @@ fn vals<T>(l: &List<T>, f: impl Fn(&T) -> String) -> Vec<String> {
     l.iter().map(|e| f(&e.value)).collect()
 }
 
-fn setting<T>(out: &mut String, indent: &str, name: &str, s: &Setting<T>, f: impl Fn(&T) -> Option<String>) {
+fn setting<T>(
+    out: &mut String,
+    indent: &str,
+    name: &str,
+    s: &Setting<T>,
+    f: impl Fn(&T) -> Option<String>,
+) {
     if s.is_set()
         && let Some(v) = f(&s.value)
     {
@@ -139,7 +163,9 @@ fn setting<T>(out: &mut String, indent: &str, name: &str, s: &Setting<T>, f: imp
 /// A command line: bare words when each reads back as itself, else one string.
 fn cmd(c: &impl std::fmt::Display) -> String {
     let s = c.to_string();
-    let plain = s.split(' ').all(|w| !w.is_empty() && atom(w) == w || RESERVED.contains(&w) && !w.is_empty())
+    let plain = s
+        .split(' ')
+        .all(|w| !w.is_empty() && atom(w) == w || RESERVED.contains(&w) && !w.is_empty())
         && !s.contains("  ");
     if plain { s } else { quote(&s) }
 }
@@ -151,7 +177,12 @@ fn gw_body(out: &mut String, a: &Policy, r: &Policy, indent: &str) {
     let b = |v: &bool| Some(v.to_string());
 
     setting(out, indent, "allow-pty", &a.allow_pty, b);
-    rule(out, indent, "best-effort", &vals(&a.best_effort, |s| s.to_string()));
+    rule(
+        out,
+        indent,
+        "best-effort",
+        &vals(&a.best_effort, |s| s.to_string()),
+    );
 
     let mut s = String::new();
     let f = &a.filesystem;
@@ -164,8 +195,18 @@ fn gw_body(out: &mut String, a: &Policy, r: &Policy, indent: &str) {
     setting(&mut s, i, "allow-git-config", &f.allow_git_config, b);
     rule(&mut s, i, "remove read", &vals(&rf.allow_read, path_atom));
     rule(&mut s, i, "remove write", &vals(&rf.allow_write, path_atom));
-    rule(&mut s, i, "remove deny read", &vals(&rf.deny_read, path_atom));
-    rule(&mut s, i, "remove deny write", &vals(&rf.deny_write, path_atom));
+    rule(
+        &mut s,
+        i,
+        "remove deny read",
+        &vals(&rf.deny_read, path_atom),
+    );
+    rule(
+        &mut s,
+        i,
+        "remove deny write",
+        &vals(&rf.deny_write, path_atom),
+    );
     section(out, indent, "filesystem", &s);
 
     let mut s = String::new();
@@ -173,22 +214,60 @@ fn gw_body(out: &mut String, a: &Policy, r: &Policy, indent: &str) {
     let rn = &r.network;
     rule(&mut s, i, "allow", &vals(&n.allowed_domains, domain_atom));
     rule(&mut s, i, "deny", &vals(&n.denied_domains, domain_atom));
-    rule(&mut s, i, "allow unix-socket", &vals(&n.allow_unix_sockets, path_atom));
-    setting(&mut s, i, "allow-all-unix-sockets", &n.allow_all_unix_sockets, b);
+    rule(
+        &mut s,
+        i,
+        "allow unix-socket",
+        &vals(&n.allow_unix_sockets, path_atom),
+    );
+    setting(
+        &mut s,
+        i,
+        "allow-all-unix-sockets",
+        &n.allow_all_unix_sockets,
+        b,
+    );
     setting(&mut s, i, "allow-local-binding", &n.allow_local_binding, b);
-    setting(&mut s, i, "allow-local-outbound", &n.allow_local_outbound, |v| {
-        v.map(|x| x.to_string())
+    setting(
+        &mut s,
+        i,
+        "allow-local-outbound",
+        &n.allow_local_outbound,
+        |v| v.map(|x| x.to_string()),
+    );
+    setting(&mut s, i, "http-proxy-port", &n.http_proxy_port, |p| {
+        Some(p.to_string())
     });
-    setting(&mut s, i, "http-proxy-port", &n.http_proxy_port, |p| Some(p.to_string()));
-    setting(&mut s, i, "socks-proxy-port", &n.socks_proxy_port, |p| Some(p.to_string()));
-    setting(&mut s, i, "proxy-url", &n.proxy_url, |u| u.as_ref().map(|u| quote(&url_text(u))));
+    setting(&mut s, i, "socks-proxy-port", &n.socks_proxy_port, |p| {
+        Some(p.to_string())
+    });
+    setting(&mut s, i, "proxy-url", &n.proxy_url, |u| {
+        u.as_ref().map(|u| quote(&url_text(u)))
+    });
     setting(&mut s, i, "http-proxy-url", &n.http_proxy_url, |u| {
         u.as_ref().map(|u| quote(&url_text(u)))
     });
-    setting(&mut s, i, "dns-addr", &n.dns_addr, |h| h.as_ref().map(|h| quote(&h.to_string())));
-    rule(&mut s, i, "remove allow", &vals(&rn.allowed_domains, domain_atom));
-    rule(&mut s, i, "remove deny", &vals(&rn.denied_domains, domain_atom));
-    rule(&mut s, i, "remove allow unix-socket", &vals(&rn.allow_unix_sockets, path_atom));
+    setting(&mut s, i, "dns-addr", &n.dns_addr, |h| {
+        h.as_ref().map(|h| quote(&h.to_string()))
+    });
+    rule(
+        &mut s,
+        i,
+        "remove allow",
+        &vals(&rn.allowed_domains, domain_atom),
+    );
+    rule(
+        &mut s,
+        i,
+        "remove deny",
+        &vals(&rn.denied_domains, domain_atom),
+    );
+    rule(
+        &mut s,
+        i,
+        "remove allow unix-socket",
+        &vals(&rn.allow_unix_sockets, path_atom),
+    );
     section(out, indent, "network", &s);
 
     let mut s = String::new();
@@ -204,16 +283,46 @@ fn gw_body(out: &mut String, a: &Policy, r: &Policy, indent: &str) {
     let mut s = String::new();
     let h = &a.ssh;
     let rh = &r.ssh;
-    rule(&mut s, i, "allow host", &vals(&h.allowed_hosts, |x| atom(&x.to_string())));
-    rule(&mut s, i, "deny host", &vals(&h.denied_hosts, |x| atom(&x.to_string())));
+    rule(
+        &mut s,
+        i,
+        "allow host",
+        &vals(&h.allowed_hosts, |x| atom(&x.to_string())),
+    );
+    rule(
+        &mut s,
+        i,
+        "deny host",
+        &vals(&h.denied_hosts, |x| atom(&x.to_string())),
+    );
     rule(&mut s, i, "allow command", &vals(&h.allowed_commands, cmd));
     rule(&mut s, i, "deny command", &vals(&h.denied_commands, cmd));
     setting(&mut s, i, "allow-all-commands", &h.allow_all_commands, b);
     setting(&mut s, i, "inherit-deny", &h.inherit_deny, b);
-    rule(&mut s, i, "remove allow host", &vals(&rh.allowed_hosts, |x| atom(&x.to_string())));
-    rule(&mut s, i, "remove deny host", &vals(&rh.denied_hosts, |x| atom(&x.to_string())));
-    rule(&mut s, i, "remove allow command", &vals(&rh.allowed_commands, cmd));
-    rule(&mut s, i, "remove deny command", &vals(&rh.denied_commands, cmd));
+    rule(
+        &mut s,
+        i,
+        "remove allow host",
+        &vals(&rh.allowed_hosts, |x| atom(&x.to_string())),
+    );
+    rule(
+        &mut s,
+        i,
+        "remove deny host",
+        &vals(&rh.denied_hosts, |x| atom(&x.to_string())),
+    );
+    rule(
+        &mut s,
+        i,
+        "remove allow command",
+        &vals(&rh.allowed_commands, cmd),
+    );
+    rule(
+        &mut s,
+        i,
+        "remove deny command",
+        &vals(&rh.denied_commands, cmd),
+    );
     section(out, indent, "ssh", &s);
 
     let mut s = String::new();
@@ -323,7 +432,11 @@ impl J {
                 if one.len() + pad.len() + 24 <= WIDTH {
                     out.push_str(&one);
                 } else {
-                    let _ = write!(out, "[\n{pad}{}\n{close}]", items.join(&format!(",\n{pad}")));
+                    let _ = write!(
+                        out,
+                        "[\n{pad}{}\n{close}]",
+                        items.join(&format!(",\n{pad}"))
+                    );
                 }
             }
             J::Obj(members) if members.is_empty() => out.push_str("{}"),
@@ -351,7 +464,11 @@ impl Obj {
 
     fn list<T>(&mut self, key: &str, adds: &List<T>, removes: &List<T>, f: impl Fn(&T) -> String) {
         let mut items: Vec<String> = adds.iter().map(|e| json_str(&f(&e.value))).collect();
-        items.extend(removes.iter().map(|e| json_str(&format!("!{}", f(&e.value)))));
+        items.extend(
+            removes
+                .iter()
+                .map(|e| json_str(&format!("!{}", f(&e.value)))),
+        );
         if !items.is_empty() {
             self.0.push((key.to_string(), J::Arr(items)));
         }
@@ -378,9 +495,24 @@ fn json_sections(o: &mut Obj, a: &Policy, r: &Policy) {
     let n = &a.network;
     let rn = &r.network;
     let mut net = Obj::default();
-    net.list("allowedDomains", &n.allowed_domains, &rn.allowed_domains, |d| d.to_string());
-    net.list("deniedDomains", &n.denied_domains, &rn.denied_domains, |d| d.to_string());
-    net.list("allowUnixSockets", &n.allow_unix_sockets, &rn.allow_unix_sockets, |p| p.to_string());
+    net.list(
+        "allowedDomains",
+        &n.allowed_domains,
+        &rn.allowed_domains,
+        |d| d.to_string(),
+    );
+    net.list(
+        "deniedDomains",
+        &n.denied_domains,
+        &rn.denied_domains,
+        |d| d.to_string(),
+    );
+    net.list(
+        "allowUnixSockets",
+        &n.allow_unix_sockets,
+        &rn.allow_unix_sockets,
+        |p| p.to_string(),
+    );
     net.flag("allowAllUnixSockets", &n.allow_all_unix_sockets);
     net.flag("allowLocalBinding", &n.allow_local_binding);
     if let (Some(_), Some(v)) = (n.allow_local_outbound.origin, n.allow_local_outbound.value) {
@@ -407,10 +539,16 @@ fn json_sections(o: &mut Obj, a: &Policy, r: &Policy) {
     let rf = &r.filesystem;
     let mut fs = Obj::default();
     fs.flag("defaultDenyRead", &f.default_deny_read);
-    fs.list("allowRead", &f.allow_read, &rf.allow_read, |p| p.to_string());
+    fs.list("allowRead", &f.allow_read, &rf.allow_read, |p| {
+        p.to_string()
+    });
     fs.list("denyRead", &f.deny_read, &rf.deny_read, |p| p.to_string());
-    fs.list("allowWrite", &f.allow_write, &rf.allow_write, |p| p.to_string());
-    fs.list("denyWrite", &f.deny_write, &rf.deny_write, |p| p.to_string());
+    fs.list("allowWrite", &f.allow_write, &rf.allow_write, |p| {
+        p.to_string()
+    });
+    fs.list("denyWrite", &f.deny_write, &rf.deny_write, |p| {
+        p.to_string()
+    });
     fs.flag("allowGitConfig", &f.allow_git_config);
     o.obj("filesystem", fs);
 
@@ -425,10 +563,24 @@ fn json_sections(o: &mut Obj, a: &Policy, r: &Policy) {
     let s = &a.ssh;
     let rs = &r.ssh;
     let mut ssh = Obj::default();
-    ssh.list("allowedHosts", &s.allowed_hosts, &rs.allowed_hosts, |x| x.to_string());
-    ssh.list("deniedHosts", &s.denied_hosts, &rs.denied_hosts, |x| x.to_string());
-    ssh.list("allowedCommands", &s.allowed_commands, &rs.allowed_commands, |x| x.to_string());
-    ssh.list("deniedCommands", &s.denied_commands, &rs.denied_commands, |x| x.to_string());
+    ssh.list("allowedHosts", &s.allowed_hosts, &rs.allowed_hosts, |x| {
+        x.to_string()
+    });
+    ssh.list("deniedHosts", &s.denied_hosts, &rs.denied_hosts, |x| {
+        x.to_string()
+    });
+    ssh.list(
+        "allowedCommands",
+        &s.allowed_commands,
+        &rs.allowed_commands,
+        |x| x.to_string(),
+    );
+    ssh.list(
+        "deniedCommands",
+        &s.denied_commands,
+        &rs.denied_commands,
+        |x| x.to_string(),
+    );
     ssh.flag("allowAllCommands", &s.allow_all_commands);
     ssh.flag("inheritDeny", &s.inherit_deny);
     o.obj("ssh", ssh);
@@ -442,7 +594,9 @@ fn json_sections(o: &mut Obj, a: &Policy, r: &Policy) {
     o.obj("environment", env);
 
     o.flag("allowPty", &a.allow_pty);
-    o.list("bestEffort", &a.best_effort, &r.best_effort, |x| x.to_string());
+    o.list("bestEffort", &a.best_effort, &r.best_effort, |x| {
+        x.to_string()
+    });
     for (key, platform) in Platform::ALL {
         for ov in a.platforms.iter().filter(|ov| ov.platform == *platform) {
             let mut p = Obj::default();

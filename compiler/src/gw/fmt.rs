@@ -69,9 +69,7 @@ impl Fmt<'_> {
             let span = node.span();
             if let Some(end) = prev_end {
                 let same_line = self.line(end) == self.line(span.start);
-                if same_line
-                    && let Node::Comment(c, _) = node
-                {
+                if same_line && let Node::Comment(c, _) = node {
                     // A comment after a statement (or after the `{`) stays on its line.
                     while self.out.ends_with('\n') {
                         self.out.pop();

@@ -13,7 +13,7 @@ use crate::config::Spanned;
 use crate::diagnostic::{Code, Diagnostic};
 use crate::lower::{Layer, parse_host_port, parse_proxy_url};
 use crate::model::{
-    EnvPattern, EnvSet, Entry, ExpectOp, Expectation, List, Overlay, Platform, Policy, Section,
+    Entry, EnvPattern, EnvSet, ExpectOp, Expectation, List, Overlay, Platform, Policy, Section,
     Setting,
 };
 use crate::pattern::PatternError;
@@ -343,7 +343,14 @@ impl Lx<'_> {
             return;
         }
         if rest.first().is_some_and(|a| a.kind == AtomKind::Assign) {
-            self.setting(Sec::Top, &kw, first.span, &rest[1..], t, w == Where::Platform);
+            self.setting(
+                Sec::Top,
+                &kw,
+                first.span,
+                &rest[1..],
+                t,
+                w == Where::Platform,
+            );
             self.no_block(item);
             return;
         }
@@ -414,11 +421,7 @@ impl Lx<'_> {
 
     fn no_block(&mut self, item: &Item) {
         if let Some(b) = &item.block {
-            self.err(
-                Code::GwMisplaced,
-                "this statement takes no block",
-                b.span,
-            );
+            self.err(Code::GwMisplaced, "this statement takes no block", b.span);
         }
     }
 
@@ -432,11 +435,7 @@ impl Lx<'_> {
             "a statement starts with a keyword",
             a.span,
         )
-        .help = Some(format!(
-            "statements in {}: {}",
-            sec.name(),
-            kws.join(", ")
-        ));
+        .help = Some(format!("statements in {}: {}", sec.name(), kws.join(", ")));
     }
 
     fn unknown_statement(&mut self, kw: &str, span: Span, sec: Sec) {
@@ -669,7 +668,8 @@ impl Lx<'_> {
                         let Some(v) = self.single(value, eq.span, "set", Kind::Text) else {
                             return;
                         };
-                        let span = Span::new(self.source, name.span.start as usize, v.span.end as usize);
+                        let span =
+                            Span::new(self.source, name.span.start as usize, v.span.end as usize);
                         match EnvSet::parse(&format!("{n}={}", v.text)) {
                             Ok(value) => a.environment.set.push(Entry {
                                 value,
@@ -744,7 +744,11 @@ impl Lx<'_> {
         }
     }
 
-    fn push_paths(&mut self, vals: &[Val], list: &mut List<PathPattern>) -> Vec<(PathPattern, Span)> {
+    fn push_paths(
+        &mut self,
+        vals: &[Val],
+        list: &mut List<PathPattern>,
+    ) -> Vec<(PathPattern, Span)> {
         let mut out = Vec::new();
         for v in vals {
             match PathPattern::parse(&v.text) {
@@ -846,7 +850,11 @@ impl Lx<'_> {
                 i += 2;
             }
             let Some(v) = rest.get(i) else {
-                self.err(Code::GwMissingValue, "`subdomains of` needs a domain", start);
+                self.err(
+                    Code::GwMissingValue,
+                    "`subdomains of` needs a domain",
+                    start,
+                );
                 break;
             };
             if prefix.is_empty() {
@@ -1007,7 +1015,10 @@ impl Lx<'_> {
         {
             self.err(
                 Code::GwTypeError,
-                format!("`${anchor}` is a path, but {} is expected here", kind.what()),
+                format!(
+                    "`${anchor}` is a path, but {} is expected here",
+                    kind.what()
+                ),
                 v.span,
             )
             .help = Some("built-in path variables belong in filesystem rules".into());
@@ -1023,8 +1034,12 @@ impl Lx<'_> {
             match p {
                 Part::Text(t) => text.push_str(t),
                 Part::Var(None, vspan) => {
-                    self.err(Code::GwUndefinedVariable, "`$` without a variable name", *vspan)
-                        .help = Some("write `\\$` for a literal dollar sign, inside a string".into());
+                    self.err(
+                        Code::GwUndefinedVariable,
+                        "`$` without a variable name",
+                        *vspan,
+                    )
+                    .help = Some("write `\\$` for a literal dollar sign, inside a string".into());
                     ok = false;
                 }
                 Part::Var(Some(name), vspan) => {
@@ -1056,9 +1071,10 @@ impl Lx<'_> {
                         continue;
                     }
                     let builtin = BUILTINS.contains(&name.as_str())
-                        || name
-                            .strip_prefix("env.")
-                            .is_some_and(|n| !n.is_empty() && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+                        || name.strip_prefix("env.").is_some_and(|n| {
+                            !n.is_empty()
+                                && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        });
                     if !builtin {
                         let mut candidates: Vec<&str> =
                             self.vars.iter().map(|v| v.name.as_str()).collect();
@@ -1138,14 +1154,21 @@ impl Lx<'_> {
             return;
         };
         if eq.kind != AtomKind::Assign {
-            self.err(Code::GwMissingValue, "expected `=` after the variable name", eq.span);
+            self.err(
+                Code::GwMissingValue,
+                "expected `=` after the variable name",
+                eq.span,
+            );
             return;
         }
         let Some(n) = word_of(name) else {
             self.err(Code::GwTypeError, "expected a variable name", name.span);
             return;
         };
-        let valid = n.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let valid = n
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && n.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
             self.err(
@@ -1175,7 +1198,8 @@ impl Lx<'_> {
             .push((prev, "first defined here".into()));
             return;
         }
-        let list = value.len() != 1 || matches!(value.first().map(|a| &a.kind), Some(AtomKind::List(_)));
+        let list =
+            value.len() != 1 || matches!(value.first().map(|a| &a.kind), Some(AtomKind::List(_)));
         let mut vals = Vec::new();
         for a in value {
             self.atom_values(a, Kind::Path, &mut vals);
@@ -1220,13 +1244,22 @@ impl Lx<'_> {
             } else if let Some(other) = elsewhere(&kebab) {
                 format!("`{kebab}` belongs in the `{other}` section")
             } else if settings.is_empty() {
-                format!("{} has no settings; its statements: {}", sec.name(), kws.join(", "))
+                format!(
+                    "{} has no settings; its statements: {}",
+                    sec.name(),
+                    kws.join(", ")
+                )
             } else {
                 format!("settings here: {}", settings.join(", "))
             });
             return;
         }
-        let key = (sec, in_platform.then_some(Platform::Linux), name.to_string(), self.scope());
+        let key = (
+            sec,
+            in_platform.then_some(Platform::Linux),
+            name.to_string(),
+            self.scope(),
+        );
         if let Some(prev) = self.settings.get(&key).copied() {
             self.err(
                 Code::GwDuplicate,
@@ -1353,7 +1386,15 @@ impl Lx<'_> {
 
     // ----- blocks ------------------------------------------------------------------------------
 
-    fn platform(&mut self, item: &Item, rest: &[&Atom], kw_span: Span, sec: Sec, t: &mut Target<'_>, w: Where) {
+    fn platform(
+        &mut self,
+        item: &Item,
+        rest: &[&Atom],
+        kw_span: Span,
+        sec: Sec,
+        t: &mut Target<'_>,
+        w: Where,
+    ) {
         let Some(b) = &item.block else {
             self.err(Code::GwMisplaced, "`on PLATFORM` needs a block", kw_span)
                 .help = Some("write `on linux { … }`".into());
@@ -1368,7 +1409,11 @@ impl Lx<'_> {
             return;
         }
         let Some(name_atom) = rest.first() else {
-            self.err(Code::GwMissingValue, "`on` needs a platform: linux or macos", kw_span);
+            self.err(
+                Code::GwMissingValue,
+                "`on` needs a platform: linux or macos",
+                kw_span,
+            );
             return;
         };
         let name = word_of(name_atom).unwrap_or_default();
@@ -1378,17 +1423,28 @@ impl Lx<'_> {
                 format!("unknown platform `{name}`"),
                 name_atom.span,
             );
-            d.help = Some(match did_you_mean(&name, Platform::ALL.iter().map(|(n, _)| *n)) {
-                Some(s) => format!("did you mean `{s}`?"),
-                None => "platforms: linux, macos".into(),
-            });
+            d.help = Some(
+                match did_you_mean(&name, Platform::ALL.iter().map(|(n, _)| *n)) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "platforms: linux, macos".into(),
+                },
+            );
             return;
         };
         if rest.len() > 1 {
-            self.err(Code::GwUnknownStatement, "unexpected words after the platform", rest[1].span);
+            self.err(
+                Code::GwUnknownStatement,
+                "unexpected words after the platform",
+                rest[1].span,
+            );
         }
         // One overlay per platform and body, as greywall.json has one `linux` object.
-        let mut o = match t.adds.platforms.iter().position(|o| o.platform == *platform) {
+        let mut o = match t
+            .adds
+            .platforms
+            .iter()
+            .position(|o| o.platform == *platform)
+        {
             Some(i) => t.adds.platforms.remove(i),
             None => Overlay {
                 platform: *platform,
@@ -1423,7 +1479,9 @@ impl Lx<'_> {
         };
         let name = word_of(name_atom).unwrap_or_default();
         let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !valid {
             self.err(
                 Code::GwTypeError,
@@ -1465,7 +1523,14 @@ impl Lx<'_> {
         }
     }
 
-    fn best_effort(&mut self, item: &Item, rest: &[&Atom], kw_span: Span, t: &mut Target<'_>, w: Where) {
+    fn best_effort(
+        &mut self,
+        item: &Item,
+        rest: &[&Atom],
+        kw_span: Span,
+        t: &mut Target<'_>,
+        w: Where,
+    ) {
         let mut sections = Vec::new();
         for a in rest {
             if a.kind == AtomKind::Comma {
@@ -1490,8 +1555,12 @@ impl Lx<'_> {
         }
         if sections.is_empty() {
             if rest.is_empty() {
-                self.err(Code::GwMissingValue, "`best-effort` needs a section", kw_span)
-                    .help = Some("write `best-effort ssh` or `best-effort ssh { … }`".into());
+                self.err(
+                    Code::GwMissingValue,
+                    "`best-effort` needs a section",
+                    kw_span,
+                )
+                .help = Some("write `best-effort ssh` or `best-effort ssh { … }`".into());
             }
             return;
         }
@@ -1533,10 +1602,15 @@ impl Lx<'_> {
                     "an expectation says `allow` or `deny`",
                     at,
                 );
-                d.help = Some(match verdict.as_deref().and_then(|v| did_you_mean(v, ["allow", "deny"])) {
-                    Some(s) => format!("did you mean `{s}`?"),
-                    None => "write e.g. `expect deny read ~/.ssh/id_rsa`".into(),
-                });
+                d.help = Some(
+                    match verdict
+                        .as_deref()
+                        .and_then(|v| did_you_mean(v, ["allow", "deny"]))
+                    {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => "write e.g. `expect deny read ~/.ssh/id_rsa`".into(),
+                    },
+                );
                 return;
             }
         };
@@ -1578,7 +1652,9 @@ impl Lx<'_> {
             .help = Some("write one `expect` per target".into());
             return;
         }
-        let Some(v) = vals.into_iter().next() else { return };
+        let Some(v) = vals.into_iter().next() else {
+            return;
+        };
         let span = Span::new(self.source, kw_span.start as usize, v.span.end as usize);
         match Expectation::new(allow, *op, &v.text) {
             Ok(value) => t.adds.expects.push(Entry {
@@ -1596,7 +1672,9 @@ impl Lx<'_> {
         if let Some(a) = &v.anchor {
             self.err(
                 Code::GwTypeError,
-                format!("`include` cannot use `${a}`: files are read before the policy is resolved"),
+                format!(
+                    "`include` cannot use `${a}`: files are read before the policy is resolved"
+                ),
                 v.span,
             )
             .help = Some("write the path relative to this file".into());
@@ -1607,7 +1685,10 @@ impl Lx<'_> {
             return;
         };
         if let Some(pos) = self.stack.iter().position(|(k, _)| *k == key) {
-            let chain: Vec<Span> = self.stack[pos + 1..].iter().filter_map(|(_, v)| *v).collect();
+            let chain: Vec<Span> = self.stack[pos + 1..]
+                .iter()
+                .filter_map(|(_, v)| *v)
+                .collect();
             let d = self.err(
                 Code::GwIncludeCycle,
                 format!("circular `include`: `{}` is already being included", v.text),

@@ -187,7 +187,10 @@ fn stray(c: char, span: Span) -> Diagnostic {
     let code = c as u32;
     let d = Diagnostic::new(
         Code::GwStrayCharacter,
-        format!("unexpected character `{}` (U+{code:04X})", c.escape_default()),
+        format!(
+            "unexpected character `{}` (U+{code:04X})",
+            c.escape_default()
+        ),
     )
     .at(span);
     match c {
@@ -197,20 +200,19 @@ fn stray(c: char, span: Span) -> Diagnostic {
         '\u{2018}' | '\u{2019}' | '\'' => d
             .label("not a string quote")
             .help("strings are written with `\"`"),
-        '\u{a0}' | '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{2060}' | '\u{feff}' | '\u{3000}' => {
-            d.label("an invisible character")
-                .help("replace it with a plain space, or delete it")
+        '\u{a0}' | '\u{200b}' | '\u{200c}' | '\u{200d}' | '\u{2060}' | '\u{feff}' | '\u{3000}' => d
+            .label("an invisible character")
+            .help("replace it with a plain space, or delete it"),
+        '\u{2013}' | '\u{2014}' | '\u{2212}' => {
+            d.label("a typographic dash").help("use a plain `-`")
         }
-        '\u{2013}' | '\u{2014}' | '\u{2212}' => d
-            .label("a typographic dash")
-            .help("use a plain `-`"),
-        c if c.is_control() => d
-            .label("a control character")
-            .help("delete it"),
+        c if c.is_control() => d.label("a control character").help("delete it"),
         c if !c.is_ascii() => d
             .label("not part of the language")
             .help("non-ASCII text is allowed only inside \"strings\" and comments"),
-        _ => d.label("not part of the language").help("quote the value: \"...\""),
+        _ => d
+            .label("not part of the language")
+            .help("quote the value: \"...\""),
     }
 }
 
@@ -332,12 +334,17 @@ mod tests {
     fn statements_blocks_and_values() {
         let b = ok("extends \"code\"\n\nfilesystem {\n  write . except .git/hooks, \"a b\"\n}\n");
         assert_eq!(b.nodes.len(), 2);
-        let Node::Item(fs) = &b.nodes[1] else { panic!() };
+        let Node::Item(fs) = &b.nodes[1] else {
+            panic!()
+        };
         let inner = &fs.block.as_ref().unwrap().body.nodes;
         let Node::Item(w) = &inner[0] else { panic!() };
         let words: Vec<_> = w.atoms.iter().map(|a| a.kind.clone()).collect();
         assert_eq!(words[0], AtomKind::Word(vec![Part::Text("write".into())]));
-        assert_eq!(words[3], AtomKind::Word(vec![Part::Text(".git/hooks".into())]));
+        assert_eq!(
+            words[3],
+            AtomKind::Word(vec![Part::Text(".git/hooks".into())])
+        );
         assert_eq!(words[4], AtomKind::Comma);
         assert_eq!(words[5], AtomKind::Str(vec![Part::Text("a b".into())]));
     }
@@ -346,8 +353,12 @@ mod tests {
     fn variables_and_escapes() {
         let b = ok("let x = $home/.ssh, \"${xdg_cache}/a\\tb\\u{41}\"\n");
         let Node::Item(i) = &b.nodes[0] else { panic!() };
-        assert!(matches!(&i.atoms[3].kind, AtomKind::Word(p) if matches!(&p[0], Part::Var(Some(n), _) if n == "home")));
-        assert!(matches!(&i.atoms[5].kind, AtomKind::Str(p) if p.len() == 2 && p[1] == Part::Text("/a\tbA".into())));
+        assert!(
+            matches!(&i.atoms[3].kind, AtomKind::Word(p) if matches!(&p[0], Part::Var(Some(n), _) if n == "home"))
+        );
+        assert!(
+            matches!(&i.atoms[5].kind, AtomKind::Str(p) if p.len() == 2 && p[1] == Part::Text("/a\tbA".into()))
+        );
     }
 
     #[test]
@@ -360,8 +371,14 @@ mod tests {
 
     #[test]
     fn lexical_errors() {
-        assert_eq!(codes("read \"abc\nwrite x\n"), vec![Code::GwUnterminatedString]);
-        assert_eq!(codes("read \u{201c}x\u{201d}\n"), vec![Code::GwStrayCharacter; 2]);
+        assert_eq!(
+            codes("read \"abc\nwrite x\n"),
+            vec![Code::GwUnterminatedString]
+        );
+        assert_eq!(
+            codes("read \u{201c}x\u{201d}\n"),
+            vec![Code::GwStrayCharacter; 2]
+        );
         assert_eq!(codes("read \"a\\qb\"\n"), vec![Code::GwBadEscape]);
         assert_eq!(codes("a {\n b\n"), vec![Code::GwSyntax]);
         assert_eq!(codes("a\n}\n"), vec![Code::GwSyntax]);

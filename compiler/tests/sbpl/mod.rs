@@ -122,6 +122,8 @@ pub struct Rule {
     pub filters: Vec<Filter>,
     /// 1-based line where the rule starts.
     pub line: usize,
+    /// The comment line nearest above the rule (its section), without `;; `.
+    pub section: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -386,6 +388,7 @@ pub fn read(text: &str) -> Result<Profile, String> {
                 ops: vec!["default".into()],
                 filters: vec![],
                 line: *line,
+                section: "(deny default)".into(),
             });
         }
         other => return Err(format!("the second form is not (deny default): {other:?}")),
@@ -422,11 +425,19 @@ pub fn read(text: &str) -> Result<Profile, String> {
                 "line {line}: a deny without filters denies everything"
             ));
         }
+        let lines: Vec<&str> = text.lines().collect();
+        let section = lines[..line.saturating_sub(1)]
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix(";; "))
+            .unwrap_or_default()
+            .to_string();
         rules.push(Rule {
             allow,
             ops,
             filters,
             line: *line,
+            section,
         });
     }
     let mut d = declared.clone();

@@ -40,7 +40,13 @@ fn warnings(diags: &[Diagnostic], sources: &Sources, color: bool) {
     }
 }
 
-pub fn run(source: &CompileSource, target: Target, json: bool, color: bool) -> ExitCode {
+pub fn run(
+    source: &CompileSource,
+    target: Target,
+    json: bool,
+    color: bool,
+    profile: Option<&str>,
+) -> ExitCode {
     let env = match compile_env() {
         Ok(e) => e,
         Err(e) => {
@@ -56,6 +62,7 @@ pub fn run(source: &CompileSource, target: Target, json: bool, color: bool) -> E
             let path = PathBuf::from(name);
             if path.exists()
                 || name.contains('/')
+                || name.ends_with(".gw")
                 || name.ends_with(".json") && templates::find(name).is_none()
             {
                 Source::Named(Input::File(path))
@@ -75,6 +82,16 @@ pub fn run(source: &CompileSource, target: Target, json: bool, color: bool) -> E
         (CompileSource::Discover(s), _) => s.clone(),
         (_, Source::Named(Input::File(p))) => Some(p.clone()),
         (CompileSource::Named(n), _) => Some(PathBuf::from(format!("template:{n}"))),
+    };
+    // A profile's plan has an index entry of its own, never the one plain `exec` reads.
+    let settings = match profile {
+        Some(p) => Some(PathBuf::from(format!(
+            "{}#profile={p}",
+            settings
+                .as_deref()
+                .map_or(String::new(), |s| s.display().to_string())
+        ))),
+        None => settings,
     };
     let inv = crate::exec::invocation_for(&cwd, settings.as_deref());
     let write_error = |e: std::io::Error| {
@@ -96,7 +113,10 @@ pub fn run(source: &CompileSource, target: Target, json: bool, color: bool) -> E
     doc.insert("target".into(), target_name.into());
 
     if matches!(target, Target::Linux | Target::All) {
-        let compiled = match compile::compile(&src, &env) {
+        let opts = greywall_compiler::load::LoadOptions {
+            profile: profile.map(str::to_string),
+        };
+        let compiled = match compile::compile_with(&src, &env, &opts) {
             Ok(c) => c,
             Err(f) => return failed(&f, color),
         };

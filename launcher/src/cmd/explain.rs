@@ -12,14 +12,15 @@
 
 use std::ffi::OsString;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use greywall_compiler::decide::{self, Decision, Facts, Op};
 use greywall_compiler::diagnostic::{self, Code, Diagnostic, RenderOptions};
 use greywall_compiler::discover;
-use greywall_compiler::load::{self, Input, Loaded};
-use greywall_compiler::pattern::path::Anchors;
+use greywall_compiler::load::{self, Input, LoadOptions, Loaded};
+use greywall_compiler::model::Platform;
+use greywall_compiler::pattern::command::tokenize;
 use greywall_compiler::source::Sources;
 use greywall_compiler::templates;
 use lexopt::prelude::*;
@@ -27,12 +28,15 @@ use serde_json::json;
 
 use super::{discover_env, env_path, print, use_color};
 use crate::cli::{Color, Command, EXIT_USAGE, UsageError, shell, usage};
+use crate::exec::cache_root;
 
 /// What `greywall explain` was asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Args {
     /// `-s POLICY`: a policy file or a built-in template name.
     pub settings: Option<String>,
+    /// `--profile NAME`: a named profile of a `.gw` policy.
+    pub profile: Option<String>,
     pub json: bool,
     pub color: Color,
     pub verb: Verb,
@@ -47,11 +51,16 @@ pub enum Verb {
     Connect,
 }
 
-const USAGE: &str = "explain [-s POLICY] [--json] read|write|exec|connect TARGET...";
+/// Characters that make a command line more than one simple command with literal words.
+const SHELL_SYNTAX: &[char] = &[';', '|', '&', '\n', '`', '$', '(', ')', '<', '>', '\\'];
+
+const USAGE: &str =
+    "explain [-s POLICY] [--profile NAME] [--json] read|write|exec|connect TARGET...";
 
 /// Parses the arguments after `explain`.
 pub fn parse(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
     let mut settings = None;
+    let mut profile = None;
     let mut json = false;
     let mut color = Color::Auto;
     let mut verb = None;
@@ -60,6 +69,9 @@ pub fn parse(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
         match arg {
             Short('s') | Long("settings") if verb.is_none() => {
                 settings = Some(p.value()?.to_string_lossy().into_owned());
+            }
+            Long("profile") if verb.is_none() => {
+                profile = Some(p.value()?.to_string_lossy().into_owned());
             }
             Long("json") if verb.is_none() => json = true,
             Long("color") if verb.is_none() => {
@@ -101,6 +113,7 @@ pub fn parse(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
     }
     Ok(Command::Explain(Args {
         settings,
+        profile,
         json,
         color,
         verb,
@@ -113,19 +126,21 @@ fn ops(verb: Verb, targets: &[String]) -> Result<Vec<(String, Op)>, String> {
     match verb {
         Verb::Read => Ok(targets
             .iter()
-            .map(|t| (t.clone(), Op::Read(t.clone())))
+            .map(|t| (t.clone(), Op::Read(real_target(t))))
             .collect()),
         Verb::Write => Ok(targets
             .iter()
-            .map(|t| (t.clone(), Op::Write(t.clone())))
+            .map(|t| (t.clone(), Op::Write(real_target(t))))
             .collect()),
-        // One command. A single argument with blanks is a command line, run as `greywall -c`
-        // runs it: by the shell, each of its simple commands checked.
+        // One command. A single argument with blanks is a command line: split into words
+        // (quotes removed) when it is one simple command, else run as `greywall -c` runs it,
+        // by the shell, each of its simple commands checked.
         Verb::Exec => {
             let argv = match targets {
-                [line] if line.contains(char::is_whitespace) => {
-                    vec![shell().to_string(), "-c".to_string(), line.clone()]
-                }
+                [line] if line.contains(char::is_whitespace) => match tokenize(line) {
+                    Ok(words) if !line.contains(SHELL_SYNTAX) && !words.is_empty() => words,
+                    _ => vec![shell().to_string(), "-c".to_string(), line.clone()],
+                },
                 _ => targets.to_vec(),
             };
             Ok(vec![(targets.join(" "), Op::Exec(argv))])
@@ -175,32 +190,54 @@ fn input(settings: Option<&str>, diags: &mut Vec<Diagnostic>) -> Result<(Input, 
     Ok((found.input(), found.to_string()))
 }
 
-/// The facts of this invocation, from the process environment.
-fn facts(loaded: &Loaded) -> Result<Facts, String> {
+/// The facts of this invocation: the working, home, XDG and git directories as the launcher
+/// finds them (symlinks resolved, the git work tree and common directory looked up), the
+/// runtime directory and the files the policy was loaded from.
+pub(crate) fn facts(loaded: &Loaded) -> Result<Facts, String> {
     let env = discover_env()?;
-    let home = env
-        .home
-        .clone()
-        .ok_or("HOME is not set; greywall needs it to resolve `~`")?;
     let s = |p: &Path| p.to_string_lossy().into_owned();
-    let (cwd, home) = (s(&env.cwd), s(&home));
-    let mut anchors = Anchors::defaults(&home, &cwd);
-    for (var, slot) in [
-        ("XDG_CONFIG_HOME", &mut anchors.xdg_config),
-        ("XDG_CACHE_HOME", &mut anchors.xdg_cache),
-        ("XDG_DATA_HOME", &mut anchors.xdg_data),
-        ("XDG_STATE_HOME", &mut anchors.xdg_state),
-    ] {
-        if let Some(p) = env_path(var) {
-            *slot = s(&p);
-        }
-    }
+    // The same facts the macOS launch path gives its profile; nothing in them is macOS's own.
+    let cache = cache_root().ok_or("HOME is not set; greywall needs it to resolve `~`")?;
+    let run = crate::macos::run_facts(&cache, &[])?;
     Ok(Facts {
-        anchors,
+        anchors: run.anchors,
         git_dir: None,
         runtime_dir: env_path("XDG_RUNTIME_DIR").map(|p| s(&p)),
         policy_files: loaded.files.iter().map(|f| s(&env.cwd.join(f))).collect(),
     })
+}
+
+/// A path target made absolute as typed: `~` is `$HOME`, relative paths start at the working
+/// directory, `.` and `..` resolved on the text.
+fn typed_target(raw: &str) -> String {
+    match (std::env::current_dir(), env_path("HOME")) {
+        (Ok(cwd), Some(home)) => decide::normalize(
+            raw,
+            &Facts::new(&cwd.to_string_lossy(), &home.to_string_lossy()),
+        ),
+        _ => raw.to_string(),
+    }
+}
+
+/// A path target as the kernel will meet it: [`typed_target`] with the symlinks of its
+/// deepest existing ancestor resolved, as the compiled plan resolves the paths of its rules.
+fn real_target(raw: &str) -> String {
+    let lexical = typed_target(raw);
+    let mut at = PathBuf::from(&lexical);
+    let mut rest: Vec<OsString> = Vec::new();
+    loop {
+        if let Ok(real) = std::fs::canonicalize(&at) {
+            let full = rest.iter().rev().fold(real, |p, n| p.join(n));
+            return full.to_string_lossy().into_owned();
+        }
+        match (at.parent(), at.file_name()) {
+            (Some(parent), Some(name)) => {
+                rest.push(name.to_os_string());
+                at = parent.to_path_buf();
+            }
+            _ => return lexical,
+        }
+    }
 }
 
 pub fn run(args: &Args) -> ExitCode {
@@ -217,12 +254,19 @@ pub fn run(args: &Args) -> ExitCode {
         render_diags(&diags, &Sources::new());
         return ExitCode::from(EXIT_USAGE);
     };
-    let loaded = load::load(&input);
+    let loaded = load::load_with(
+        &input,
+        &LoadOptions {
+            profile: args.profile.clone(),
+        },
+    );
     diags.extend(loaded.diagnostics.iter().cloned());
     let Some(policy) = &loaded.policy else {
         render_diags(&diags, &loaded.sources);
         return ExitCode::from(EXIT_USAGE);
     };
+    // The rules of this platform's `on linux` / `on macos` blocks apply; the others do not.
+    let policy = &policy.for_platform(Platform::host(), &mut diags);
     if !diags.is_empty() {
         render_diags(&diags, &loaded.sources);
     }
@@ -310,7 +354,14 @@ fn human(
         );
         // The renderer draws the frames; its own header line (severity and code) is replaced
         // by the one above.
-        let mut frame = Diagnostic::new(Code::NotEnforceable, "").note(d.because.clone());
+        let mut frame = Diagnostic::new(Code::NotEnforceable, "");
+        if let Op::Read(p) | Op::Write(p) = op {
+            let typed = typed_target(target);
+            if typed != *p && !target.is_empty() {
+                frame = frame.note(format!("{typed} is {p}, with symlinks resolved"));
+            }
+        }
+        frame = frame.note(d.because.clone());
         match &d.rule {
             Some(rule) => match rule.origin {
                 Some(span) => {
@@ -393,8 +444,11 @@ mod tests {
 
     #[test]
     fn parses() {
-        let a = args(parse_str(&["-s", "code", "--json", "write", "a", "b"]).unwrap());
+        let a = args(
+            parse_str(&["-s", "code", "--profile", "ci", "--json", "write", "a", "b"]).unwrap(),
+        );
         assert_eq!(a.settings.as_deref(), Some("code"));
+        assert_eq!(a.profile.as_deref(), Some("ci"));
         assert!(a.json);
         assert_eq!(a.verb, Verb::Write);
         assert_eq!(a.targets, ["a", "b"]);
@@ -421,10 +475,15 @@ mod tests {
         assert_eq!(host_port("github.com"), None);
         assert_eq!(host_port(":80"), None);
         assert_eq!(host_port("h:99999"), None);
-        let o = ops(Verb::Exec, &["git push origin".into()]).unwrap();
+        let o = ops(Verb::Exec, &["git push 'origin x'".into()]).unwrap();
         assert_eq!(
             o[0].1,
-            Op::Exec(vec![shell().into(), "-c".into(), "git push origin".into()])
+            Op::Exec(vec!["git".into(), "push".into(), "origin x".into()])
+        );
+        let o = ops(Verb::Exec, &["make && git push".into()]).unwrap();
+        assert_eq!(
+            o[0].1,
+            Op::Exec(vec![shell().into(), "-c".into(), "make && git push".into()])
         );
         let o = ops(Verb::Exec, &["git".into(), "push".into()]).unwrap();
         assert_eq!(o[0].1, Op::Exec(vec!["git".into(), "push".into()]));
@@ -438,7 +497,7 @@ mod tests {
             name: "greywall.json".into(),
             text: "{\n  \"extends\": \"code\",\n  \"filesystem\": {\"allowWrite\": [\"out\"]}\n}\n"
                 .into(),
-            dir: std::path::PathBuf::from("/nonexistent"),
+            dir: PathBuf::from("/nonexistent"),
         });
         let p = l.policy.clone().unwrap();
         let f = Facts::new("/w/p", "/home/u");

@@ -18,7 +18,18 @@ fn check(input: &Input, env: &LintEnv) -> FileReport {
     let loaded = load::load(input);
     let mut diags = loaded.diagnostics.clone();
     if let Some(policy) = &loaded.policy {
-        diags.extend(lint::lint(policy, &loaded.sources, SourceId(0), env));
+        // The policy as it applies here (platform blocks), and its own expectations.
+        let host = greywall_compiler::model::Platform::host();
+        let view = policy.for_platform(host, &mut diags);
+        diags.extend(lint::lint(&view, &loaded.sources, SourceId(0), env));
+        if let Ok(facts) = super::explain::facts(&loaded) {
+            diags.extend(greywall_compiler::expect::check(
+                policy,
+                host,
+                &facts,
+                &loaded.sources,
+            ));
+        }
     }
     diagnostic::sort(&mut diags);
     FileReport {

@@ -81,7 +81,11 @@ impl Param {
         match self {
             Param::Anchor { base, up, regex } => {
                 // `ENV.NAME.UP1.RE`: a variable's name may hold `_UP1`, never a dot.
-                let sep = if matches!(base, PathBase::Env(_)) { '.' } else { '_' };
+                let sep = if matches!(base, PathBase::Env(_)) {
+                    '.'
+                } else {
+                    '_'
+                };
                 let mut n = base_name(base);
                 if *up > 0 {
                     n.push_str(&format!("{sep}UP{up}"));
@@ -342,7 +346,10 @@ mod tests {
         assert_eq!(Param::from_name("NOPE"), None);
         assert_eq!(Param::from_name("CWD_UP9"), None);
         assert_eq!(Param::from_name("ENV.1X"), None);
-        assert_eq!(Param::from_name("ENV.A_UP1"), Some(Param::path(PathBase::Env("A_UP1".into()))));
+        assert_eq!(
+            Param::from_name("ENV.A_UP1"),
+            Some(Param::path(PathBase::Env("A_UP1".into())))
+        );
     }
 
     #[test]

@@ -1,0 +1,213 @@
+//! End-to-end tests of the `.gw` tools: `greywall test`, `fmt`, `convert`, compiling and
+//! discovering `.gw` policies, and environment rules reaching the sandboxed command.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A scratch home, working directory and cache, outside /tmp (the sandbox's /tmp is private).
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Self {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        std::fs::create_dir_all(dir.path().join("home")).unwrap();
+        std::fs::create_dir_all(dir.path().join("work")).unwrap();
+        Scratch { dir }
+    }
+    fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+    fn cache(&self) -> PathBuf {
+        self.dir.path().join("home/.cache/greywall")
+    }
+    fn write(&self, rel: &str, text: &str) -> PathBuf {
+        let p = self.work().join(rel);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+    fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_greywall"))
+            .args(args)
+            .current_dir(self.work())
+            .env_clear()
+            .env("HOME", self.dir.path().join("home"))
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn cache_is_empty(s: &Scratch) -> bool {
+    let plans = s.cache().join("plans");
+    !plans.exists() || std::fs::read_dir(plans).unwrap().next().is_none()
+}
+
+const POLICY: &str = "extends \"code\"\n\nfilesystem {\n    write . except .git/hooks\n}\n\nexpect deny read ~/.ssh/id_rsa\nexpect allow write ./src/main.rs\nexpect deny run \"git push origin main\"\n";
+
+#[test]
+fn test_reports_expectations_and_exits_by_outcome() {
+    let s = Scratch::new();
+    s.write("ok.gw", POLICY);
+    let o = s.run(&["test", "ok.gw"]);
+    assert_eq!(code(&o), 0, "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains("3 expectations: 3 passed, 0 failed"), "{}", out(&o));
+
+    s.write("bad.gw", &format!("{POLICY}expect allow read ~/.ssh/id_rsa\n"));
+    let o = s.run(&["test", "bad.gw"]);
+    assert_eq!(code(&o), 1);
+    let e = err(&o);
+    assert!(e.contains("error[E615]"), "{e}");
+    assert!(e.contains("--> bad.gw:10:1"), "{e}");
+    assert!(e.contains("decided by filesystem.denyRead"), "{e}");
+
+    // lint and compile run them too, and compile writes nothing.
+    assert_eq!(code(&s.run(&["lint", "bad.gw"])), 1);
+    let o = s.run(&["compile", "bad.gw"]);
+    assert_eq!(code(&o), 1, "{}", err(&o));
+    assert!(err(&o).contains("E615"));
+    assert!(cache_is_empty(&s));
+}
+
+#[test]
+fn compile_accepts_gw_and_refuses_malformed_ones_without_writing() {
+    let s = Scratch::new();
+    s.write("p.gw", POLICY);
+    let o = s.run(&["compile", "p.gw"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(!cache_is_empty(&s));
+
+    let broken: &[(&str, &str)] = &[
+        ("filesystem {\n    read \"~/.ssh\n}\n", "E601"),
+        ("filesytem {\n}\n", "E604"),
+        ("filesystem {\n    read $nope\n}\n", "E606"),
+        ("filesystem {\n    default-deny-read = 1\n}\n", "E607"),
+        ("include \"x.gw\"\n", "E608"),
+        ("filesystem {\n    read \u{a0}.\n}\n", "E602"),
+    ];
+    for (text, want) in broken {
+        let s = Scratch::new();
+        s.write("x.gw", text);
+        let o = s.run(&["compile", "x.gw"]);
+        assert_eq!(code(&o), 1, "{text:?}: {}", err(&o));
+        assert!(err(&o).contains(&format!("error[{want}]")), "{text:?}: {}", err(&o));
+        assert!(cache_is_empty(&s), "{text:?} wrote to the cache");
+    }
+}
+
+#[test]
+fn profiles_are_chosen_on_the_command_line() {
+    let s = Scratch::new();
+    s.write(
+        "p.gw",
+        "filesystem {\n    write .\n}\nprofile ci {\n    network {\n        allow ghcr.io\n    }\n}\n",
+    );
+    assert_eq!(code(&s.run(&["compile", "p.gw", "--profile", "ci"])), 0);
+    let o = s.run(&["compile", "p.gw", "--profile", "cj"]);
+    assert_eq!(code(&o), 1);
+    assert!(err(&o).contains("did you mean `ci`?"), "{}", err(&o));
+}
+
+#[test]
+fn discovery_finds_greywall_gw_and_refuses_two_policies() {
+    let s = Scratch::new();
+    s.write("greywall.gw", "filesystem {\n    write .\n}\n");
+    let o = s.run(&["config", "show"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(out(&o).contains("greywall.gw (project file)"), "{}", out(&o));
+    s.write("greywall.json", "{}");
+    let o = s.run(&["compile"]);
+    assert_ne!(code(&o), 0);
+    assert!(err(&o).contains("E619"), "{}", err(&o));
+}
+
+#[test]
+fn fmt_formats_in_place_and_check_reports() {
+    let s = Scratch::new();
+    let p = s.write("p.gw", "filesystem{\n  write .   # here\n\n\n}\n");
+    let o = s.run(&["fmt", "--check", "p.gw"]);
+    assert_eq!(code(&o), 1);
+    assert!(out(&o).contains("p.gw is not formatted"));
+    assert_eq!(code(&s.run(&["fmt", "p.gw"])), 0);
+    let text = std::fs::read_to_string(&p).unwrap();
+    assert_eq!(text, "filesystem {\n    write .  # here\n}\n");
+    assert_eq!(code(&s.run(&["fmt", "--check", "p.gw"])), 0);
+    s.write("bad.gw", "read \"x\n");
+    assert_eq!(code(&s.run(&["fmt", "bad.gw"])), 1);
+    assert_eq!(std::fs::read_to_string(s.work().join("bad.gw")).unwrap(), "read \"x\n");
+}
+
+#[test]
+fn convert_both_ways() {
+    let s = Scratch::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let code_json = repo.join("policies/code.json");
+    let o = s.run(&["convert", code_json.to_str().unwrap(), "-o", "code.gw"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let o = s.run(&["convert", "code.gw", "-o", "back.json"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    // Both compile to the same artifact as the template.
+    let key = |args: &[&str]| {
+        let o = s.run(args);
+        assert_eq!(code(&o), 0, "{}", err(&o));
+        out(&o).lines().next().unwrap().rsplit(' ').next().unwrap().to_string()
+    };
+    let k = key(&["compile", "code"]);
+    assert_eq!(key(&["compile", "code.gw"]), k);
+    assert_eq!(key(&["compile", "back.json"]), k);
+    assert_eq!(code(&s.run(&["convert", "missing.gw"])), 2);
+}
+
+/// Environment rules reach the sandboxed command (and greywall's own edits still hold).
+#[test]
+fn environment_rules_take_effect() {
+    let s = Scratch::new();
+    s.write(
+        "p.gw",
+        "filesystem {\n    write .\n}\nenvironment {\n    drop AWS_*, GITHUB_TOKEN\n    pass AWS_REGION\n    set FOO = \"bar baz\"\n    set TMPDIR = \"/elsewhere\"\n}\n",
+    );
+    let o = s.run_env(
+        &["exec", "-s", "p.gw", "--", "/usr/bin/env"],
+        &[
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("AWS_REGION", "eu"),
+            ("GITHUB_TOKEN", "t"),
+            ("OTHER", "o"),
+        ],
+    );
+    if code(&o) != 0 {
+        let msg = format!("SKIP: the launcher cannot run here: {}", err(&o));
+        assert!(
+            std::env::var_os("GREYWALL_REQUIRE_KERNEL").is_none_or(|v| v != "1"),
+            "{msg}"
+        );
+        eprintln!("{msg}");
+        return;
+    }
+    let env = out(&o);
+    let has = |line: &str| env.lines().any(|l| l == line);
+    assert!(!env.contains("AWS_SECRET_ACCESS_KEY"), "{env}");
+    assert!(!env.contains("GITHUB_TOKEN"), "{env}");
+    assert!(has("AWS_REGION=eu"), "{env}");
+    assert!(has("OTHER=o"), "{env}");
+    assert!(has("FOO=bar baz"), "{env}");
+    assert!(has("TMPDIR=/tmp"), "greywall's own TMPDIR wins: {env}");
+}
