@@ -25,5 +25,8 @@ if [ "${GREYWALL_BENCH_PEERS:-0}" = 1 ]; then
   command -v codex >/dev/null 2>&1 || npm install -g @openai/codex
 fi
 
-cargo build --release --locked -p greywall -p greywall-proxyd -p greywall-benches
+# The launcher and proxyd as shipped: static executables (`cargo dist`, .cargo/config.toml).
+cargo dist
+cargo build --release --locked -p greywall-benches
+export GREYWALL="${GREYWALL:-$PWD/target/x86_64-unknown-linux-gnu/release/greywall}"
 exec ./target/release/overhead "$@"

@@ -18,8 +18,10 @@
 //!   directory, and container-engine sockets), or, with `defaultDenyRead`, limited to the
 //!   curated system and toolchain list, the writable paths and `allowRead`;
 //! - **exec** of a command is refused when a `command.deny` prefix (or, with
-//!   `command.useDefaults`, a built-in one) matches it and no `command.allow` prefix does; a
-//!   shell given a script (`sh -c STRING`) is checked on each simple command of the script too.
+//!   `command.useDefaults`, a built-in one) matches it, or a command it plainly starts (under
+//!   `env`, `nice`, `timeout`, …, after `X=1`, each simple command of an `sh -c` script), and
+//!   no `command.allow` prefix matches that same command: [`crate::pattern::command::check`],
+//!   the matcher the launcher runs too.
 //!   A program named by a path must also be readable (Landlock grants execute with read);
 //! - **connect** is denied when the policy has no network rules (the sandbox then has no
 //!   network at all); otherwise greywall-proxyd's own name decision
@@ -43,7 +45,7 @@ use std::fmt;
 
 use crate::egress::{self, Host, Reason as EgressReason};
 use crate::model::{Entry, NetworkMode, Policy, Setting};
-use crate::pattern::command::{CommandPrefix, simple_commands};
+use crate::pattern::command::{self, CommandPrefix, Via};
 use crate::pattern::path::{Anchors, PathPattern};
 use crate::protections::{self, Reason, Scope};
 use crate::source::{Sources, Span};
@@ -275,9 +277,6 @@ const DEVICES: &[&str] = &[
 
 /// Directories private to each sandbox: fresh, empty and writable, gone when it exits.
 const PRIVATE_DIRS: &[&str] = &["/tmp", "/dev/shm"];
-
-/// Shells whose `-c STRING` script is checked command by command.
-const SHELLS: &[&str] = &["sh", "bash", "zsh", "dash", "ksh", "fish"];
 
 /// Decides one operation. Pure: no filesystem, no environment.
 pub fn decide(policy: &Policy, facts: &Facts, op: &Op) -> Decision {
@@ -793,24 +792,6 @@ impl Decider<'_> {
         out
     }
 
-    /// `Some((deny, allow))` when a deny prefix matches `argv`; `allow` is the allow prefix
-    /// that overrides it, if any.
-    fn check_command(
-        &self,
-        denies: &[(Vec<String>, DecidingRule)],
-        argv: &[String],
-    ) -> Option<(DecidingRule, Option<DecidingRule>)> {
-        let (_, deny) = denies.iter().find(|(w, _)| prefix_matches(w, argv))?;
-        let allow = self
-            .policy
-            .command
-            .allow
-            .iter()
-            .find(|e| prefix_matches(e.value.words(), argv))
-            .map(|e| entry_rule(RuleKind::CommandAllow, "command", "allow", e));
-        Some((deny.clone(), allow))
-    }
-
     fn exec(&self, argv: &[String]) -> Decision {
         let Some(program) = argv.first() else {
             return Decision {
@@ -821,31 +802,39 @@ impl Decider<'_> {
         };
         let denies = self.deny_rules();
         let mut overridden: Option<(DecidingRule, DecidingRule)> = None;
-        if !denies.is_empty() {
-            match self.check_command(&denies, argv) {
-                Some((d, None)) => {
-                    return deny(
-                        d,
-                        format!(
+        // The launcher's own matcher, on the same lists in the same order.
+        let deny_words: Vec<&[String]> = denies.iter().map(|(w, _)| w.as_slice()).collect();
+        let allows = &self.policy.command.allow;
+        let allow_words: Vec<&CommandPrefix> = allows.iter().map(|e| &e.value).collect();
+        match command::check(&deny_words, &allow_words, argv) {
+            command::Verdict::Allowed => {}
+            command::Verdict::Blocked {
+                deny: d,
+                command,
+                via,
+            } => {
+                if let Some((_, rule)) = denies.get(d) {
+                    let because = match via {
+                        Via::Argv => format!(
                             "the command `{}` starts with a denied prefix",
                             argv.join(" ")
                         ),
-                    );
+                        Via::Unwrapped => format!(
+                            "the command runs `{}`, which starts with a denied prefix",
+                            command.join(" ")
+                        ),
+                        Via::Script => format!(
+                            "the shell script runs `{}`, which starts with a denied prefix",
+                            command.join(" ")
+                        ),
+                    };
+                    return deny(rule.clone(), because);
                 }
-                Some((d, Some(a))) => overridden = Some((a, d)),
-                None => {}
             }
-            if let Some(script) = shell_script(argv) {
-                for words in simple_commands(&script) {
-                    if let Some((d, None)) = self.check_command(&denies, &words) {
-                        return deny(
-                            d,
-                            format!(
-                                "the shell script runs `{}`, which starts with a denied prefix",
-                                words.join(" ")
-                            ),
-                        );
-                    }
+            command::Verdict::Overridden { deny: d, allow: a } => {
+                if let (Some((_, d)), Some(a)) = (denies.get(d), allows.get(a)) {
+                    let a = entry_rule(RuleKind::CommandAllow, "command", "allow", a);
+                    overridden = Some((a, d.clone()));
                 }
             }
         }
@@ -968,30 +957,6 @@ fn parent(path: &str) -> Option<&str> {
         Some(i) => Some(&path[..i]),
         None => None,
     }
-}
-
-/// Whole-word prefix match, as the launcher does it: the first word is compared with the
-/// program's basename, the others exactly.
-fn prefix_matches(prefix: &[String], argv: &[String]) -> bool {
-    let (Some((first, rest)), Some((program, args))) = (prefix.split_first(), argv.split_first())
-    else {
-        return false;
-    };
-    let base = program.rsplit('/').next().unwrap_or(program);
-    base == first && args.len() >= rest.len() && rest.iter().zip(args).all(|(w, a)| w == a)
-}
-
-/// The script of `sh -c SCRIPT` (or bash, zsh, dash, ksh, fish), as the launcher finds it.
-fn shell_script(argv: &[String]) -> Option<String> {
-    let (program, rest) = argv.split_first()?;
-    let name = program.rsplit('/').next()?;
-    if !SHELLS.contains(&name) {
-        return None;
-    }
-    let i = rest
-        .iter()
-        .position(|a| a.starts_with('-') && a.contains('c'))?;
-    rest.get(i + 1).cloned()
 }
 
 #[cfg(test)]

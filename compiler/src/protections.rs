@@ -197,7 +197,9 @@ pub const HOME_BIN_DIRS: &[&str] = &[
 ];
 
 /// Commands refused when `command.useDefaults` is on (Greywall's list, plus removing the
-/// root or home directory, which Greywall's README claimed to block but did not).
+/// root or home directory, which Greywall's README claimed to block but did not, and
+/// `dd of=`, since dd's operands come in any order and `dd if=` alone misses
+/// `dd of=/dev/sda if=…`).
 pub const DEFAULT_DENIED_COMMANDS: &[&str] = &[
     "shutdown",
     "reboot",
@@ -223,6 +225,7 @@ pub const DEFAULT_DENIED_COMMANDS: &[&str] = &[
     "fdisk",
     "parted",
     "dd if=",
+    "dd of=",
     "docker run -v /:/",
     "docker run --privileged",
     "chroot",

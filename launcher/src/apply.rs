@@ -32,6 +32,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use greywall_compiler::backend::seccomp::Arch;
+use greywall_compiler::pattern::command;
 use greywall_compiler::plan::{EnvOp, LinuxPlan, MountOp, Network, fs_access, net_access};
 
 use crate::supervise::{self, Forked, Rules};
@@ -235,68 +236,38 @@ fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Supervised, Failure> {
 // ---- 1. Command policy -------------------------------------------------------------------
 
 /// The `deny_commands` prefix `argv` matches, unless an `allow_commands` prefix matches too.
-/// A shell given a script (`sh -c STRING`, as `greywall -c` runs) is checked on each simple
-/// command of the script as well, as Greywall did.
+/// The compiler's matcher decides (the one `greywall explain` uses): it also checks the
+/// commands `argv` plainly starts (under `env`, `nice`, `timeout`, …, after `X=1`, and each
+/// simple command of an `sh -c` script, as `greywall -c` runs). Nothing is allocated when the
+/// plan denies no commands.
 fn blocked_by<'p>(plan: &'p LinuxPlan, argv: &[OsString]) -> Option<&'p [String]> {
     if plan.deny_commands.is_empty() {
         return None;
     }
-    let check = |argv: &[OsString]| -> Option<&'p [String]> {
-        let deny = plan
-            .deny_commands
-            .iter()
-            .find(|p| prefix_matches(p, argv))?;
-        if plan.allow_commands.iter().any(|p| prefix_matches(p, argv)) {
-            return None;
-        }
-        Some(deny.as_slice())
-    };
-    if let Some(d) = check(argv) {
-        return Some(d);
+    let words: Vec<_> = argv.iter().map(|a| a.to_string_lossy()).collect();
+    match command::check(&plan.deny_commands, &plan.allow_commands, &words) {
+        command::Verdict::Blocked { deny, .. } => plan.deny_commands.get(deny).map(Vec::as_slice),
+        command::Verdict::Allowed | command::Verdict::Overridden { .. } => None,
     }
-    let script = shell_script(argv)?;
-    greywall_compiler::pattern::command::simple_commands(&script)
-        .into_iter()
-        .map(|words| words.into_iter().map(OsString::from).collect::<Vec<_>>())
-        .find_map(|words| check(&words))
 }
 
-/// The script of `sh -c SCRIPT` (or bash, zsh, dash, ksh, fish).
-fn shell_script(argv: &[OsString]) -> Option<String> {
-    let (program, rest) = argv.split_first()?;
-    let name = Path::new(program).file_name()?.to_str()?;
-    if !["sh", "bash", "zsh", "dash", "ksh", "fish"].contains(&name) {
-        return None;
-    }
-    let i = rest.iter().position(|a| {
-        a.to_str()
-            .is_some_and(|a| a.starts_with('-') && a.contains('c'))
-    })?;
-    rest.get(i + 1).map(|s| s.to_string_lossy().into_owned())
-}
-
-/// Whole-word prefix match; the first word is compared with the program's basename.
-fn prefix_matches(prefix: &[String], argv: &[OsString]) -> bool {
-    let (Some((first, rest)), Some((program, args))) = (prefix.split_first(), argv.split_first())
-    else {
-        return false;
-    };
-    let name = program.as_bytes();
-    let base = name
-        .iter()
-        .rposition(|b| *b == b'/')
-        .map_or(name, |i| &name[i + 1..]);
-    base == first.as_bytes()
-        && args.len() >= rest.len()
-        && rest
-            .iter()
-            .zip(args)
-            .all(|(w, a)| w.as_bytes() == a.as_bytes())
-}
-
+/// The command for the one-line refusal: words joined with spaces, control characters
+/// (a script's newlines) escaped so that the message stays one line.
 fn join_lossy(argv: &[OsString]) -> String {
     let words: Vec<_> = argv.iter().map(|a| a.to_string_lossy()).collect();
-    words.join(" ")
+    let line = words.join(" ");
+    if !line.contains(char::is_control) {
+        return line;
+    }
+    line.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 // ---- 2. Preparation ------------------------------------------------------------------------
@@ -672,6 +643,9 @@ fn apply_mount(op: &MountOp) -> Result<(), Failure> {
 
 // ---- 7. Landlock ---------------------------------------------------------------------------
 
+/// Rule descriptors kept open until exec rather than closed one by one.
+const HELD_RULE_FDS: usize = 256;
+
 fn restrict_self(plan: &LinuxPlan, handled_net: u64) -> Result<(), Failure> {
     let l = &plan.landlock;
     let handled = Handled {
@@ -684,22 +658,40 @@ fn restrict_self(plan: &LinuxPlan, handled_net: u64) -> Result<(), Failure> {
     }
     let ruleset = Ruleset::create(handled, l.abi)
         .map_err(|e| Failure::step("landlock_create_ruleset", &e))?;
+    // The descriptors stay open until exec closes them (`O_CLOEXEC`): a `close` per rule is
+    // work the launch does not need. Past a bound they are closed as they go.
+    let mut left_open = 0usize;
     for rule in &l.paths {
         let path = c_string(rule.path.as_bytes())?;
-        let opened = sys::landlock::open_rule_path(&path)
-            .map_err(|e| Failure::step(format_args!("open {} for Landlock", rule.path), &e))?;
-        let Some(target) = opened else { continue };
-        let mut access = rule.access & handled.fs;
-        if !target.is_dir {
-            access &= !fs_access::DIR_ONLY;
-        }
+        let Some(fd) = sys::landlock::open_rule_path(&path)
+            .map_err(|e| Failure::step(format_args!("open {} for Landlock", rule.path), &e))?
+        else {
+            continue;
+        };
+        let access = rule.access & handled.fs;
         // The kernel refuses a rule that allows nothing (ENOMSG).
         if access == 0 {
             continue;
         }
-        ruleset
-            .allow_beneath(target.fd.as_fd(), access)
-            .map_err(|e| Failure::step(format_args!("Landlock rule for {}", rule.path), &e))?;
+        // Directory-only rights on a file: the kernel answers EINVAL, and the rule is retried
+        // with the file rights alone (cheaper than a stat of every rule's path).
+        let added = match ruleset.allow_beneath(fd.as_fd(), access) {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EINVAL) && access & fs_access::DIR_ONLY != 0 =>
+            {
+                match access & !fs_access::DIR_ONLY {
+                    0 => Ok(()),
+                    file_access => ruleset.allow_beneath(fd.as_fd(), file_access),
+                }
+            }
+            other => other,
+        };
+        added.map_err(|e| Failure::step(format_args!("Landlock rule for {}", rule.path), &e))?;
+        if left_open < HELD_RULE_FDS {
+            left_open += 1;
+            // Not leaked: `O_CLOEXEC`, so the exec that follows closes it.
+            let _ = std::os::fd::IntoRawFd::into_raw_fd(fd);
+        }
     }
     for &(port, access) in &l.ports {
         let access = access & handled.net;
@@ -751,28 +743,6 @@ fn exec_first(vectors: &Vectors, candidates: &[CString], program: &OsStr) -> Fai
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn argv(words: &[&str]) -> Vec<OsString> {
-        words.iter().map(OsString::from).collect()
-    }
-
-    fn words(w: &[&str]) -> Vec<String> {
-        w.iter().map(|s| s.to_string()).collect()
-    }
-
-    #[test]
-    fn prefixes_match_whole_words_and_basenames() {
-        let p = words(&["git", "push"]);
-        assert!(prefix_matches(&p, &argv(&["git", "push"])));
-        assert!(prefix_matches(
-            &p,
-            &argv(&["/usr/bin/git", "push", "origin"])
-        ));
-        assert!(!prefix_matches(&p, &argv(&["git", "pushx"])));
-        assert!(!prefix_matches(&p, &argv(&["git"])));
-        assert!(!prefix_matches(&p, &argv(&["xgit", "push"])));
-        assert!(!prefix_matches(&[], &argv(&["git"])));
-    }
 
     #[test]
     fn candidates_follow_path() {

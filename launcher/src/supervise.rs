@@ -1,7 +1,10 @@
-//! The create-deny supervisor: protected paths that do not exist yet stay uncreatable.
+//! The create-deny supervisor: protected paths stay uncreatable where they do not exist yet,
+//! and unwritable where no mount protects them.
 //!
-//! Existing protected paths are read-only mounts, but nothing can be mounted over a path that
-//! does not exist, and Landlock cannot deny inside a directory it allows. So when the plan has
+//! Protected paths directly in the working and home directories are read-only mounts, but
+//! nothing can be mounted over a path that does not exist, a protected name holds at any depth
+//! below the working directory (walking the tree at launch to mount over each one is what this
+//! design avoids), and Landlock cannot deny inside a directory it allows. So when the plan has
 //! create-deny rules, the launcher forks once the namespaces and mounts are in place (both
 //! processes share the sandbox's view):
 //!
@@ -10,42 +13,61 @@
 //!   to the parent over a socket pair (`SCM_RIGHTS`) and execs the command;
 //! - the parent, the supervisor, is neither Landlocked nor filtered. It receives every syscall
 //!   that creates a directory entry (`open`/`openat` with `O_CREAT`, `creat`, `openat2`,
-//!   `mkdir*`, `mknod*`, `symlink*`, `link*`, `rename*`), reads the new entry's path from the
-//!   process's memory, resolves it as the kernel would ([`path`]), and answers `EACCES` when a
-//!   rule refuses it ([`rules`]; `EROFS` when its folder is a read-only mount, as the kernel
-//!   would) or lets the kernel go on (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`). What exists already
-//!   is left to the kernel (`mkdir -p` on a protected folder still sees `EEXIST`), except that a
-//!   rename replaces it; and a rename may not move away a folder above a protected path, which
-//!   would leave that path free to create. Anything it cannot read or decide is refused:
-//!   `EACCES`, or the errno the kernel itself would return (`EFAULT` for an unreadable path,
-//!   `ENOENT` for a missing parent directory).
+//!   `mkdir*`, `mknod*`, `symlink*`, `link*`, `rename*`) or writes a file by its path (`open`/
+//!   `openat`/`openat2` with `O_WRONLY`, `O_RDWR` or `O_TRUNC`, `truncate`), reads the path
+//!   from the process's memory, resolves it as the kernel would ([`path`]), and answers
+//!   `EACCES` when a rule refuses it ([`rules`]; `EROFS` when its folder is a read-only mount,
+//!   as the kernel would) or lets the kernel go on (`SECCOMP_USER_NOTIF_FLAG_CONTINUE`).
+//!
+//! What it refuses:
+//!
+//! - a new entry a rule covers; what exists already is otherwise left to the kernel (`mkdir -p`
+//!   on a protected folder still sees `EEXIST`), except that a rename replaces it; and a rename
+//!   may not move away a folder above a protected path, which would leave that path free to
+//!   create;
+//! - opening for writing, or truncating, an existing file the same rules cover (the lexical
+//!   path and the resolved one, as for creation), and giving one a new name with a hard link,
+//!   through which it could be written. Where the file is a read-only mount the kernel gives
+//!   its own answer (`EROFS`, `EXDEV`). A path ending on a magic link (`/proc/self/fd/N`,
+//!   `/dev/stdout`) is judged by the object it leads to, named by the link's text; a pipe or
+//!   socket has no name and is never refused, and a deleted file that still has another name
+//!   is refused because that name cannot be known.
+//!
+//! A read-only `open` never reaches the supervisor. Anything it cannot read or decide is
+//! refused: `EACCES`, or the errno the kernel itself would return (`EFAULT` for an unreadable
+//! path, `ENOENT` for a missing parent directory).
 //!
 //! The supervisor forwards `SIGINT`, `SIGTERM`, `SIGHUP`, `SIGQUIT` and `SIGWINCH` sent to it
 //! (not those the terminal sends the whole process group, which the command receives anyway),
 //! exits with the command's status (128 + the signal number when a signal ended it, as shells
 //! report), and the command is killed when the supervisor dies (`PR_SET_PDEATHSIG`). It never
 //! runs the command itself. Descendants that outlive the command find nobody listening: their
-//! creating syscalls then fail with `ENOSYS`.
+//! creating and writing syscalls then fail with `ENOSYS`.
 //!
 //! Known limits:
 //!
 //! - The kernel reads the path again after `CONTINUE`: a deliberately racing multi-threaded
 //!   program can change the path (or a symlink on it) between the check and the syscall.
-//!   Existing protected paths stay protected by their read-only mounts regardless.
+//!   Protected paths directly in the working and home directories stay protected by their
+//!   read-only mounts regardless; those deeper down (and new ones) rely on the check alone.
 //! - A symlink inside a writable folder may point at a directory elsewhere that is writable;
 //!   what is created through the link's real location is judged by that location, which the
 //!   name rules (scoped to the working directory) do not cover.
+//! - A hard link made before launch is another name for the same file: writing through a name
+//!   no rule covers is allowed. Metadata changes (`chmod`, `utimensat`, extended attributes)
+//!   and `unlink` of a protected file deeper down are not checked.
 //! - Unix sockets bound with `bind(2)` create directory entries without these syscalls; they
 //!   cannot be read or executed, so they are not checked.
 //! - The names protected everywhere below the working directory hold for everything there:
-//!   unpacking a package that ships, say, a `.vscode` folder fails. `git init` and `git clone`
-//!   work: creating the `.git/hooks` folder and the `*.sample` hooks git copies into it is
-//!   allowed (git never runs them), and a real hook still cannot be written, renamed or linked
-//!   into place.
+//!   unpacking a package that ships, say, a `.vscode` folder fails, and so does writing an
+//!   existing `sub/.vscode/settings.json`. `git init` and `git clone` work: creating (and
+//!   writing) the `.git/hooks` folder and the `*.sample` hooks git copies into it is allowed
+//!   (git never runs them), and a real hook still cannot be written, renamed or linked into
+//!   place.
 //! - The kernel allows one listener per seccomp filter chain: greywall with create-deny rules
 //!   cannot run inside another one (it fails closed, `EBUSY`).
-//! - Each created entry costs a round trip to the supervisor (the filter lets every other
-//!   syscall through without one).
+//! - Each created entry and each open for writing costs a round trip to the supervisor (the
+//!   filter lets every other syscall, read-only opens included, through without one).
 
 mod path;
 mod rules;
@@ -58,7 +80,7 @@ pub use rules::Rules;
 
 use crate::bridge::Bridge;
 
-use self::path::{Errno, Task};
+use self::path::{Errno, Located, Object, Task};
 use self::rules::Components;
 use crate::sys::notify::{self, Fork, Listener, Notif, Response, Status};
 
@@ -291,7 +313,7 @@ impl Supervisor {
         let Some(call) = decode(n.nr, &n.args).filter(|_| self.arch == Some(n.arch)) else {
             return Some(Response::Errno(libc::EACCES));
         };
-        if matches!(&call, Call::Entries { new, .. } if new.is_empty()) {
+        if matches!(&call, Call::Entries { at, .. } if at.is_empty()) {
             return Some(Response::Continue);
         }
         let Ok(task) = Task::open(n.pid) else {
@@ -315,7 +337,7 @@ impl Supervisor {
     fn check(&self, task: &Task, call: Call) -> Result<Option<Errno>, Errno> {
         let mem = task.mem()?;
         let (entries, moved) = match call {
-            Call::Entries { new, moved } => (new, moved),
+            Call::Entries { at, moved } => (at, moved),
             Call::OpenHow {
                 dirfd,
                 path,
@@ -333,29 +355,45 @@ impl Supervisor {
                     u64::from_ne_bytes(w)
                 };
                 let (flags, resolve) = (word(0), word(2));
-                if flags & libc::O_CREAT as u64 == 0 {
+                let Some(mut entry) = open_entry(dirfd, path, flags) else {
                     return Ok(None);
-                }
-                let entry = Entry {
-                    dirfd,
-                    path,
-                    follow: flags & (libc::O_EXCL | libc::O_NOFOLLOW) as u64 == 0,
-                    kind: Kind::Create,
-                    in_root: resolve & libc::RESOLVE_IN_ROOT != 0,
                 };
+                entry.in_root = resolve & libc::RESOLVE_IN_ROOT != 0;
                 (vec![entry], Vec::new())
             }
         };
         for e in &entries {
-            let Some((lexical, real)) = self.locate(task, &mem, e)? else {
+            let (lexical, real) = match self.locate(task, &mem, e)? {
+                // A magic link: the object exists, nothing is created.
+                (_, Located::Object(object)) => {
+                    if let Some(touch) = e.touches
+                        && let Some(errno) = self.touching_object(touch, &object)
+                    {
+                        return Ok(Some(errno));
+                    }
+                    continue;
+                }
+                (lexical, Located::Path(real)) => (lexical, real),
+            };
+            if real.exists {
+                // Writing (or linking) what is there: refused where creating it would be.
+                if let Some(touch) = e.touches
+                    && (self.rules.refuses_creating(&lexical)
+                        || self.rules.refuses_creating(&real.path))
+                    && let Some(errno) = touching(touch, &path::host_path(&real.path))
+                {
+                    return Ok(Some(errno));
+                }
+                // Nothing new where something is already (open, mkdir, link on an existing
+                // entry); a rename replaces it.
+                if e.creates != Some(Kind::Rename) {
+                    continue;
+                }
+            }
+            let Some(kind) = e.creates else {
                 continue;
             };
-            // Nothing new where something is already (open, mkdir, link on an existing
-            // entry); a rename replaces it.
-            if real.exists && e.kind != Kind::Rename {
-                continue;
-            }
-            let refused = |p: &[Vec<u8>]| match e.kind {
+            let refused = |p: &[Vec<u8>]| match kind {
                 Kind::Create => self.rules.refuses_creating(p),
                 Kind::Symlink | Kind::Rename => self.rules.refuses_tree(p),
             };
@@ -364,7 +402,7 @@ impl Supervisor {
             }
         }
         for e in &moved {
-            let Some((lexical, real)) = self.locate(task, &mem, e)? else {
+            let (lexical, Located::Path(real)) = self.locate(task, &mem, e)? else {
                 continue;
             };
             if self.rules.refuses_moving(&lexical) || self.rules.refuses_moving(&real.path) {
@@ -374,30 +412,78 @@ impl Supervisor {
         Ok(None)
     }
 
-    /// The entry's path, lexically and resolved; `None` when it leads through a magic link to
-    /// something that exists.
+    /// The errno for writing or linking the object a magic link leads to; `None` when no
+    /// rule covers it (or the kernel refuses it by itself).
+    fn touching_object(&self, touch: Touch, object: &Object) -> Option<Errno> {
+        match object {
+            Object::At { path, link } => {
+                if self.rules.refuses_creating(path) {
+                    touching(touch, link)
+                } else {
+                    None
+                }
+            }
+            Object::Nameless => None,
+            // Whether a rule covers it cannot be told: refused.
+            Object::Unknown => Some(libc::EACCES),
+        }
+    }
+
+    /// The entry's path, lexically and resolved.
     fn locate(
         &self,
         task: &Task,
         mem: &std::fs::File,
         e: &Entry,
-    ) -> Result<Option<(Components, path::Resolved)>, Errno> {
-        let raw = task.read_path(mem, e.path)?;
+    ) -> Result<(Components, Located), Errno> {
+        let mut raw = task.read_path(mem, e.path)?;
+        let (mut dirfd, mut follow) = (e.dirfd, e.follow);
         if raw.is_empty() {
-            return Err(libc::ENOENT);
+            if !e.empty_path {
+                return Err(libc::ENOENT);
+            }
+            // `AT_EMPTY_PATH`: the descriptor itself, as its magic link names it.
+            raw = if dirfd == libc::AT_FDCWD {
+                b"/proc/self/cwd".to_vec()
+            } else {
+                format!("/proc/self/fd/{dirfd}").into_bytes()
+            };
+            (dirfd, follow) = (libc::AT_FDCWD, true);
         }
         let root: Components = if e.in_root {
-            task.dir(e.dirfd)?
+            task.dir(dirfd)?
         } else {
             Components::new()
         };
         let start = if e.in_root || raw.first() == Some(&b'/') {
             root.clone()
         } else {
-            task.dir(e.dirfd)?
+            task.dir(dirfd)?
         };
         let lexical = path::lexical(&root, &start, &raw);
-        Ok(path::resolve(task, &root, &start, &raw, e.follow)?.map(|real| (lexical, real)))
+        Ok((lexical, path::resolve(task, &root, &start, &raw, follow)?))
+    }
+}
+
+/// The errno for writing or linking an existing file a rule covers: `None` when the kernel
+/// refuses it by itself because the file is on a read-only mount (it answers `EROFS` to a
+/// write, and `EXDEV` or `EROFS` to a link), so that its own answer is the one seen; `EACCES`
+/// otherwise, and for a device or FIFO, which a read-only mount does not keep from being
+/// written.
+fn touching(touch: Touch, path: &std::path::Path) -> Option<Errno> {
+    use std::os::unix::fs::FileTypeExt;
+    let read_only = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .ok()
+        .and_then(|p| notify::is_read_only(&p).ok())
+        .unwrap_or(false);
+    let special = std::fs::metadata(path).map_or(true, |m| {
+        let t = m.file_type();
+        t.is_char_device() || t.is_block_device() || t.is_fifo() || t.is_socket()
+    });
+    match touch {
+        Touch::Link if read_only => None,
+        Touch::Write if read_only && !special => None,
+        _ => Some(libc::EACCES),
     }
 }
 
@@ -423,7 +509,16 @@ enum Kind {
     Rename,
 }
 
-/// A path a syscall creates (or, for a rename's source, moves away).
+/// What a syscall does to a file that is there already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Touch {
+    /// Opens it for writing, or truncates it.
+    Write,
+    /// Gives it a new name (a hard link's source), through which it could then be written.
+    Link,
+}
+
+/// A path a syscall creates, writes, links or (for a rename's source) moves away.
 struct Entry {
     /// `AT_FDCWD` or the directory descriptor a relative `path` starts from.
     dirfd: i32,
@@ -431,15 +526,20 @@ struct Entry {
     path: u64,
     /// The syscall follows a symlink at the end of the path (and creates its target).
     follow: bool,
-    kind: Kind,
+    /// What it creates when nothing is there yet (`None`: nothing).
+    creates: Option<Kind>,
+    /// What it does to what is there already, when a rule may care.
+    touches: Option<Touch>,
     /// `openat2` with `RESOLVE_IN_ROOT`: `dirfd` is the root.
     in_root: bool,
+    /// `AT_EMPTY_PATH`: an empty path names `dirfd` itself.
+    empty_path: bool,
 }
 
 enum Call {
-    /// The entries the syscall creates (none: it creates nothing, as `open` without
-    /// `O_CREAT`), and those a rename moves away.
-    Entries { new: Vec<Entry>, moved: Vec<Entry> },
+    /// The entries the syscall creates or writes (none: it does neither, as a read-only
+    /// `open`), and those a rename moves away.
+    Entries { at: Vec<Entry>, moved: Vec<Entry> },
     /// `openat2`: the flags are in memory, at `how`.
     OpenHow {
         dirfd: i32,
@@ -449,7 +549,35 @@ enum Call {
     },
 }
 
-/// The new entries of syscall `nr` (the filter only asks about those that create one).
+/// The entry of an `open` with `flags` (`open`, `openat`, `openat2`); `None` when it neither
+/// creates nor writes anything.
+///
+/// `O_CREAT` creates; `O_WRONLY`, `O_RDWR` and `O_TRUNC` write what is there (`O_TRUNC`
+/// truncates even a read-only open), except with `O_PATH`, which drops every other flag, and
+/// with `O_CREAT | O_EXCL`, which fails on anything that exists. A symlink at the end is
+/// followed unless `O_NOFOLLOW` or `O_CREAT | O_EXCL`.
+fn open_entry(dirfd: i32, path: u64, flags: u64) -> Option<Entry> {
+    let has = |f: libc::c_int| flags & f as u64 != 0;
+    let exclusive = has(libc::O_CREAT) && has(libc::O_EXCL);
+    let creates = has(libc::O_CREAT).then_some(Kind::Create);
+    let writes = has(libc::O_WRONLY) || has(libc::O_RDWR) || has(libc::O_TRUNC);
+    let touches = (writes && !has(libc::O_PATH) && !exclusive).then_some(Touch::Write);
+    if creates.is_none() && touches.is_none() {
+        return None;
+    }
+    Some(Entry {
+        dirfd,
+        path,
+        follow: !has(libc::O_NOFOLLOW) && !exclusive,
+        creates,
+        touches,
+        in_root: false,
+        empty_path: false,
+    })
+}
+
+/// The entries of syscall `nr` (the filter only asks about those that create an entry or
+/// write a file).
 fn decode(nr: i32, a: &[u64; 6]) -> Option<Call> {
     // Descriptors and flags are C ints: the low 32 bits.
     let int = |i: usize| a[i] as u32 as i32;
@@ -457,22 +585,34 @@ fn decode(nr: i32, a: &[u64; 6]) -> Option<Call> {
         dirfd,
         path,
         follow,
-        kind,
+        creates: Some(kind),
+        touches: None,
         in_root: false,
+        empty_path: false,
     };
-    let new = |e: Vec<Entry>| Call::Entries {
-        new: e,
+    let at = |e: Vec<Entry>| Call::Entries {
+        at: e,
         moved: Vec::new(),
     };
     let open = |dirfd: i32, path: u64, flags: i32| {
-        new(if flags & libc::O_CREAT == 0 {
-            Vec::new()
-        } else {
-            let follow = flags & (libc::O_EXCL | libc::O_NOFOLLOW) == 0;
-            vec![entry(dirfd, path, follow, Kind::Create)]
-        })
+        at(open_entry(dirfd, path, u64::from(flags as u32))
+            .into_iter()
+            .collect())
     };
-    let one = |dirfd: i32, path: u64, kind: Kind| new(vec![entry(dirfd, path, false, kind)]);
+    let one = |dirfd: i32, path: u64, kind: Kind| at(vec![entry(dirfd, path, false, kind)]);
+    // The destination, then the source, which must not be a protected file.
+    let link = |from: (i32, u64), to: (i32, u64), flags: i32| {
+        let source = Entry {
+            dirfd: from.0,
+            path: from.1,
+            follow: flags & libc::AT_SYMLINK_FOLLOW != 0,
+            creates: None,
+            touches: Some(Touch::Link),
+            in_root: false,
+            empty_path: flags & libc::AT_EMPTY_PATH != 0,
+        };
+        at(vec![entry(to.0, to.1, false, Kind::Create), source])
+    };
     let rename = |from: (i32, u64), to: (i32, u64), exchange: bool| {
         let mut new = vec![entry(to.0, to.1, false, Kind::Rename)];
         let mut moved = vec![entry(from.0, from.1, false, Kind::Rename)];
@@ -480,7 +620,18 @@ fn decode(nr: i32, a: &[u64; 6]) -> Option<Call> {
             new.push(entry(from.0, from.1, false, Kind::Rename));
             moved.push(entry(to.0, to.1, false, Kind::Rename));
         }
-        Call::Entries { new, moved }
+        Call::Entries { at: new, moved }
+    };
+    let truncate = |path: u64| {
+        at(vec![Entry {
+            dirfd: libc::AT_FDCWD,
+            path,
+            follow: true,
+            creates: None,
+            touches: Some(Touch::Write),
+            in_root: false,
+            empty_path: false,
+        }])
     };
     Some(match libc::c_long::from(nr) {
         libc::SYS_openat => open(int(0), a[1], int(2)),
@@ -490,21 +641,26 @@ fn decode(nr: i32, a: &[u64; 6]) -> Option<Call> {
             how: a[2],
             size: a[3],
         },
+        libc::SYS_truncate => truncate(a[0]),
         libc::SYS_mkdirat | libc::SYS_mknodat => one(int(0), a[1], Kind::Create),
         libc::SYS_symlinkat => one(int(1), a[2], Kind::Symlink),
-        libc::SYS_linkat => one(int(2), a[3], Kind::Create),
+        libc::SYS_linkat => link((int(0), a[1]), (int(2), a[3]), int(4)),
         libc::SYS_renameat => rename((int(0), a[1]), (int(2), a[3]), false),
         libc::SYS_renameat2 => rename((int(0), a[1]), (int(2), a[3]), a[4] & RENAME_EXCHANGE != 0),
         #[cfg(target_arch = "x86_64")]
         libc::SYS_open => open(libc::AT_FDCWD, a[0], int(1)),
         #[cfg(target_arch = "x86_64")]
-        libc::SYS_creat => new(vec![entry(libc::AT_FDCWD, a[0], true, Kind::Create)]),
+        libc::SYS_creat => open(
+            libc::AT_FDCWD,
+            a[0],
+            libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC,
+        ),
         #[cfg(target_arch = "x86_64")]
         libc::SYS_mkdir | libc::SYS_mknod => one(libc::AT_FDCWD, a[0], Kind::Create),
         #[cfg(target_arch = "x86_64")]
         libc::SYS_symlink => one(libc::AT_FDCWD, a[1], Kind::Symlink),
         #[cfg(target_arch = "x86_64")]
-        libc::SYS_link => one(libc::AT_FDCWD, a[1], Kind::Create),
+        libc::SYS_link => link((libc::AT_FDCWD, a[0]), (libc::AT_FDCWD, a[1]), 0),
         #[cfg(target_arch = "x86_64")]
         libc::SYS_rename => rename((libc::AT_FDCWD, a[0]), (libc::AT_FDCWD, a[1]), false),
         _ => return None,
@@ -523,13 +679,13 @@ mod tests {
         let creat = libc::O_CREAT as u64;
         for (name, nr) in notify_syscalls(arch) {
             let args = [libc::AT_FDCWD as u64, 0x1000, creat, 0x2000, 0, 0];
-            let args = if name == "open" {
+            let args = if name == "open" || name == "truncate" {
                 [0x1000, creat, 0, 0, 0, 0]
             } else {
                 args
             };
             match decode(nr, &args) {
-                Some(Call::Entries { new, .. }) => assert!(!new.is_empty(), "{name}"),
+                Some(Call::Entries { at, .. }) => assert!(!at.is_empty(), "{name}"),
                 Some(Call::OpenHow { .. }) => assert_eq!(name, "openat2"),
                 None => panic!("{name} not decoded"),
             }
@@ -537,57 +693,135 @@ mod tests {
         assert!(decode(0, &[0; 6]).is_none());
     }
 
+    /// The filter's idea of a write-intent open is the kernel's (as the `libc` crate has it).
+    #[test]
+    fn filter_flags_are_the_kernels() {
+        use greywall_compiler::backend::seccomp::{O_CREAT, O_RDWR, O_TRUNC, O_WRONLY};
+        assert_eq!(O_CREAT, libc::O_CREAT as u32);
+        assert_eq!(O_WRONLY, libc::O_WRONLY as u32);
+        assert_eq!(O_RDWR, libc::O_RDWR as u32);
+        assert_eq!(O_TRUNC, libc::O_TRUNC as u32);
+    }
+
+    fn effects(e: &[Entry]) -> Vec<(i32, u64, Option<Kind>, Option<Touch>)> {
+        e.iter()
+            .map(|e| (e.dirfd, e.path, e.creates, e.touches))
+            .collect()
+    }
+
     #[test]
     fn new_entry_arguments() {
-        let paths = |e: &[Entry]| -> Vec<(i32, u64, Kind)> {
-            e.iter().map(|e| (e.dirfd, e.path, e.kind)).collect()
+        let paths = |e: &[Entry]| -> Vec<(i32, u64, Option<Kind>)> {
+            e.iter().map(|e| (e.dirfd, e.path, e.creates)).collect()
         };
+        let rename = Some(Kind::Rename);
         let a = [7, 0x10, 8, 0x20, RENAME_EXCHANGE, 0];
-        let Some(Call::Entries { new, moved }) = decode(libc::SYS_renameat2 as i32, &a) else {
+        let Some(Call::Entries { at, moved }) = decode(libc::SYS_renameat2 as i32, &a) else {
             panic!("renameat2");
         };
-        assert_eq!(
-            paths(&new),
-            [(8, 0x20, Kind::Rename), (7, 0x10, Kind::Rename)]
-        );
-        assert_eq!(
-            paths(&moved),
-            [(7, 0x10, Kind::Rename), (8, 0x20, Kind::Rename)]
-        );
-        let Some(Call::Entries { new, moved }) = decode(libc::SYS_renameat as i32, &a) else {
+        assert_eq!(paths(&at), [(8, 0x20, rename), (7, 0x10, rename)]);
+        assert_eq!(paths(&moved), [(7, 0x10, rename), (8, 0x20, rename)]);
+        let Some(Call::Entries { at, moved }) = decode(libc::SYS_renameat as i32, &a) else {
             panic!("renameat");
         };
-        assert_eq!(paths(&new), [(8, 0x20, Kind::Rename)]);
-        assert_eq!(paths(&moved), [(7, 0x10, Kind::Rename)]);
-        let Some(Call::Entries { new, moved }) = decode(libc::SYS_linkat as i32, &a) else {
-            panic!("linkat");
-        };
-        assert_eq!(paths(&new), [(8, 0x20, Kind::Create)]);
-        assert!(moved.is_empty());
+        assert_eq!(paths(&at), [(8, 0x20, rename)]);
+        assert_eq!(paths(&moved), [(7, 0x10, rename)]);
         let symlinkat = decode(libc::SYS_symlinkat as i32, &[0x10, 9, 0x30, 0, 0, 0]);
-        let Some(Call::Entries { new, .. }) = symlinkat else {
+        let Some(Call::Entries { at, .. }) = symlinkat else {
             panic!("symlinkat");
         };
-        assert_eq!(paths(&new), [(9, 0x30, Kind::Symlink)]);
-        // openat: O_CREAT decides, O_EXCL and O_NOFOLLOW stop following a final symlink.
-        let openat =
-            |flags: i32| match decode(libc::SYS_openat as i32, &[3, 0x40, flags as u64, 0, 0, 0]) {
-                Some(Call::Entries { new, .. }) => new.first().map(|e| (e.dirfd, e.follow)),
-                _ => panic!("openat"),
-            };
-        assert_eq!(openat(libc::O_RDWR), None);
-        assert_eq!(openat(libc::O_CREAT | libc::O_WRONLY), Some((3, true)));
-        assert_eq!(openat(libc::O_CREAT | libc::O_EXCL), Some((3, false)));
-        assert_eq!(openat(libc::O_CREAT | libc::O_NOFOLLOW), Some((3, false)));
+        assert_eq!(paths(&at), [(9, 0x30, Some(Kind::Symlink))]);
         // AT_FDCWD arrives with its upper 32 bits set, or not.
         for cwd in [libc::AT_FDCWD as u64, libc::AT_FDCWD as u32 as u64] {
-            let Some(Call::Entries { new, .. }) =
+            let Some(Call::Entries { at, .. }) =
                 decode(libc::SYS_mkdirat as i32, &[cwd, 1, 0, 0, 0, 0])
             else {
                 panic!("mkdirat");
             };
-            assert_eq!(new[0].dirfd, libc::AT_FDCWD);
+            assert_eq!(at[0].dirfd, libc::AT_FDCWD);
         }
+    }
+
+    /// A hard link creates its destination and must not give a protected file a new name.
+    #[test]
+    fn link_sources_are_checked() {
+        let flags = (libc::AT_SYMLINK_FOLLOW | libc::AT_EMPTY_PATH) as u64;
+        let Some(Call::Entries { at, moved }) =
+            decode(libc::SYS_linkat as i32, &[7, 0x10, 8, 0x20, flags, 0])
+        else {
+            panic!("linkat");
+        };
+        assert_eq!(
+            effects(&at),
+            [
+                (8, 0x20, Some(Kind::Create), None),
+                (7, 0x10, None, Some(Touch::Link))
+            ]
+        );
+        assert!(moved.is_empty());
+        assert!(at[1].follow && at[1].empty_path && !at[0].follow);
+        let Some(Call::Entries { at, .. }) =
+            decode(libc::SYS_linkat as i32, &[7, 0x10, 8, 0x20, 0, 0])
+        else {
+            panic!("linkat");
+        };
+        assert!(!at[1].follow && !at[1].empty_path);
+    }
+
+    /// `O_CREAT` creates; a write bit or `O_TRUNC` writes what exists, unless `O_PATH` drops
+    /// them or `O_CREAT | O_EXCL` fails on it; `truncate` writes.
+    #[test]
+    fn opens_create_and_write() {
+        let openat =
+            |flags: i32| match decode(libc::SYS_openat as i32, &[3, 0x40, flags as u64, 0, 0, 0]) {
+                Some(Call::Entries { at, .. }) => at
+                    .first()
+                    .map(|e| (e.dirfd, e.follow, e.creates, e.touches)),
+                _ => panic!("openat"),
+            };
+        let (create, write) = (Some(Kind::Create), Some(Touch::Write));
+        assert_eq!(openat(libc::O_RDONLY), None);
+        assert_eq!(openat(libc::O_RDONLY | libc::O_APPEND), None);
+        assert_eq!(openat(libc::O_PATH | libc::O_WRONLY), None);
+        assert_eq!(openat(libc::O_RDWR), Some((3, true, None, write)));
+        assert_eq!(openat(libc::O_WRONLY), Some((3, true, None, write)));
+        assert_eq!(openat(libc::O_TRUNC), Some((3, true, None, write)));
+        assert_eq!(
+            openat(libc::O_WRONLY | libc::O_NOFOLLOW),
+            Some((3, false, None, write))
+        );
+        assert_eq!(
+            openat(libc::O_TMPFILE | libc::O_WRONLY),
+            Some((3, true, None, write))
+        );
+        assert_eq!(
+            openat(libc::O_CREAT | libc::O_WRONLY),
+            Some((3, true, create, write))
+        );
+        assert_eq!(openat(libc::O_CREAT), Some((3, true, create, None)));
+        assert_eq!(
+            openat(libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY),
+            Some((3, false, create, None))
+        );
+        assert_eq!(
+            openat(libc::O_CREAT | libc::O_NOFOLLOW | libc::O_RDWR),
+            Some((3, false, create, write))
+        );
+        // The upper 32 bits of the argument are not flags.
+        assert_eq!(openat(0), None);
+        let Some(Call::Entries { at, .. }) =
+            decode(libc::SYS_openat as i32, &[3, 0x40, 1 << 32, 0, 0, 0])
+        else {
+            panic!("openat");
+        };
+        assert!(at.is_empty());
+        let Some(Call::Entries { at, .. }) =
+            decode(libc::SYS_truncate as i32, &[0x40, 0, 0, 0, 0, 0])
+        else {
+            panic!("truncate");
+        };
+        assert_eq!(effects(&at), [(libc::AT_FDCWD, 0x40, None, write)]);
+        assert!(at[0].follow);
     }
 
     #[test]

@@ -409,6 +409,33 @@ fn landlock_denies_reads_outside_readable_paths() {
     assert_eq!(stdout(&case.bare(&["cat", "secret/data"])), "secret\n");
 }
 
+/// A rule naming a file with rights only folders have (the compiler does not stat its rules'
+/// paths): the launcher keeps the file rights and drops the rest, rather than failing.
+#[test]
+fn landlock_rule_on_a_file_keeps_the_file_rights() {
+    let Some(mut case) = Case::landlocked("file rule") else {
+        return;
+    };
+    case.write("pub/data", "public\n");
+    case.write("pub/other", "other\n");
+    let mut paths: Vec<PathRule> = ["/usr", "/bin", "/lib", "/lib64", "/etc"]
+        .iter()
+        .map(|p| rule(p, fs_access::READ))
+        .collect();
+    // READ includes READ_DIR, which a file cannot carry.
+    assert_ne!(fs_access::READ & fs_access::DIR_ONLY, 0);
+    paths.push(rule(&case.ws_str("pub/data"), fs_access::READ));
+    case.plan.landlock.paths = paths;
+    let out = case.run(&["cat", "pub/data"]);
+    if !has_userns(&out) {
+        return;
+    }
+    assert_code(&out, 0);
+    assert_eq!(stdout(&out), "public\n");
+    let out = case.run(&["cat", "pub/other"]);
+    assert_ne!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
 #[test]
 fn no_new_privs_is_set() {
     let case = Case::new(0);

@@ -19,6 +19,7 @@ use greywall_compiler::backend::seccomp::{Arch, SECCOMP_RET_ALLOW, SECCOMP_RET_E
 use greywall_compiler::plan::{CreateDeny, Landlock, LinuxPlan, Network};
 
 const GREYWALL: &str = env!("CARGO_BIN_EXE_greywall");
+const PROBE: &str = env!("CARGO_BIN_EXE_greywall-probe");
 const PYTHON: &str = "/usr/bin/python3";
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
@@ -371,6 +372,176 @@ too long ENAMETOOLONG
         std::fs::read_to_string(s.at("sub/.bashrc")).unwrap(),
         "old\n"
     );
+}
+
+/// Protected files that exist deeper than the working directory (`sub/.bashrc`, a nested
+/// repository's hook, `sub/.vscode/settings.json`, `sub/.env`): no mount covers them, so the
+/// supervisor refuses opening them for writing, truncating them and linking them to a new
+/// name, by every path that leads to them. They stay readable and unchanged, and ordinary
+/// files next to them stay writable.
+const DEEP: &[(&str, &str)] = &[
+    ("sub/.bashrc", "# rc\n"),
+    ("sub/.vscode/settings.json", "{}\n"),
+    ("sub/.git/hooks/pre-commit", "#!/bin/sh\nexit 0\n"),
+    ("sub/.env", "API_KEY=secret\n"),
+];
+
+/// Writes (each a `sh -c` script with `$F` the protected file) that must all be refused.
+const DEEP_WRITES: &[&str] = &[
+    "echo evil >> \"$F\"",
+    "echo evil > \"$F\"",
+    "truncate -s0 \"$F\"",
+    "python3 -c 'import sys; open(sys.argv[1], \"r+\").write(\"evil\")' \"$F\"",
+    // Reopened for writing through the descriptor of a read-only open.
+    "exec 3< \"$F\" && echo evil >> /proc/self/fd/3",
+    "exec 3< \"$F\" && echo evil >> /dev/fd/3",
+    "exec 3< \"$F\" && echo evil >> /proc/$$/fd/3",
+    // Through a symlink and through `..`.
+    "ln -s \"$PWD/$F\" innocent && echo evil >> innocent",
+    "mkdir -p d && cd d && echo evil >> \"../$F\"",
+    // A hard link to write through.
+    "ln \"$F\" innocent",
+];
+
+fn deep_scratch() -> Scratch {
+    let s = Scratch::new(POLICY);
+    for (rel, text) in DEEP {
+        s.write(rel, text);
+    }
+    s.write("sub/plain.txt", "plain\n");
+    s.write("sub/.git/HEAD", "ref: refs/heads/main\n");
+    s.write("sub/.git/hooks/pre-commit.sample", "#!/bin/sh\n");
+    std::fs::copy(PROBE, s.at("probe")).unwrap();
+    s
+}
+
+#[test]
+fn existing_protected_files_deeper_down_cannot_be_written() {
+    if !ready() || !python() {
+        return;
+    }
+    let s = deep_scratch();
+    let mut failures = Vec::new();
+    for (rel, text) in DEEP {
+        for script in DEEP_WRITES {
+            let o = s
+                .command(&["/bin/sh", "-c", script])
+                .env("F", rel)
+                .output()
+                .unwrap();
+            let now = std::fs::read_to_string(s.at(rel)).unwrap();
+            let linked = s.at("innocent").exists()
+                && std::fs::symlink_metadata(s.at("innocent"))
+                    .is_ok_and(|m| !m.file_type().is_symlink());
+            if o.status.code() == Some(0)
+                || !stderr(&o).contains("Permission denied")
+                || now != *text
+                || linked
+            {
+                failures.push(format!(
+                    "{rel}: {script}: status {:?}, now {now:?}, hard link made {linked}, \
+                     stderr {:?}",
+                    o.status,
+                    stderr(&o)
+                ));
+            }
+            // Each write starts from the original file, refused or not.
+            let _ = std::fs::remove_file(s.at("innocent"));
+            s.write(rel, text);
+        }
+        // O_WRONLY without O_CREAT (the probe's `write`), and the other open flags.
+        let o = s.exec(&["./probe", "write", rel, "read", rel]);
+        assert_code(&o, 0);
+        let want = format!("write {rel} EACCES\nread {rel} ok\n");
+        if stdout(&o) != want {
+            failures.push(format!("{rel}: probe: {:?}", stdout(&o)));
+        }
+        s.write(rel, text);
+        let script = r#"
+import ctypes, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+class How(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+def openat2(path, flags):
+    how = How(flags, 0, 0)
+    r = libc.syscall(437, -100, path.encode(), ctypes.byref(how), ctypes.sizeof(how))
+    if r < 0:
+        raise OSError(ctypes.get_errno(), "openat2")
+    os.close(r)
+f = sys.argv[1]
+for name, op in [
+    ("O_RDWR", lambda: os.close(os.open(f, os.O_RDWR))),
+    ("O_RDONLY|O_TRUNC", lambda: os.close(os.open(f, os.O_RDONLY | os.O_TRUNC))),
+    ("O_CREAT|O_WRONLY", lambda: os.close(os.open(f, os.O_CREAT | os.O_WRONLY))),
+    ("openat2 O_WRONLY", lambda: openat2(f, os.O_WRONLY)),
+    ("truncate", lambda: os.truncate(f, 0)),
+    ("O_RDONLY", lambda: print(open(f).read(), end="")),
+]:
+    try:
+        op()
+        print(name, "ok")
+    except OSError as e:
+        print(name, os.strerror(e.errno))
+"#;
+        let o = s.exec(&[PYTHON, "-c", script, rel]);
+        assert_code(&o, 0);
+        let want = format!(
+            "O_RDWR Permission denied\nO_RDONLY|O_TRUNC Permission denied\n\
+             O_CREAT|O_WRONLY Permission denied\nopenat2 O_WRONLY Permission denied\n\
+             truncate Permission denied\n{text}O_RDONLY ok\n"
+        );
+        if stdout(&o) != want {
+            failures.push(format!("{rel}: python: {:?} {:?}", stdout(&o), stderr(&o)));
+        }
+        let now = std::fs::read_to_string(s.at(rel)).unwrap();
+        if now != *text {
+            failures.push(format!("{rel}: python: now {now:?}"));
+        }
+    }
+    assert!(failures.is_empty(), "not refused:\n{}", failures.join("\n"));
+}
+
+/// Next to the protected files, ordinary files are written as usual, and writing through a
+/// descriptor's magic link works for what is not protected (a file, a pipe).
+#[test]
+fn ordinary_files_next_to_protected_ones_stay_writable() {
+    if !ready() {
+        return;
+    }
+    let s = deep_scratch();
+    // Standard output is a file in the workspace: /dev/stdout leads there.
+    let log = s.at("out.log");
+    let o = s
+        .command(&[
+            "/bin/sh",
+            "-c",
+            "echo more >> sub/plain.txt && echo 1 > sub/.git/HEAD && truncate -s0 sub/.git/HEAD \
+             && echo x >> sub/.git/hooks/pre-commit.sample && echo note > sub/.vscode-notes \
+             && exec 3< sub/plain.txt && echo again >> /proc/self/fd/3 \
+             && echo to-stdout >> /dev/stdout && echo piped | cat > /dev/stderr \
+             && ./probe write sub/plain.txt",
+        ])
+        .stdout(
+            std::fs::File::options()
+                .create(true)
+                .append(true)
+                .open(&log)
+                .unwrap(),
+        )
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "to-stdout\nwrite sub/plain.txt ok\n"
+    );
+    assert!(stderr(&o).ends_with("piped\n"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(s.at("sub/plain.txt")).unwrap(),
+        "plain\nmore\nagain\n"
+    );
+    assert_eq!(std::fs::read_to_string(s.at("sub/.git/HEAD")).unwrap(), "");
+    assert!(s.at("sub/.vscode-notes").is_file());
 }
 
 #[test]

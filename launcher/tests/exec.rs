@@ -112,6 +112,58 @@ fn exit_codes_and_forms() {
     assert_eq!(stdout(&s.run(&["-c", "echo $GREYWALL_SANDBOX"])), "1\n");
 }
 
+/// The command check sees through wrappers, assignments and `dd`'s operands, on the
+/// launcher's own argv and in `-c` scripts alike; it runs before the sandbox exists, so the
+/// refusals hold on any kernel.
+#[test]
+fn command_rules_look_through_wrappers_and_assignments() {
+    let s =
+        Scratch::new(r#"{"filesystem": {"allowWrite": ["."]}, "command": {"deny": ["git push"]}}"#);
+    let blocked = |args: &[&str], prefix: &str| {
+        let o = s.run(args);
+        assert_eq!(code(&o), 1, "{args:?}: {}", stderr(&o));
+        // One line says so (a first compile may print notes before it).
+        let err = stderr(&o);
+        let line = err.lines().last().unwrap_or_default();
+        assert!(
+            line.starts_with("greywall: command blocked by policy: \"")
+                && line.ends_with(&format!("\" matches \"{prefix}\""))
+                && err.matches("blocked").count() == 1,
+            "{args:?}: {err}"
+        );
+        assert!(stdout(&o).is_empty(), "{args:?}: nothing ran");
+    };
+    blocked(&["-c", "X=1 git push origin main"], "git push");
+    blocked(&["--", "env", "git", "push"], "git push");
+    blocked(
+        &[
+            "--", "env", "-i", "A=b", "nice", "-n", "5", "git", "-C", ".", "push",
+        ],
+        "git push",
+    );
+    blocked(&["-c", "echo hi\n(git push)"], "git push");
+    blocked(&["-c", "echo \"$(git push)\""], "git push");
+    blocked(&["-c", "dd if=/dev/zero of=x bs=1 count=1"], "dd if=");
+    blocked(&["--", "dd", "of=x", "if=/dev/zero", "count=1"], "dd of=");
+    assert!(!s.work().join("x").exists(), "dd never ran");
+    if !kernel_ok() {
+        return;
+    }
+    // Ordinary commands, wrapped or not, still run.
+    let o = s.run(&["-c", "X=1 env Y=2 sh -c 'echo $X$Y' && echo git push"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "12\ngit push\n");
+    let o = s.run(&[
+        "--", "env", "-i", "nice", "-n", "1", "timeout", "5", "echo", "ok",
+    ]);
+    assert_eq!(
+        (code(&o), stdout(&o).as_str()),
+        (0, "ok\n"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn cache_hits_recompiles_on_change_and_never_runs_a_tampered_plan() {
     if !kernel_ok() {

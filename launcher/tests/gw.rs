@@ -69,9 +69,16 @@ fn test_reports_expectations_and_exits_by_outcome() {
     s.write("ok.gw", POLICY);
     let o = s.run(&["test", "ok.gw"]);
     assert_eq!(code(&o), 0, "{}{}", out(&o), err(&o));
-    assert!(out(&o).contains("3 expectations: 3 passed, 0 failed"), "{}", out(&o));
+    assert!(
+        out(&o).contains("3 expectations: 3 passed, 0 failed"),
+        "{}",
+        out(&o)
+    );
 
-    s.write("bad.gw", &format!("{POLICY}expect allow read ~/.ssh/id_rsa\n"));
+    s.write(
+        "bad.gw",
+        &format!("{POLICY}expect allow read ~/.ssh/id_rsa\n"),
+    );
     let o = s.run(&["test", "bad.gw"]);
     assert_eq!(code(&o), 1);
     let e = err(&o);
@@ -108,7 +115,11 @@ fn compile_accepts_gw_and_refuses_malformed_ones_without_writing() {
         s.write("x.gw", text);
         let o = s.run(&["compile", "x.gw"]);
         assert_eq!(code(&o), 1, "{text:?}: {}", err(&o));
-        assert!(err(&o).contains(&format!("error[{want}]")), "{text:?}: {}", err(&o));
+        assert!(
+            err(&o).contains(&format!("error[{want}]")),
+            "{text:?}: {}",
+            err(&o)
+        );
         assert!(cache_is_empty(&s), "{text:?} wrote to the cache");
     }
 }
@@ -132,7 +143,11 @@ fn discovery_finds_greywall_gw_and_refuses_two_policies() {
     s.write("greywall.gw", "filesystem {\n    write .\n}\n");
     let o = s.run(&["config", "show"]);
     assert_eq!(code(&o), 0, "{}", err(&o));
-    assert!(out(&o).contains("greywall.gw (project file)"), "{}", out(&o));
+    assert!(
+        out(&o).contains("greywall.gw (project file)"),
+        "{}",
+        out(&o)
+    );
     s.write("greywall.json", "{}");
     let o = s.run(&["compile"]);
     assert_ne!(code(&o), 0);
@@ -152,7 +167,10 @@ fn fmt_formats_in_place_and_check_reports() {
     assert_eq!(code(&s.run(&["fmt", "--check", "p.gw"])), 0);
     s.write("bad.gw", "read \"x\n");
     assert_eq!(code(&s.run(&["fmt", "bad.gw"])), 1);
-    assert_eq!(std::fs::read_to_string(s.work().join("bad.gw")).unwrap(), "read \"x\n");
+    assert_eq!(
+        std::fs::read_to_string(s.work().join("bad.gw")).unwrap(),
+        "read \"x\n"
+    );
 }
 
 #[test]
@@ -164,15 +182,17 @@ fn convert_both_ways() {
     assert_eq!(code(&o), 0, "{}", err(&o));
     let o = s.run(&["convert", "code.gw", "-o", "back.json"]);
     assert_eq!(code(&o), 0, "{}", err(&o));
-    // Both compile to the same artifact as the template.
-    let key = |args: &[&str]| {
-        let o = s.run(args);
-        assert_eq!(code(&o), 0, "{}", err(&o));
-        out(&o).lines().next().unwrap().rsplit(' ').next().unwrap().to_string()
-    };
-    let k = key(&["compile", "code"]);
-    assert_eq!(key(&["compile", "code.gw"]), k);
-    assert_eq!(key(&["compile", "back.json"]), k);
+    // A fixed point: converting the JSON back to .gw gives the same text, and both compile.
+    let o = s.run(&["convert", "back.json"]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert_eq!(
+        out(&o),
+        std::fs::read_to_string(s.work().join("code.gw")).unwrap()
+    );
+    for f in ["code.gw", "back.json"] {
+        let o = s.run(&["compile", f]);
+        assert_eq!(code(&o), 0, "{f}: {}", err(&o));
+    }
     assert_eq!(code(&s.run(&["convert", "missing.gw"])), 2);
 }
 

@@ -82,7 +82,8 @@ usage: overhead [--quick] [--rounds N] [--out DIR] [--publish]
   --floor PCT           smallest change the comparison reports (default 5)
   --from RESULT.json    use a stored result instead of running (re-render, compare, publish)
 
-environment: GREYWALL (the greywall binary; default target/release/greywall),
+environment: GREYWALL (the greywall binary; default the static one `cargo dist` builds,
+target/x86_64-unknown-linux-gnu/release/greywall, else target/release/greywall),
 GREYWALL_C_PROBE (a built sbx-probe; default: built from benches/probes/sbx-probe.c),
 GREYWALL_BENCH_DIR (scratch directory; default ~/.cache/greywall-bench)";
 
@@ -671,9 +672,16 @@ fn workloads(b: &mut Bench) -> Vec<Workload> {
 }
 
 fn greywall_path() -> PathBuf {
-    std::env::var_os("GREYWALL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target/release/greywall"))
+    if let Some(p) = std::env::var_os("GREYWALL") {
+        return PathBuf::from(p);
+    }
+    let root = workspace_root();
+    let shipped = root.join("target/x86_64-unknown-linux-gnu/release/greywall");
+    if shipped.is_file() {
+        shipped
+    } else {
+        root.join("target/release/greywall")
+    }
 }
 
 /// The static C reference launcher: `GREYWALL_C_PROBE`, or built from the vendored source.

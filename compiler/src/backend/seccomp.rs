@@ -26,8 +26,9 @@
 //! a chain and is several times cheaper as a tree; docs/benchmarks.md).
 //!
 //! Plans with create-deny rules load [`build_notify`] instead: the same decisions, plus
-//! `SECCOMP_RET_USER_NOTIF` for every syscall that creates a directory entry, which the
-//! launcher's supervisor then checks against the rules.
+//! `SECCOMP_RET_USER_NOTIF` for every syscall that creates a directory entry or writes a file
+//! by its path (an `open` with write intent, `truncate`), which the launcher's supervisor then
+//! checks against the rules. A read-only `open` never leaves the kernel.
 //!
 //! [`evaluate`] interprets a program for one syscall (tests, docs, `greywall check`);
 //! [`disassemble`] renders one for humans and golden files.
@@ -257,16 +258,25 @@ const CLONE: Sys = both("clone", 56, 220);
 const UNSHARE: Sys = both("unshare", 272, 97);
 const CLONE3: Sys = common("clone3", 435);
 
-// Syscalls that create a directory entry, for the notify filter ([`build_notify`]).
+// Syscalls that create a directory entry or write a file by its path, for the notify filter
+// ([`build_notify`]).
 const OPENAT: Sys = both("openat", 257, 56);
 const OPEN: Sys = x86_64_only("open", 2);
 /// `O_CREAT` on both architectures (`asm-generic/fcntl.h`, which x86_64 uses too).
 pub const O_CREAT: u32 = 0x40;
+/// `O_WRONLY` and `O_RDWR`, the write bits of `O_ACCMODE` (both architectures).
+pub const O_WRONLY: u32 = 0x1;
+pub const O_RDWR: u32 = 0x2;
+/// `O_TRUNC` on both architectures: truncates an existing file even when opened read-only.
+pub const O_TRUNC: u32 = 0x200;
+/// The flags of an `open` the supervisor is asked about: it creates an entry or writes
+/// (`O_TMPFILE` always comes with `O_WRONLY` or `O_RDWR`).
+pub const O_WRITE_INTENT: u32 = O_CREAT | O_WRONLY | O_RDWR | O_TRUNC;
 
 /// Syscalls the notify filter hands to the supervisor whatever their arguments: each creates
-/// a directory entry (or, for `openat2`, may: its flags are in memory, out of the filter's
-/// reach).
-const CREATING: &[Sys] = &[
+/// a directory entry (or, for `openat2`, may, or may open for writing: its flags are in
+/// memory, out of the filter's reach), or writes a file by its path (`truncate`).
+const SUPERVISED: &[Sys] = &[
     x86_64_only("creat", 85),
     common("openat2", 437),
     x86_64_only("mkdir", 83),
@@ -280,6 +290,7 @@ const CREATING: &[Sys] = &[
     x86_64_only("rename", 82),
     both("renameat", 264, 38),
     both("renameat2", 316, 276),
+    both("truncate", 76, 45),
 ];
 
 /// What `allow_ptrace` unblocks.
@@ -397,11 +408,11 @@ pub fn conditional_syscalls(arch: Arch) -> Vec<(&'static str, i32, &'static str)
 }
 
 /// Name and number of each syscall the notify filter hands to the supervisor, in program
-/// order; `openat` and `open` only when their flags have `O_CREAT`.
+/// order; `openat` and `open` only when their flags have one of [`O_WRITE_INTENT`].
 pub fn notify_syscalls(arch: Arch) -> Vec<(&'static str, i32)> {
     [OPENAT, OPEN]
         .iter()
-        .chain(CREATING)
+        .chain(SUPERVISED)
         .filter_map(|s| Some((s.name, s.nr(arch)?)))
         .collect()
 }
@@ -411,7 +422,7 @@ fn syscall_name(arch: Arch, nr: u32) -> Option<&'static str> {
     [IOCTL, CLONE, UNSHARE, CLONE3, OPENAT, OPEN]
         .iter()
         .chain(BLOCKED)
-        .chain(CREATING)
+        .chain(SUPERVISED)
         .find(|s| s.nr(arch).is_some_and(|n| n as u32 == nr))
         .map(|s| s.name)
 }
@@ -548,10 +559,11 @@ fn main_cases(opts: &SeccompOptions) -> Vec<(Sys, Vec<SockFilter>)> {
     cases
 }
 
-/// The cases that hand creating syscalls to the supervisor.
+/// The cases that hand creating and writing syscalls to the supervisor.
 fn notify_cases() -> Vec<(Sys, Vec<SockFilter>)> {
     // openat(dirfd, path, flags, mode), open(path, flags, mode): the kernel takes the flags as
-    // an int, so their low 32 bits.
+    // an int, so their low 32 bits. A read-only open (no create, write or truncate bit) is
+    // allowed here, without a round trip.
     let mut cases: Vec<(Sys, Vec<SockFilter>)> = [(OPENAT, 2), (OPEN, 1)]
         .into_iter()
         .map(|(sys, flags_arg)| {
@@ -559,7 +571,7 @@ fn notify_cases() -> Vec<(Sys, Vec<SockFilter>)> {
                 sys,
                 vec![
                     ld(arg_lo(flags_arg)),
-                    jump(JSET_K, O_CREAT, 0, 1),
+                    jump(JSET_K, O_WRITE_INTENT, 0, 1),
                     ret(SECCOMP_RET_USER_NOTIF),
                     ret(SECCOMP_RET_ALLOW),
                 ],
@@ -567,7 +579,7 @@ fn notify_cases() -> Vec<(Sys, Vec<SockFilter>)> {
         })
         .collect();
     cases.extend(
-        CREATING
+        SUPERVISED
             .iter()
             .map(|s| (*s, vec![ret(SECCOMP_RET_USER_NOTIF)])),
     );
@@ -601,11 +613,12 @@ pub fn build(arch: Arch, opts: &SeccompOptions) -> Vec<SockFilter> {
 
 /// Compiles the filter a plan with create-deny rules loads instead of [`build`]'s: the same
 /// decisions, plus `SECCOMP_RET_USER_NOTIF` for every syscall that creates a directory entry
-/// (`openat` and `open` only with `O_CREAT` in their flags). One program rather than two
+/// or writes a file by its path (`openat` and `open` only with one of [`O_WRITE_INTENT`] in
+/// their flags: `O_CREAT`, `O_WRONLY`, `O_RDWR`, `O_TRUNC`). One program rather than two
 /// stacked filters: the kernel's load cost (verification, JIT and the constant-action cache,
 /// which emulates the program for every syscall number) is paid once.
 ///
-/// No syscall is both blocked and creating; were one ever both, the main filter's decision
+/// No syscall is both blocked and supervised; were one ever both, the main filter's decision
 /// comes first and wins, as the strictest action of two stacked filters would.
 pub fn build_notify(arch: Arch, opts: &SeccompOptions) -> Vec<SockFilter> {
     let mut cases = main_cases(opts);
@@ -831,10 +844,10 @@ fn constant_name(ins: &SockFilter, f: Facts) -> Option<String> {
         }
         Acc::Word(o)
             if ins.code == JSET_K
-                && ins.k == O_CREAT
+                && ins.k == O_WRITE_INTENT
                 && ((o == arg_lo(2) && named(OPENAT)) || (o == arg_lo(1) && named(OPEN))) =>
         {
-            Some("O_CREAT".into())
+            Some("O_WRONLY|O_RDWR|O_CREAT|O_TRUNC".into())
         }
         Acc::Word(o) if o == arg_lo(1) && named(IOCTL) => match ins.k {
             TIOCSTI => Some("TIOCSTI".into()),

@@ -767,6 +767,9 @@ const O_WRONLY_TRUNC: u64 = 0x201;
 const O_EXCL: u64 = 0x80;
 const O_TMPFILE: u64 = 0x41_0000;
 const O_DIRECTORY: u64 = 0x1_0000;
+const O_APPEND: u64 = 0x400;
+const O_NOFOLLOW: u64 = 0x2_0000;
+const O_PATH: u64 = 0x20_0000;
 const AT_FDCWD: u64 = (-100i64) as u64;
 
 #[test]
@@ -787,6 +790,7 @@ fn notify_numbers_are_pinned() {
         ("rename", 82),
         ("renameat", 264),
         ("renameat2", 316),
+        ("truncate", 76),
     ];
     let arm = [
         ("openat", 56),
@@ -797,6 +801,7 @@ fn notify_numbers_are_pinned() {
         ("linkat", 37),
         ("renameat", 38),
         ("renameat2", 276),
+        ("truncate", 45),
     ];
     assert_eq!(notify_syscalls(Arch::X86_64), x86);
     assert_eq!(notify_syscalls(Arch::Aarch64), arm);
@@ -816,9 +821,21 @@ fn notify_filter_asks_for_every_creating_syscall() {
     }
 }
 
+/// The flag values of `asm-generic/fcntl.h`, which x86_64 and aarch64 share for these (the
+/// launcher's supervisor checks them against the `libc` crate too).
 #[test]
-fn notify_filter_asks_for_open_only_with_o_creat() {
+fn open_flag_values_match_the_kernel() {
+    assert_eq!(O_CREAT, 0o100);
+    assert_eq!(O_WRONLY, 0o1);
+    assert_eq!(O_RDWR, 0o2);
+    assert_eq!(O_TRUNC, 0o1000);
+    assert_eq!(O_WRITE_INTENT, 0x243);
+}
+
+#[test]
+fn notify_filter_asks_for_open_only_with_write_intent() {
     let creat = u64::from(O_CREAT);
+    let (wronly, rdwr, trunc) = (u64::from(O_WRONLY), u64::from(O_RDWR), u64::from(O_TRUNC));
     for arch in Arch::ALL {
         let mut opens = vec![(notify_nr(arch, "openat"), 2usize)];
         if arch == Arch::X86_64 {
@@ -830,21 +847,43 @@ fn notify_filter_asks_for_open_only_with_o_creat() {
                 args[flags_at] = flags;
                 notify(arch, nr, args)
             };
-            for flags in [creat, creat | O_WRONLY_TRUNC, creat | O_EXCL, u64::MAX] {
+            // Creating, writing (an existing file may be protected), truncating; O_TMPFILE
+            // always comes with a write bit.
+            for flags in [
+                creat,
+                creat | O_WRONLY_TRUNC,
+                creat | O_EXCL,
+                wronly,
+                rdwr,
+                wronly | rdwr,
+                trunc,
+                O_WRONLY_TRUNC,
+                wronly | O_APPEND,
+                O_TMPFILE | wronly,
+                O_TMPFILE | rdwr,
+                O_PATH | wronly,
+                u64::MAX,
+                u64::from(u32::MAX),
+            ] {
                 assert_eq!(with(flags), Verdict::Notify, "{nr} {flags:#x}");
             }
-            // O_TMPFILE creates no directory entry (linkat gives it a name later).
+            // A read-only open never reaches the supervisor, whatever else it asks for.
             for flags in [
                 O_RDONLY,
-                O_WRONLY_TRUNC,
                 O_DIRECTORY,
+                O_APPEND,
+                O_EXCL,
+                O_PATH,
+                O_NOFOLLOW | O_DIRECTORY,
                 O_TMPFILE,
                 creat << 32,
+                wronly << 32,
+                u64::MAX & !u64::from(O_WRITE_INTENT),
             ] {
                 assert_eq!(with(flags), Verdict::Allow, "{nr} {flags:#x}");
             }
             // The other arguments do not matter.
-            let mut args = [u64::from(O_CREAT); 6];
+            let mut args = [u64::from(O_WRITE_INTENT); 6];
             args[flags_at] = O_RDONLY;
             assert_eq!(notify(arch, nr, args), Verdict::Allow);
         }
@@ -954,12 +993,13 @@ fn notify_disassembly_names_things() {
     for line in [
         "jeq #257 jt 0 jf 4  ; openat",
         "ld [32]  ; args[2] (low)",
-        "jset #0x40 jt 0 jf 1  ; O_CREAT",
+        "jset #0x243 jt 0 jf 1  ; O_WRONLY|O_RDWR|O_CREAT|O_TRUNC",
         "ret #0x7fc00000  ; USER_NOTIF",
         "jeq #2 jt 0 jf 4  ; open",
         "ld [24]  ; args[1] (low)",
         "jeq #83 jt 0 jf 1  ; mkdir",
         "jeq #316 jt 0 jf 1  ; renameat2",
+        "jeq #76 jt 0 jf 1  ; truncate",
         "ret #0x7fff0000  ; ALLOW",
     ] {
         assert!(text.contains(line), "no {line:?} in\n{text}");
@@ -967,6 +1007,7 @@ fn notify_disassembly_names_things() {
     let arm = disassemble(&notify_prog(Arch::Aarch64));
     assert!(arm.contains("jeq #56 jt 0 jf 4  ; openat"), "{arm}");
     assert!(arm.contains("jeq #276 jt 0 jf 1  ; renameat2"), "{arm}");
+    assert!(arm.contains("jeq #45 jt 0 jf 1  ; truncate"), "{arm}");
     assert!(!arm.contains("; open\n"), "{arm}");
 }
 
@@ -1104,6 +1145,11 @@ fn interesting_word() -> impl Strategy<Value = u64> {
             u64::from(CLONE_NEWUSER),
             u64::from(CLONE_NEWTIME),
             u64::from(CLONE_NEWNET) | 0xFFFF_FFFF_0000_0000,
+            O_RDONLY,
+            O_APPEND | O_DIRECTORY,
+            u64::from(O_WRONLY),
+            u64::from(O_TRUNC),
+            u64::from(O_CREAT) << 32,
         ]),
         any::<u32>().prop_map(u64::from),
     ]
@@ -1141,10 +1187,12 @@ proptest! {
     ) {
         let arch = if arm { Arch::Aarch64 } else { Arch::X86_64 };
         let asked = notify_syscalls(arch);
+        // Read-only: no access-mode bit (O_ACCMODE), no O_CREAT, no O_TRUNC in the int.
+        let read_only = |flags: u64| flags as u32 & 3 == 0 && flags as u32 & (O_CREAT | O_TRUNC) == 0;
         let expected = match asked.iter().find(|(_, n)| *n == nr) {
             None => run(arch, nr, args),
-            Some(("openat", _)) if args[2] as u32 & O_CREAT == 0 => Verdict::Allow,
-            Some(("open", _)) if args[1] as u32 & O_CREAT == 0 => Verdict::Allow,
+            Some(("openat", _)) if read_only(args[2]) => Verdict::Allow,
+            Some(("open", _)) if read_only(args[1]) => Verdict::Allow,
             Some(_) => Verdict::Notify,
         };
         prop_assert_eq!(notify(arch, nr, args), expected);

@@ -506,6 +506,47 @@ fn shell_scripts_are_checked_command_by_command() {
 }
 
 #[test]
+fn wrappers_assignments_and_defaults_are_looked_through() {
+    let p = policy(r#"{"command":{"deny":["git push"],"allow":["git push origin dev"]}}"#);
+    for argv in [
+        &["env", "git", "push"][..],
+        &["env", "-i", "X=1", "nice", "-n", "5", "git", "push"],
+        &["git", "-C", "/w/proj", "push"],
+        &["timeout", "10", "git", "push", "origin", "main"],
+    ] {
+        let d = expect(exec(&p, argv), false, RuleKind::CommandDeny);
+        assert!(d.because.contains("the command runs `git"), "{}", d.because);
+    }
+    let d = expect(
+        exec(&p, &["bash", "-c", "X=1 git push"]),
+        false,
+        RuleKind::CommandDeny,
+    );
+    assert!(
+        d.because.contains("the shell script runs `git push`"),
+        "{}",
+        d.because
+    );
+    expect(
+        exec(&p, &["env", "git", "push", "origin", "dev"]),
+        true,
+        RuleKind::CommandAllow,
+    );
+    assert!(exec(&p, &["env", "git", "pushall"]).allowed);
+    // `dd if=` (a built-in entry) matches a real invocation.
+    let d = expect(
+        exec(&policy("{}"), &["dd", "if=/dev/zero", "of=/dev/sda"]),
+        false,
+        RuleKind::DefaultCommand,
+    );
+    assert!(
+        d.because.contains("starts with a denied prefix"),
+        "{}",
+        d.because
+    );
+}
+
+#[test]
 fn a_program_path_must_be_readable() {
     let p = policy(DEFAULT);
     assert!(exec(&p, &["/usr/bin/true"]).allowed);

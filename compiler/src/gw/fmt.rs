@@ -34,6 +34,15 @@ pub fn format(text: &str, source: SourceId) -> Result<String, Vec<Diagnostic>> {
     while f.out.ends_with("\n\n") {
         f.out.pop();
     }
+    // No trailing spaces (strings never end a line with one: they close on their line).
+    if f.out.contains(" \n") {
+        f.out = f
+            .out
+            .split('\n')
+            .map(str::trim_end)
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
     if !f.out.is_empty() && !f.out.ends_with('\n') {
         f.out.push('\n');
     }
@@ -124,8 +133,13 @@ impl Fmt<'_> {
 
     fn atoms(&mut self, atoms: &[Atom], depth: usize) {
         let cont = INDENT.repeat(depth + 1);
+        // Line breaks after the last value end nothing: the statement ends there.
+        let end = atoms
+            .iter()
+            .rposition(|a| a.kind != AtomKind::Newline)
+            .map_or(0, |i| i + 1);
         let mut at_line_start = true;
-        for a in atoms {
+        for a in &atoms[..end] {
             match &a.kind {
                 AtomKind::Comma => {
                     self.out.push(',');
@@ -133,6 +147,10 @@ impl Fmt<'_> {
                     continue;
                 }
                 AtomKind::Newline => {
+                    if at_line_start {
+                        // No empty continuation lines.
+                        continue;
+                    }
                     trim_spaces(&mut self.out);
                     self.out.push('\n');
                     self.out.push_str(&cont);
@@ -271,6 +289,15 @@ mod tests {
         let src = "let x = [\n a, # one\n b\n]\n";
         let want = "let x = [\n    a,  # one\n    b,\n]\n";
         assert_eq!(fmt(src), want);
+    }
+
+    #[test]
+    fn trailing_commas_and_breaks_are_stable() {
+        // Found by the fuzzer: a statement ending in a comma, a comment and empty lines.
+        let src = "network {\n    allow a,\n        # c\n\n        \n}\n";
+        let want = "network {\n    allow a,\n        # c\n}\n";
+        assert_eq!(fmt(src), want);
+        fmt("a [\n\n b,\n\n]  \n");
     }
 
     #[test]

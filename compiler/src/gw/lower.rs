@@ -120,6 +120,7 @@ pub fn lower(
         diags,
         inc,
         vars: Vec::new(),
+        var_index: HashMap::new(),
         stack: key.into_iter().map(|k| (k, None)).collect(),
         extends: None,
         profiles: Vec::new(),
@@ -239,6 +240,8 @@ struct Lx<'a> {
     diags: &'a mut Vec<Diagnostic>,
     inc: &'a mut dyn Includes,
     vars: Vec<Var>,
+    /// Position of each variable in `vars`, by name.
+    var_index: HashMap<String, usize>,
     /// Files being included, with the `include` that brought each in.
     stack: Vec<(PathBuf, Option<Span>)>,
     extends: Option<Spanned<String>>,
@@ -984,7 +987,7 @@ impl Lx<'_> {
                 let bare = matches!(a.kind, AtomKind::Word(_));
                 // A word that is exactly a list variable splices its values.
                 if let [Part::Var(Some(name), vspan)] = parts.as_slice()
-                    && let Some(i) = self.vars.iter().position(|v| v.name == *name)
+                    && let Some(&i) = self.var_index.get(name.as_str())
                 {
                     self.vars[i].used = true;
                     let vals: Vec<Val> = self.vars[i]
@@ -1044,7 +1047,7 @@ impl Lx<'_> {
                 }
                 Part::Var(Some(name), vspan) => {
                     let at_start = i == 0;
-                    if let Some(idx) = self.vars.iter().position(|v| v.name == *name) {
+                    if let Some(&idx) = self.var_index.get(name.as_str()) {
                         self.vars[idx].used = true;
                         let var = &self.vars[idx];
                         if var.list || var.vals.len() != 1 {
@@ -1188,7 +1191,7 @@ impl Lx<'_> {
             .help = Some("choose another name".into());
             return;
         }
-        if let Some(prev) = self.vars.iter().find(|v| v.name == n).map(|v| v.span) {
+        if let Some(prev) = self.var_index.get(n.as_str()).map(|&i| self.vars[i].span) {
             self.err(
                 Code::GwDuplicate,
                 format!("variable `{n}` is already defined"),
@@ -1208,6 +1211,7 @@ impl Lx<'_> {
             self.err(Code::GwMissingValue, format!("`{n}` has no value"), eq.span);
             return;
         }
+        self.var_index.insert(n.clone(), self.vars.len());
         self.vars.push(Var {
             name: n,
             vals,

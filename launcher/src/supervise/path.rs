@@ -7,6 +7,10 @@
 //! `O_CREAT` creates the target of a dangling symlink). `/proc/self` and `/proc/thread-self`
 //! name the process, not the supervisor. The lexical form (`.` and `..` removed without
 //! looking at the filesystem) is checked too.
+//!
+//! A magic link of `/proc` at the end (`/proc/PID/fd/N`, `/proc/PID/cwd`, `/dev/stdout`) makes
+//! the kernel jump to the object itself: the supervisor then names that object by the link's
+//! text, when that text still leads to the same file ([`Object`]).
 
 use std::collections::VecDeque;
 use std::ffi::{CString, OsStr};
@@ -159,7 +163,7 @@ impl Task {
     }
 }
 
-fn host_path(path: &[Vec<u8>]) -> std::path::PathBuf {
+pub fn host_path(path: &[Vec<u8>]) -> std::path::PathBuf {
     Path::new(OsStr::from_bytes(&display(path))).to_path_buf()
 }
 
@@ -195,15 +199,15 @@ pub fn lexical(root: &[Vec<u8>], start: &[Vec<u8>], path: &[u8]) -> Components {
 /// `follow_last`, at the end. An intermediate component that is missing or not a directory
 /// gives the errno the kernel would give.
 ///
-/// `Ok(None)`: the path ends on a link into `/proc` that is followed, which always leads to
-/// something that exists (an open file, a directory).
+/// A path that ends on a magic link of `/proc` that is followed leads to an object that
+/// exists (an open file, a directory, a pipe): [`Located::Object`].
 pub fn resolve(
     task: &Task,
     root: &[Vec<u8>],
     start: &[Vec<u8>],
     path: &[u8],
     follow_last: bool,
-) -> Result<Option<Resolved>, Errno> {
+) -> Result<Located, Errno> {
     let mut todo: VecDeque<Vec<u8>> = VecDeque::new();
     splice(&mut todo, path);
     let mut cur = if path.first() == Some(&b'/') {
@@ -226,7 +230,7 @@ pub fn resolve(
             Ok(m) => m,
             // The new entry itself.
             Err(e) if last && e.raw_os_error() == Some(libc::ENOENT) => {
-                return Ok(Some(Resolved {
+                return Ok(Located::Path(Resolved {
                     path: cur,
                     exists: false,
                 }));
@@ -234,7 +238,7 @@ pub fn resolve(
             Err(e) => return Err(errno(&e)),
         };
         if last && !follow_last {
-            return Ok(Some(Resolved {
+            return Ok(Located::Path(Resolved {
                 path: cur,
                 exists: true,
             }));
@@ -260,19 +264,45 @@ pub fn resolve(
         let text = std::fs::read_link(&host)
             .map(|t| t.into_os_string().into_vec())
             .map_err(|e| errno(&e))?;
+        if in_proc && text.first() != Some(&b'/') && text.contains(&b':') {
+            // A magic link to an object without a path (`pipe:[N]`, `socket:[N]`,
+            // `anon_inode:[eventfd]`, `net:[N]`); the plain links of /proc (`self`, `mounts`)
+            // hold relative paths without a colon.
+            return if last {
+                Ok(Located::Object(Object::Nameless))
+            } else {
+                Err(libc::ENOTDIR)
+            };
+        }
         if in_proc && text.first() == Some(&b'/') {
             // A magic link (`/proc/PID/cwd`, `/proc/PID/fd/N`): the kernel jumps to the object
-            // itself, which exists.
-            if last {
-                return Ok(None);
-            }
-            // Its text is a path the supervisor can follow only if it leads to the same
-            // directory (not for a deleted one, or one out of this view).
+            // itself, which exists. Its text is a path the supervisor can follow only if it
+            // leads to the same object (not for a deleted one, or one out of this view).
             let object = std::fs::metadata(&host).map_err(|e| errno(&e))?;
-            match std::fs::metadata(Path::new(OsStr::from_bytes(&text))) {
-                Ok(m) if (m.dev(), m.ino()) == (object.dev(), object.ino()) => {}
-                _ if text.ends_with(b" (deleted)") => return Err(libc::ENOENT),
-                _ => return Err(libc::EACCES),
+            let same = std::fs::metadata(Path::new(OsStr::from_bytes(&text)))
+                .is_ok_and(|m| (m.dev(), m.ino()) == (object.dev(), object.ino()));
+            if last {
+                let deleted = !same && text.ends_with(b" (deleted)");
+                let mut path = Components::new();
+                push_lexical(&mut path, 0, &text);
+                return Ok(Located::Object(if !deleted {
+                    // The text is where the object is, through the mounts it was opened by,
+                    // even when something now covers that path in this view (a file the
+                    // command inherited, such as a redirected standard output).
+                    Object::At { path, link: host }
+                } else if object.nlink() == 0 && !object.is_dir() {
+                    // Its last name is gone (a deleted file, `O_TMPFILE`, a memfd).
+                    Object::Nameless
+                } else {
+                    Object::Unknown
+                }));
+            }
+            if !same {
+                return Err(if text.ends_with(b" (deleted)") {
+                    libc::ENOENT
+                } else {
+                    libc::EACCES
+                });
             }
             cur.clear();
             push_lexical(&mut cur, 0, &text);
@@ -284,10 +314,19 @@ pub fn resolve(
         splice(&mut todo, &text);
     }
     // The path ended with `..` or `.`, or was the root: a directory that exists.
-    Ok(Some(Resolved {
+    Ok(Located::Path(Resolved {
         path: cur,
         exists: true,
     }))
+}
+
+/// Where a path leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Located {
+    /// A place in the view.
+    Path(Resolved),
+    /// What a followed magic link at the end leads to: an object that exists.
+    Object(Object),
 }
 
 /// Where a path leads, and whether something is there already.
@@ -295,6 +334,22 @@ pub fn resolve(
 pub struct Resolved {
     pub path: Components,
     pub exists: bool,
+}
+
+/// The object a magic link of `/proc` leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    /// A file or folder at this path, as the link's text says (`link` is the magic link
+    /// itself, which also tells the mount the object was opened through).
+    At {
+        path: Components,
+        link: std::path::PathBuf,
+    },
+    /// Something no path leads to: a pipe, a socket, an anonymous inode, a file whose last
+    /// name was removed.
+    Nameless,
+    /// A file whose path cannot be told: it was deleted, but another hard link remains.
+    Unknown,
 }
 
 /// Puts the components of `path` in front of `todo` (without `.` and empty ones).
@@ -312,6 +367,7 @@ fn splice(todo: &mut VecDeque<Vec<u8>>, path: &[u8]) {
 mod tests {
     use super::*;
     use crate::supervise::rules::components;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn lexical_paths() {
@@ -352,15 +408,20 @@ mod tests {
             components(&v)
         };
         let r = |p: &str, follow: bool| {
-            resolve(&task, &root, &start, p.as_bytes(), follow)
-                .map(|r| r.map(|r| r.path).unwrap_or_default())
+            resolve(&task, &root, &start, p.as_bytes(), follow).map(|r| match r {
+                Located::Path(r) => r.path,
+                Located::Object(_) => Components::new(),
+            })
         };
         assert_eq!(r("abs/x", false), Ok(at("/real/x")));
         assert_eq!(r("rel/../x", false), Ok(at("/x")));
         assert_eq!(r("dangling", true), Ok(at("/.bashrc")));
         assert_eq!(r("dangling", false), Ok(at("/dangling")));
         let exists = |p: &str, follow: bool| {
-            resolve(&task, &root, &start, p.as_bytes(), follow).map(|r| r.map(|r| r.exists))
+            resolve(&task, &root, &start, p.as_bytes(), follow).map(|r| match r {
+                Located::Path(r) => Some(r.exists),
+                Located::Object(_) => None,
+            })
         };
         assert_eq!(exists("file", false), Ok(Some(true)));
         assert_eq!(exists("dangling", false), Ok(Some(true)));
@@ -368,12 +429,56 @@ mod tests {
         assert_eq!(exists("abs", true), Ok(Some(true)));
         assert_eq!(exists("abs/new", true), Ok(Some(false)));
         assert_eq!(exists("real/..", false), Ok(Some(true)));
-        // A magic link at the end leads to something that exists.
+        // A magic link at the end leads to the object itself, named by the link's text when
+        // that still leads to it.
+        let object = |p: &str| match resolve(&task, &root, &start, p.as_bytes(), true) {
+            Ok(Located::Object(Object::At { path, .. })) => Ok(Some(path)),
+            Ok(Located::Object(Object::Nameless)) => Ok(None),
+            other => Err(format!("{other:?}")),
+        };
+        std::fs::write(base.join("opened"), "").ok();
+        let file = std::fs::File::options()
+            .append(true)
+            .open(base.join("opened"))
+            .unwrap();
+        let fd_path = |fd: i32| format!("/proc/self/fd/{fd}");
+        assert_eq!(object(&fd_path(file.as_raw_fd())), Ok(Some(at("/opened"))));
         assert_eq!(
-            resolve(&task, &root, &start, b"/proc/self/fd/0", true),
-            Ok(None)
+            object(&format!("/dev/fd/{}", file.as_raw_fd())),
+            Ok(Some(at("/opened")))
         );
-        assert_eq!(resolve(&task, &root, &start, b"/dev/stdin", true), Ok(None));
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(
+            object("/proc/self/cwd"),
+            Ok(Some(components(cwd.as_os_str().as_bytes())))
+        );
+        let (pipe, _w) = std::io::pipe().unwrap();
+        assert_eq!(object(&fd_path(pipe.as_raw_fd())), Ok(None));
+        assert_eq!(
+            r(&format!("{}/x", fd_path(pipe.as_raw_fd())), false),
+            Err(libc::ENOTDIR)
+        );
+        // A file renamed away after it was opened is found where it is now; one deleted
+        // has no name left.
+        std::fs::rename(base.join("opened"), base.join("moved")).ok();
+        assert_eq!(object(&fd_path(file.as_raw_fd())), Ok(Some(at("/moved"))));
+        std::fs::remove_file(base.join("moved")).ok();
+        assert_eq!(object(&fd_path(file.as_raw_fd())), Ok(None));
+        // Deleted, but another hard link remains: its path cannot be told.
+        std::fs::write(base.join("linked"), "").ok();
+        std::fs::hard_link(base.join("linked"), base.join("other-name")).ok();
+        let linked = std::fs::File::open(base.join("linked")).unwrap();
+        std::fs::remove_file(base.join("linked")).ok();
+        assert_eq!(
+            resolve(
+                &task,
+                &root,
+                &start,
+                fd_path(linked.as_raw_fd()).as_bytes(),
+                true
+            ),
+            Ok(Located::Object(Object::Unknown))
+        );
         assert_eq!(r("missing/x", false), Err(libc::ENOENT));
         assert_eq!(r("file/x", false), Err(libc::ENOTDIR));
         assert_eq!(r("loop/x", false), Err(libc::ELOOP));

@@ -129,31 +129,15 @@ impl Ruleset {
     }
 }
 
-/// A rule's path, opened with `O_PATH`, and whether it is a directory.
-pub struct RulePath {
-    pub fd: OwnedFd,
-    pub is_dir: bool,
-}
-
-/// Opens `path` for a `path_beneath` rule. `Ok(None)`: it does not exist.
-pub fn open_rule_path(path: &CStr) -> io::Result<Option<RulePath>> {
+/// Opens `path` for a `path_beneath` rule, with `O_PATH` (no access check, no side effect).
+/// `Ok(None)`: it does not exist.
+pub fn open_rule_path(path: &CStr) -> io::Result<Option<OwnedFd>> {
     // SAFETY: `path` is NUL-terminated; open returns a new descriptor or -1.
     let fd = unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
-    let fd = match super::check(fd) {
-        Ok(fd) => fd,
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => {
-            return Ok(None);
-        }
-        Err(e) => return Err(e),
-    };
-    // SAFETY: `fd` was just returned by open and nothing else owns it.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: stat is plain old data; all-zero bytes are a valid value.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: `fd` is open and `st` is a valid, writable stat buffer.
-    super::check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
-    Ok(Some(RulePath {
-        fd,
-        is_dir: st.st_mode & libc::S_IFMT == libc::S_IFDIR,
-    }))
+    match super::check(fd) {
+        // SAFETY: `fd` was just returned by open and nothing else owns it.
+        Ok(fd) => Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) })),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
