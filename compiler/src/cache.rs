@@ -61,6 +61,58 @@ impl StatDep {
     }
 }
 
+/// Replaces the dependencies on paths that do not exist by dependencies on their nearest
+/// existing ancestor, outside `volatile` (the working directory, where entries come and go all
+/// the time), when that ancestor last changed before `settled` (nanoseconds since the epoch).
+///
+/// A path can only come into existence by a new entry in its nearest existing ancestor, and a
+/// new entry changes that directory's modification and change times. So one `stat` of `~`
+/// stands for the forty-odd startup files, toolchain folders and discovery candidates in it
+/// that do not exist, and the cached launch does that many fewer `stat`s. The price is a
+/// recompile (a few milliseconds) whenever an entry is added to or removed from such a
+/// directory, which outside the workspace is rare. Paths that exist keep their own
+/// dependency: what they are, through any symlinks, is not covered by their parent's times.
+///
+/// File times are coarse (a clock tick): an entry made in the same tick as the compile's
+/// `stat` would leave them unchanged. A directory that changed less than a second before the
+/// compile ([`settled_now`]) therefore does not stand for its missing entries.
+pub fn condense(deps: Vec<StatDep>, volatile: &Path, settled: i64) -> Vec<StatDep> {
+    let mut out: Vec<StatDep> = Vec::with_capacity(deps.len());
+    for d in deps {
+        let path = Path::new(&d.path);
+        if d.sig.is_some() || !path.is_absolute() || path.starts_with(volatile) {
+            out.push(d);
+            continue;
+        }
+        let ancestor = path
+            .ancestors()
+            .skip(1)
+            .find_map(|a| Some((a, Signature::now(a.to_str()?)?)));
+        match ancestor {
+            Some((a, sig))
+                if !a.starts_with(volatile) && sig.mtime_ns < settled && sig.ctime_ns < settled =>
+            {
+                out.push(StatDep {
+                    path: a.to_string_lossy().into_owned(),
+                    sig: Some(sig),
+                });
+            }
+            _ => out.push(d),
+        }
+    }
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out.dedup();
+    out
+}
+
+/// The `settled` argument of [`condense`] for a compile now: one second ago.
+pub fn settled_now() -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX));
+    now.saturating_sub(1_000_000_000)
+}
+
 /// What `stat` said about a path (following symlinks).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Signature {
@@ -374,6 +426,92 @@ mod tests {
             c[i] ^= 0x10;
             assert_eq!(Index::decode(&c), None, "byte {i}");
         }
+    }
+
+    #[test]
+    fn missing_paths_are_watched_through_their_nearest_existing_ancestor() {
+        let root = tempfile::tempdir().unwrap();
+        let home = root.path().join("home");
+        let ws = root.path().join("ws");
+        fs::create_dir_all(home.join(".config")).unwrap();
+        fs::create_dir_all(&ws).unwrap();
+        // Back-date the folders, so that an entry made in the same clock tick as the set-up
+        // still changes their modification time (file times are coarse on older kernels).
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for d in [&home, &home.join(".config"), &ws] {
+            fs::File::open(d).unwrap().set_modified(past).unwrap();
+        }
+        let p = |path: &Path| path.to_string_lossy().into_owned();
+        let missing = [
+            p(&home.join(".bashrc")),
+            p(&home.join(".zshrc")),
+            p(&home.join(".config/fish")),
+            p(&home.join(".claude/agents")),
+            p(&ws.join(".bashrc")),
+        ];
+        let mut deps: Vec<StatDep> = missing.iter().map(|m| StatDep::exact(m)).collect();
+        deps.push(StatDep::identity(&p(&home.join(".config"))));
+        let condensed = condense(deps, &ws, i64::MAX);
+        let paths: Vec<&str> = condensed.iter().map(|d| d.path.as_str()).collect();
+        // Two ancestors for four missing paths; the existing path and the one in the
+        // working directory keep their own dependency.
+        let mut expected = vec![
+            p(&home),
+            p(&home.join(".config")),
+            p(&home.join(".config")),
+            p(&ws.join(".bashrc")),
+        ];
+        expected.sort();
+        assert_eq!(paths, expected);
+        let idx = Index {
+            key: "k".into(),
+            deps: condensed,
+        };
+        assert!(idx.is_fresh());
+        // An unrelated file in the working directory changes nothing.
+        fs::write(ws.join("notes.md"), "x").unwrap();
+        assert!(idx.is_fresh());
+        // Any of the missing paths appearing makes the plan stale, however deep.
+        for (make, undo) in [
+            (home.join(".zshrc"), false),
+            (home.join(".claude"), true),
+            (home.join(".config/fish"), true),
+        ] {
+            for d in [&home, &home.join(".config")] {
+                fs::File::open(d).unwrap().set_modified(past).unwrap();
+            }
+            let idx = Index {
+                key: "k".into(),
+                deps: condense(
+                    missing.iter().map(|m| StatDep::exact(m)).collect(),
+                    &ws,
+                    i64::MAX,
+                ),
+            };
+            assert!(idx.is_fresh());
+            if undo {
+                fs::create_dir(&make).unwrap();
+            } else {
+                fs::write(&make, "x").unwrap();
+            }
+            assert!(!idx.is_fresh(), "{} appeared", make.display());
+            if undo {
+                fs::remove_dir(&make).unwrap();
+            } else {
+                fs::remove_file(&make).unwrap();
+            }
+        }
+        // In the working directory too (its own dependency).
+        let idx = Index {
+            key: "k".into(),
+            deps: condense(vec![StatDep::exact(&p(&ws.join(".env")))], &ws, i64::MAX),
+        };
+        fs::write(ws.join(".env"), "x").unwrap();
+        assert!(!idx.is_fresh());
+        // A directory that has just changed does not stand for its missing entries: its times
+        // could miss an entry made in the same clock tick.
+        let racy = condense(vec![StatDep::exact(&missing[0])], &ws, settled_now());
+        assert_eq!(racy, vec![StatDep::exact(&missing[0])]);
     }
 
     #[test]

@@ -84,7 +84,12 @@ pub fn for_target(
     let facts = crate::decide::Facts::new(&s(&env.cwd), &s(&home));
     diags.extend(crate::expect::check(policy, platform, &facts, sources));
     let mut view = policy.for_platform(platform, diags);
-    let best_effort = |sec| view.best_effort.iter().find(|e| e.value == sec).map(|e| e.origin);
+    let best_effort = |sec| {
+        view.best_effort
+            .iter()
+            .find(|e| e.value == sec)
+            .map(|e| e.origin)
+    };
     if view.ssh.is_active()
         && let Some(at) = best_effort(crate::model::Section::Ssh)
     {
@@ -222,8 +227,7 @@ pub fn compile_with(
             Dep::Listing { path } => StatDep::exact(path),
         });
     }
-    deps.sort_by(|a, b| a.path.cmp(&b.path));
-    deps.dedup();
+    let deps = crate::cache::condense(deps, &env.discover.cwd, crate::cache::settled_now());
 
     // Fail closed: without Landlock no filesystem rule would hold.
     if env.kernel.landlock_abi == 0 {
@@ -491,7 +495,9 @@ pub fn compile_macos(source: &Source, env: &DiscoverEnv) -> Result<CompiledMacos
                     format!("the macOS profile cannot express `{}`", e.rule),
                 )
                 .label(e.why)
-                .help("rewrite the rule without that construct; the Linux artifacts are unaffected");
+                .help(
+                    "rewrite the rule without that construct; the Linux artifacts are unaffected",
+                );
                 if let Some(at) = e.origin {
                     d = d.at(at);
                 }

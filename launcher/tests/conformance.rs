@@ -1164,6 +1164,49 @@ fn attack_rewrite_policy_file_relative_settings() {
     );
 }
 
+/// Protected files that exist deeper than the working directory (no mount covers them) are
+/// neither writable nor linkable to a new name, by any path, on either backend; they stay
+/// readable, and so do ordinary files next to them writable.
+#[test]
+fn attack_deep_protected_files() {
+    if !ready("attack_deep_protected_files") {
+        return;
+    }
+    let s = Scratch::new();
+    let files = [
+        ("ws/sub/.bashrc", "# rc\n"),
+        ("ws/sub/.vscode/settings.json", "{}\n"),
+        ("ws/sub/.git/hooks/pre-commit", "#!/bin/sh\n"),
+        ("ws/sub/.env", "API_KEY=secret\n"),
+        ("ws/sub/plain.txt", "plain\n"),
+    ];
+    for (rel, text) in files {
+        s.write(rel, text);
+    }
+    let policy = s.write("policy.json", DEFAULT_POLICY);
+    s.assert_table(
+        "attack_deep_protected_files",
+        &["-s", &policy],
+        "
+        write $WS/sub/.bashrc EACCES
+        write $WS/sub/.vscode/settings.json EACCES
+        write $WS/sub/.git/hooks/pre-commit EACCES
+        write $WS/sub/.env EACCES
+        write /proc/self/root$WS/sub/.bashrc EACCES
+        write $WS/sub/../sub/.env EACCES
+        link $WS/sub/.bashrc $WS/bashrc-link EACCES
+        read $WS/sub/.bashrc ok
+        read $WS/sub/.env ok
+        write $WS/sub/plain.txt ok
+        link $WS/sub/plain.txt $WS/plain-link ok
+        ",
+    );
+    for (rel, text) in files {
+        assert_eq!(read(s.path(rel)), text, "{rel}");
+    }
+    assert!(!s.ws().join("bashrc-link").exists());
+}
+
 /// `.env` files in the working directory are neither readable nor writable, and cannot be
 /// moved away to get at them.
 #[test]

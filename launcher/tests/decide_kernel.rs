@@ -6,15 +6,18 @@
 //! Each test builds a scratch machine under `CARGO_TARGET_TMPDIR` (not `/tmp`, which the
 //! sandbox replaces): a home (`.ssh/id_rsa`, `.aws/credentials`, `.bashrc`, `notes/`,
 //! `.cache/`), a git-like workspace (`.git/hooks`, `.git/config`, `.env`, `.vscode`, a
-//! `greywall.json`, `*.key` files, a `build/` folder, a program), files outside both, and
+//! `greywall.json`, `*.key` files, a `build/` folder, a program, and a `nested/` folder with
+//! protected names of its own and a repository), files outside both, and
 //! greywall's cache. The probe runs every operation once without the sandbox, where each must
 //! succeed (so that a refusal inside means something), then inside; a refusal is any denial
 //! errno, `ENOENT` (a path inside a hidden folder) or `empty` (a file hidden behind
 //! `/dev/null`). Every disagreement is reported at once, with the rule `decide` named.
 //!
-//! Where the enforcement knowingly differs from the policy (see `docs/explain.md`: existing
-//! protected files deeper than the working directory, `*.sample` git hooks, globs matched at
-//! compile time), the catalogue simply has no such path.
+//! Protected files that exist deeper than the working directory (`nested/.bashrc`, a nested
+//! repository's `.git/hooks/pre-commit`, `nested/.vscode/settings.json`, `nested/.env`) are in the
+//! catalogue: the launcher's supervisor refuses writing them as the policy says. Where the
+//! enforcement knowingly differs from the policy (see `docs/explain.md`: `*.sample` git hooks,
+//! globs matched at compile time), the catalogue simply has no such path.
 //!
 //! A machine without user namespaces or Landlock prints `SKIP: …`; with
 //! `GREYWALL_REQUIRE_KERNEL=1` that is a failure. `.ci/unprivileged.sh` runs this binary again
@@ -113,6 +116,11 @@ impl Scratch {
             ("ws/deploy.key", "key\n", 0o600),
             ("ws/build/out.o", "obj\n", 0o644),
             ("ws/sub/readme.md", "sub\n", 0o644),
+            ("ws/nested/.bashrc", "# rc\n", 0o644),
+            ("ws/nested/.vscode/settings.json", "{}\n", 0o644),
+            ("ws/nested/.git/HEAD", "ref: refs/heads/main\n", 0o644),
+            ("ws/nested/.git/hooks/pre-commit", "#!/bin/sh\n", 0o755),
+            ("ws/nested/.env", "API_KEY=secret\n", 0o644),
             ("outside.txt", "outside\n", 0o644),
             ("cache/greywall/marker", "m\n", 0o600),
         ] {
@@ -259,6 +267,9 @@ fn catalogue() -> Vec<Case> {
         ("read", "ws/.git/hooks/pre-commit"),
         ("read", "ws/deploy.key"),
         ("read", "ws/build/out.o"),
+        ("read", "ws/nested/.bashrc"),
+        ("read", "ws/nested/.git/hooks/pre-commit"),
+        ("read", "ws/nested/.env"),
         ("read", "home/.ssh/id_rsa"),
         ("read", "home/.aws/credentials"),
         ("read", "home/.bashrc"),
@@ -280,6 +291,11 @@ fn catalogue() -> Vec<Case> {
         ("write", "ws/deploy.key"),
         ("write", "ws/build/out.o"),
         ("write", "ws/sub/readme.md"),
+        ("write", "ws/nested/.bashrc"),
+        ("write", "ws/nested/.vscode/settings.json"),
+        ("write", "ws/nested/.git/hooks/pre-commit"),
+        ("write", "ws/nested/.git/HEAD"),
+        ("write", "ws/nested/.env"),
         ("write", "home/.bashrc"),
         ("write", "home/notes/todo.txt"),
         ("write", "home/notes/plan.md"),

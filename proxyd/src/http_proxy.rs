@@ -208,8 +208,7 @@ async fn handle<N: Net>(
             match hyper::upgrade::on(req).await {
                 Ok(up) => {
                     let mut client = TokioIo::new(up);
-                    if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await
-                    {
+                    if let Err(e) = crate::stream::relay(&mut client, &mut upstream).await {
                         err = Some(e.to_string());
                     }
                 }

@@ -507,7 +507,7 @@ where
         err = Some(e.to_string());
     }
     if err.is_none()
-        && let Err(e) = tokio::io::copy_bidirectional(&mut io, &mut upstream).await
+        && let Err(e) = crate::stream::relay(&mut io, &mut upstream).await
     {
         err = Some(e.to_string());
     }

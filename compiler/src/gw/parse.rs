@@ -386,3 +386,8 @@ mod tests {
         assert_eq!(codes(&"[".repeat(1000)), vec![Code::GwSyntax]);
     }
 }
+
+#[doc(hidden)]
+pub fn pest_only_tmp(text: &str) -> usize {
+    GwParser::parse(Rule::file, text).map_or(0, |p| p.flatten().count())
+}
