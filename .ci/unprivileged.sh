@@ -32,6 +32,9 @@ build_log=$(cargo test -p greywall --locked "${test_args[@]}" --no-run 2>&1) || 
   printf '%s\n' "$build_log" >&2
   exit 1
 }
+# network.rs runs the real greywall-proxyd, which `cargo test -p greywall` does not build (and
+# the unprivileged user cannot run cargo): build it here, next to greywall.
+cargo build -p greywall-proxyd --locked --bin greywall-proxyd --quiet
 mapfile -t binaries < <(printf '%s\n' "$build_log" |
   sed -n 's/^ *Executable tests\/[a-z_]*\.rs (\(.*\))$/\1/p')
 if [ ${#binaries[@]} -ne ${#tests[@]} ]; then
@@ -59,7 +62,8 @@ if [ "$(id -u)" -eq 0 ]; then
   user_home=$(getent passwd "$test_user" | cut -d: -f6)
 
   # Readable binaries; every directory above them (and above the package) traversable.
-  chmod a+rx "${binaries[@]}" "$profile_dir/greywall" "$profile_dir/greywall-probe"
+  chmod a+rx "${binaries[@]}" "$profile_dir/greywall" "$profile_dir/greywall-probe" \
+    "$profile_dir/greywall-proxyd"
   for d in "$deps_dir" "$pkg_dir"; do
     while [ "$d" != / ]; do
       if [ "$(stat -c %A "$d" | cut -c10)" != x ] && [ "$(stat -c %A "$d" | cut -c10)" != t ]; then

@@ -43,6 +43,7 @@
 
 use std::fmt;
 
+use crate::backend::linux::DEVICES;
 use crate::egress::{self, Host, Reason as EgressReason};
 use crate::model::{Entry, NetworkMode, Policy, Setting};
 use crate::pattern::command::{self, CommandPrefix, Via};
@@ -262,18 +263,6 @@ impl RuleKind {
         }
     }
 }
-
-/// Devices every sandbox may open for reading and writing (the Linux plan grants them).
-const DEVICES: &[&str] = &[
-    "/dev/null",
-    "/dev/zero",
-    "/dev/full",
-    "/dev/random",
-    "/dev/urandom",
-    "/dev/tty",
-    "/dev/ptmx",
-    "/dev/pts",
-];
 
 /// Directories private to each sandbox: fresh, empty and writable, gone when it exits.
 const PRIVATE_DIRS: &[&str] = &["/tmp", "/dev/shm"];

@@ -77,7 +77,7 @@ pub fn report(policy: &Policy, resolved: &Resolved, kernel: &KernelFacts) -> Vec
     for e in &fs.deny_write {
         let level = match (e.value.is_glob(), supervised) {
             (true, true) => Level::Approximated(format!(
-                "paths matching when the policy is compiled are read-only mounts; creating a new match is refused by a supervisor, {RACE}"
+                "paths matching when the policy is compiled are read-only mounts; creating or writing any other match is refused by a supervisor, {RACE}"
             )),
             (false, true) => Level::Approximated(format!(
                 "read-only if it exists when the policy is compiled; creating it later is refused by a supervisor, {RACE}"
@@ -125,7 +125,7 @@ pub fn report(policy: &Policy, resolved: &Resolved, kernel: &KernelFacts) -> Vec
         };
         let level = if supervised {
             Level::Approximated(format!(
-                "existing protected paths are read-only mounts; creating a missing one is refused by a supervisor, {RACE} (the existing ones stay protected regardless)"
+                "existing protected paths in the working and home directories are read-only mounts; creating a missing one, or writing one deeper down, is refused by a supervisor, {RACE} (the read-only mounts hold regardless)"
             ))
         } else {
             Level::Approximated(

@@ -9,7 +9,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use crate::model::{NetworkMode, Policy};
-use crate::pattern::path::{Anchors, AbsPattern, PathBase, PathPattern, Segment, glob_segment};
+use crate::pattern::path::{AbsPattern, Anchors, PathBase, PathPattern, Segment, glob_segment};
 use crate::plan::{CreateDeny, EnvOp};
 use crate::protections::{self, Scope};
 
@@ -448,11 +448,7 @@ fn under(path: &str, root: &str) -> bool {
 /// directory around the working directory, and the environment variables the policy names.
 fn anchors(policy: &Policy, env: &ResolveEnv) -> Anchors {
     let mut a = Anchors::defaults(&s(&env.home), &s(&env.cwd));
-    let var = |n: &str| {
-        std::env::var(n)
-            .ok()
-            .filter(|v| v.starts_with('/'))
-    };
+    let var = |n: &str| std::env::var(n).ok().filter(|v| v.starts_with('/'));
     for (name, slot) in [
         ("XDG_CONFIG_HOME", &mut a.xdg_config),
         ("XDG_CACHE_HOME", &mut a.xdg_cache),
@@ -499,7 +495,10 @@ fn drop_missing_anchors(policy: &Policy, r: &mut Resolver<'_>) -> Policy {
         ("filesystem.denyRead", &mut f.deny_read),
         ("filesystem.allowWrite", &mut f.allow_write),
         ("filesystem.denyWrite", &mut f.deny_write),
-        ("network.allowUnixSockets", &mut p.network.allow_unix_sockets),
+        (
+            "network.allowUnixSockets",
+            &mut p.network.allow_unix_sockets,
+        ),
     ] {
         list.retain(|e| {
             let here = e.value.absolute_in(&r.anchors).is_some();

@@ -209,7 +209,9 @@ fn every_object_denies_unknown_keys() {
             obj.get("type").is_some_and(|t| t == "object") || obj.contains_key("properties");
         // A map (`profiles`) names its keys with `propertyNames` and gives every value a schema.
         let is_map = obj.contains_key("propertyNames")
-            && obj.get("additionalProperties").is_some_and(Value::is_object);
+            && obj
+                .get("additionalProperties")
+                .is_some_and(Value::is_object);
         if is_object && !is_map {
             objects += 1;
             if obj.get("additionalProperties") != Some(&Value::Bool(false)) {
@@ -312,7 +314,12 @@ fn valid_fixtures_cover_every_key() {
             .as_str()
             .and_then(|r| r.strip_prefix("#/$defs/"))
         {
-            for key in defs[def]["properties"].as_object().into_iter().flatten().map(|(k, _)| k) {
+            for key in defs[def]["properties"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(k, _)| k)
+            {
                 if !seen.contains(&format!("{name}.{key}")) {
                     missing.push(format!("{name}.{key}"));
                 }

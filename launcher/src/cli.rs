@@ -470,7 +470,9 @@ fn parse_test(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
         }
     }
     if settings.is_some() && !files.is_empty() {
-        return Err(usage("give either --settings or policies to test, not both"));
+        return Err(usage(
+            "give either --settings or policies to test, not both",
+        ));
     }
     Ok(Command::Test {
         files,

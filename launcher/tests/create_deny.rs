@@ -550,18 +550,21 @@ fn ordinary_files_are_created_as_usual() {
         return;
     }
     let s = Scratch::new(POLICY);
+    std::fs::copy(PROBE, s.at("probe")).unwrap();
     let o = s.sh(
         "mkdir -p src a/b/c && echo 'fn main() {}' > src/new.rs && echo '# hi' > README.md \
          && echo 1 > tmp && mv tmp final && ln -s final link && ln final hard \
          && echo 2 >> link && mkdir .git && touch .gitignore .bashrc.bak notes.keys \
          && echo x > /tmp/private && echo x > /dev/null && cat hard \
-         && grep Seccomp_filters: /proc/self/status \
-         && if unshare -U true 2>/dev/null; then echo nested; else echo refused; fi",
+         && grep Seccomp_filters: /proc/self/status && ./probe unshare-user",
     );
     assert_code(&o, 0);
     // Under the supervisor: one filter, the notify program (which carries the main filter's
-    // decisions as well).
-    assert_eq!(stdout(&o), "1\n2\nSeccomp_filters:\t1\nrefused\n");
+    // decisions as well: no nested user namespace).
+    assert_eq!(
+        stdout(&o),
+        "1\n2\nSeccomp_filters:\t1\nunshare-user - EPERM\n"
+    );
     for p in [
         "src/new.rs",
         "README.md",

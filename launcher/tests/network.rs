@@ -1,27 +1,37 @@
-//! Network egress end to end: `greywall exec` with `allowedDomains`, the launcher's bridge and
-//! a proxy daemon speaking greywall-proxyd's contract on its Unix socket.
+//! Network egress end to end: `greywall exec` (native backend) with `allowedDomains`, the
+//! launcher's bridge, and the real `greywall-proxyd`, with real clients (curl, python's urllib,
+//! git) against local servers.
 //!
-//! The daemon here is a small one written in the test (`FakeProxyd`): it accepts registrations
-//! (checking the rule set's SHA-256 as proxyd does), decides with the compiler's own decision
-//! function (`EgressRules::decide`), and speaks HTTP-proxy (CONNECT and absolute-form GET) to
-//! local servers, with names mapped to `127.0.0.1` as `--resolve` would. Everything stays on
-//! loopback. What it checks is the launcher's half: registration, the in-sandbox listeners,
-//! splicing, the proxy environment, fail-closed start, hiding proxyd's directory, and that a
-//! client ignoring the proxy has no route.
+//! Every test has its own scratch machine (HOME, a workspace with a policy, a runtime
+//! directory, a state directory) and, unless it tests the launcher starting the daemon, its own
+//! `greywall-proxyd` on its own socket, started with `--resolve NAME=127.0.0.1` for the test's
+//! names and `--log` into the scratch state directory. Every byte goes to loopback. Refusals
+//! of private and metadata addresses are checked where no packet can leave: here with names the
+//! system resolves to loopback (`localhost`) and with loopback literals, and for the other
+//! address classes in proxyd's own tests (`proxyd/src/dial.rs`, with the connector replaced).
+//!
+//! The daemon is the binary cargo builds next to `greywall` (`target/<profile>/greywall-proxyd`,
+//! where the launcher looks for it too). `cargo test --workspace` builds it; `cargo test -p
+//! greywall` does not, so [`proxyd_binary`] runs `cargo build -p greywall-proxyd` once per test
+//! binary (a no-op when it is fresh), and says so. Where cargo cannot run (the unprivileged
+//! user of `.ci/unprivileged.sh`, which builds it beforehand) an existing binary is used.
+//!
+//! One test keeps a daemon written here (`refusing_daemon`): a registration refused by the
+//! daemon, which the real one only does for a damaged cache.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
 use std::thread;
+use std::time::{Duration, Instant};
 
-use greywall_compiler::cache::sha256_hex;
-use greywall_compiler::egress::EgressRules;
+use serde_json::Value;
 
 fn code(o: &Output) -> i32 {
     o.status.code().unwrap_or(-1)
@@ -33,15 +43,82 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-/// A scratch machine: HOME, a workspace with a policy, and a runtime directory.
-struct Scratch {
+/// The audit log's keys, exactly (`/work` contract, docs/proxyd.md).
+const AUDIT_KEYS: [&str; 14] = [
+    "time",
+    "sandbox",
+    "label",
+    "policy",
+    "proto",
+    "host",
+    "port",
+    "address",
+    "decision",
+    "rule",
+    "reason",
+    "bytes_up",
+    "bytes_down",
+    "duration_ms",
+];
+
+// ---- The daemon's binary -----------------------------------------------------------------
+
+/// `greywall-proxyd` next to `greywall`, built (or confirmed fresh) once per test binary.
+fn proxyd_binary() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let profile_dir = Path::new(env!("CARGO_BIN_EXE_greywall")).parent().unwrap();
+        let bin = profile_dir.join("greywall-proxyd");
+        let mut build = Command::new(env!("CARGO"));
+        build
+            .args(["build", "--quiet", "-p", "greywall-proxyd", "--bin", "greywall-proxyd"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if profile_dir.file_name().is_some_and(|n| n == "release") {
+            build.arg("--release");
+        }
+        match build.output() {
+            Ok(o) if o.status.success() => {
+                eprintln!("network tests: using {} (cargo build: fresh)", bin.display())
+            }
+            Ok(o) if bin.exists() => eprintln!(
+                "network tests: WARNING: `cargo build -p greywall-proxyd` failed ({}); using the existing {}, which may be stale",
+                String::from_utf8_lossy(&o.stderr).trim(),
+                bin.display()
+            ),
+            Err(e) if bin.exists() => eprintln!(
+                "network tests: WARNING: cannot run cargo ({e}); using the existing {}, which may be stale",
+                bin.display()
+            ),
+            Ok(o) => panic!(
+                "{} is missing and `cargo build -p greywall-proxyd` failed: {}",
+                bin.display(),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+            Err(e) => panic!(
+                "{} is missing and cargo cannot run ({e}): run `cargo build -p greywall-proxyd` first",
+                bin.display()
+            ),
+        }
+        assert!(
+            bin.exists(),
+            "cargo built greywall-proxyd, but not at {}: the launcher looks for it there",
+            bin.display()
+        );
+        bin
+    })
+}
+
+// ---- A scratch machine ---------------------------------------------------------------------
+
+/// HOME, a workspace with a policy, a runtime directory (0700) and a state directory.
+struct Lab {
     dir: tempfile::TempDir,
 }
 
-impl Scratch {
-    fn new(policy: &str) -> Scratch {
+impl Lab {
+    fn new(policy: &str) -> Lab {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        for d in ["home", "work"] {
+        for d in ["home", "work", "state"] {
             std::fs::create_dir_all(dir.path().join(d)).unwrap();
         }
         std::fs::DirBuilder::new()
@@ -49,27 +126,110 @@ impl Scratch {
             .create(dir.path().join("run"))
             .unwrap();
         std::fs::write(dir.path().join("work/greywall.json"), policy).unwrap();
-        Scratch { dir }
+        Lab { dir }
+    }
+    /// A lab whose daemon can run in namespaces of its own (`unshare`), or a loud skip.
+    fn new_if_namespaces(policy: &str) -> Option<Lab> {
+        let o = Command::new("unshare")
+            .args(UNSHARE)
+            .args(["--", "true"])
+            .output();
+        match o {
+            Ok(o) if o.status.success() => Some(Lab::new(policy)),
+            Ok(o) => {
+                skip(&format!("unshare {UNSHARE:?} fails: {}", stderr(&o)));
+                None
+            }
+            Err(e) => {
+                skip(&format!("unshare cannot run: {e}"));
+                None
+            }
+        }
+    }
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
     }
     fn runtime(&self) -> PathBuf {
-        self.dir.path().join("run")
+        self.path("run")
     }
     fn work(&self) -> PathBuf {
-        self.dir.path().join("work")
+        self.path("work")
     }
-    fn command(&self, runtime: &Path, args: &[&str]) -> Command {
+    /// Where proxyd's socket is for this lab's runtime directory.
+    fn socket(&self) -> PathBuf {
+        self.runtime().join("greywall/proxyd.sock")
+    }
+    fn audit_log(&self) -> PathBuf {
+        self.path("state/greywall/proxyd.log")
+    }
+    /// `greywall ARGS` in the workspace, with this lab's HOME and state, and `runtime` as
+    /// `XDG_RUNTIME_DIR` (`None`: unset).
+    fn command_in(&self, runtime: Option<&Path>, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_greywall"));
         c.args(args)
             .current_dir(self.work())
             .env_clear()
-            .env("HOME", self.dir.path().join("home"))
-            .env("XDG_RUNTIME_DIR", runtime)
+            .env("HOME", self.path("home"))
+            .env("XDG_STATE_HOME", self.path("state"))
             .env("PATH", "/usr/local/bin:/usr/bin:/bin");
+        if let Some(r) = runtime {
+            c.env("XDG_RUNTIME_DIR", r);
+        }
         c
     }
-    fn run(&self, runtime: &Path, args: &[&str]) -> Output {
-        self.command(runtime, args).output().unwrap()
+    fn command(&self, args: &[&str]) -> Command {
+        self.command_in(Some(&self.runtime()), args)
     }
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+    /// `greywall exec -- sh -c SCRIPT`.
+    fn sh(&self, script: &str) -> Output {
+        self.run(&["exec", "--", "sh", "-c", script])
+    }
+    /// Settings for a proxyd the launcher starts (it reads `~/.config/greywall/proxyd.json`).
+    fn proxyd_config(&self, json: &str) {
+        let dir = self.path("home/.config/greywall");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("proxyd.json"), json).unwrap();
+    }
+    /// The audit log's entries, once at least `n` are there (bounded wait: proxyd writes a
+    /// line when the connection ends, which can be just after the client exits).
+    fn audit(&self, n: usize) -> Vec<Value> {
+        audit_entries(&self.audit_log(), n)
+    }
+    /// The egress rule set the compiler stored for the workspace's policy (there is one).
+    fn ruleset_sha(&self) -> String {
+        let dir = self.path("home/.cache/greywall/egress");
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        let sha = names[0].strip_suffix(".json").unwrap().to_string();
+        let bytes = std::fs::read(dir.join(&names[0])).unwrap();
+        assert_eq!(greywall_compiler::cache::sha256_hex(&bytes), sha);
+        sha
+    }
+}
+
+fn audit_entries(log: &Path, n: usize) -> Vec<Value> {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let entries: Vec<Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        if entries.len() >= n || start.elapsed() > Duration::from_secs(5) {
+            return entries;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
 /// Loud skip; a failure under GREYWALL_REQUIRE_KERNEL=1.
@@ -83,20 +243,169 @@ fn skip(why: &str) {
 }
 
 fn ready() -> bool {
-    let s = Scratch::new(r#"{"filesystem": {"allowWrite": ["."]}}"#);
-    let o = s.run(&s.runtime(), &["exec", "--", "true"]);
-    if code(&o) != 0 {
-        skip(&format!("the launcher cannot run here: {}", stderr(&o)));
-        return false;
-    }
-    for tool in ["curl", "python3"] {
-        if Command::new(tool).arg("--version").output().is_err() {
-            skip(&format!("{tool} is not installed"));
-            return false;
+    static READY: OnceLock<Result<(), String>> = OnceLock::new();
+    let r = READY.get_or_init(|| {
+        for tool in ["curl", "python3", "openssl", "git"] {
+            if Command::new(tool).arg("--version").output().is_err() {
+                return Err(format!("{tool} is not installed"));
+            }
+        }
+        let lab = Lab::new(r#"{"filesystem": {"allowWrite": ["."]}}"#);
+        let o = lab.run(&["exec", "--", "true"]);
+        if code(&o) != 0 {
+            return Err(format!("the launcher cannot run here: {}", stderr(&o)));
+        }
+        proxyd_binary();
+        Ok(())
+    });
+    match r {
+        Ok(()) => true,
+        Err(why) => {
+            skip(why);
+            false
         }
     }
-    true
 }
+
+// ---- The daemon ----------------------------------------------------------------------------
+
+/// A greywall-proxyd this test started on the lab's socket; killed when dropped.
+struct Proxyd {
+    child: Child,
+}
+
+impl Proxyd {
+    /// `greywall-proxyd --socket … --log … --resolve NAME=127.0.0.1 …`, once it answers.
+    fn start(lab: &Lab, names: &[&str]) -> Proxyd {
+        Proxyd::spawn(lab, names, Command::new(proxyd_binary()))
+    }
+
+    /// The daemon in a user, mount and network namespace of its own (same uid, so the
+    /// launcher may use its socket), with `hosts` as its `/etc/hosts` and no network at all.
+    fn start_isolated(lab: &Lab, hosts: &str) -> Proxyd {
+        let file = lab.path("hosts");
+        std::fs::write(&file, hosts).unwrap();
+        let mut c = Command::new("unshare");
+        c.args(UNSHARE)
+            .args([
+                "--",
+                "sh",
+                "-c",
+                "mount --bind \"$1\" /etc/hosts && shift && exec \"$@\"",
+                "sh",
+            ])
+            .arg(file)
+            .arg(proxyd_binary());
+        Proxyd::spawn(lab, &[], c)
+    }
+
+    fn spawn(lab: &Lab, names: &[&str], mut c: Command) -> Proxyd {
+        c.arg("--socket")
+            .arg(lab.socket())
+            .arg("--log")
+            .arg(lab.audit_log())
+            .args(["--idle-timeout", "0"])
+            .env_clear()
+            .env("HOME", lab.path("home"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(lab.path("proxyd.stderr"))
+                    .map(Stdio::from)
+                    .unwrap(),
+            );
+        for n in names {
+            c.arg("--resolve").arg(format!("{n}=127.0.0.1"));
+        }
+        let child = c.spawn().unwrap();
+        let mut p = Proxyd { child };
+        let start = Instant::now();
+        while ping(&lab.socket()).is_none() {
+            if let Some(status) = p.child.try_wait().unwrap() {
+                panic!(
+                    "greywall-proxyd exited ({status}): {}",
+                    std::fs::read_to_string(lab.path("proxyd.stderr")).unwrap_or_default()
+                );
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "greywall-proxyd did not answer"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+        p
+    }
+}
+
+impl Drop for Proxyd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A user namespace mapping this user to itself, keeping its capabilities there (to mount
+/// over `/etc/hosts`), a mount namespace, and a network namespace with no interface up.
+const UNSHARE: [&str; 5] = [
+    "--map-current-user",
+    "--keep-caps",
+    "--mount",
+    "--net",
+    "--propagation=private",
+];
+
+/// `GW1 PING` on `socket`: proxyd's answer.
+fn ping(socket: &Path) -> Option<String> {
+    let s = UnixStream::connect(socket).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    (&s).write_all(b"GW1 PING\n").ok()?;
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line).ok()?;
+    Some(line)
+}
+
+/// Live greywall-proxyd processes listening on `socket` (started by a launcher: the test
+/// knows them only this way).
+fn proxyd_pids(socket: &Path) -> Vec<u32> {
+    let want = socket.as_os_str().as_encoded_bytes();
+    let mut pids = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let is_proxyd = args
+            .first()
+            .is_some_and(|a| a.ends_with(b"/greywall-proxyd"));
+        let on_socket = args.windows(2).any(|w| w[0] == b"--socket" && w[1] == want);
+        if is_proxyd && on_socket {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Ends the daemons a launcher started on `socket` (only those: found by their socket).
+struct Reap(PathBuf);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        for pid in proxyd_pids(&self.0) {
+            kill(pid);
+        }
+    }
+}
+
+fn kill(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status();
+}
+
+// ---- Servers -------------------------------------------------------------------------------
 
 /// A web server on 127.0.0.1 that answers every request with `hello from NAME`.
 fn web_server(name: &'static str) -> u16 {
@@ -124,240 +433,399 @@ fn web_server(name: &'static str) -> u16 {
     port
 }
 
-/// A daemon speaking greywall-proxyd's contract (HTTP side only), mapping every allowed name to
-/// 127.0.0.1.
-struct FakeProxyd {
-    /// Registrations seen: (label, sha256).
-    registered: Arc<Mutex<Vec<(String, String)>>>,
-    /// Decisions made: (host, port, allowed).
-    decisions: Arc<Mutex<Vec<(String, u16, bool)>>>,
+const SERVE_PY: &str = r#"
+import functools, http.server, ssl, sys
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(
+    ("127.0.0.1", 0), functools.partial(Quiet, directory=sys.argv[1]))
+if len(sys.argv) > 2:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[2], sys.argv[3])
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+"#;
+
+/// A python file server on 127.0.0.1 (HTTPS with `tls = (cert, key)`); killed when dropped.
+struct FileServer {
+    child: Child,
+    port: u16,
 }
 
-type Tokens = Arc<Mutex<HashMap<String, EgressRules>>>;
-
-impl FakeProxyd {
-    fn start(runtime: &Path) -> FakeProxyd {
-        let dir = runtime.join("greywall");
-        std::fs::DirBuilder::new().mode(0o700).create(&dir).unwrap();
-        let l = UnixListener::bind(dir.join("proxyd.sock")).unwrap();
-        let registered = Arc::new(Mutex::new(Vec::new()));
-        let decisions = Arc::new(Mutex::new(Vec::new()));
-        let tokens: Tokens = Arc::new(Mutex::new(HashMap::new()));
-        let (reg, dec) = (registered.clone(), decisions.clone());
-        thread::spawn(move || {
-            for (n, s) in l.incoming().enumerate() {
-                let Ok(s) = s else { continue };
-                let (reg, dec, tokens) = (reg.clone(), dec.clone(), tokens.clone());
-                thread::spawn(move || serve(s, n, &reg, &dec, &tokens));
-            }
-        });
-        FakeProxyd {
-            registered,
-            decisions,
+impl FileServer {
+    fn start(root: &Path, tls: Option<(&Path, &Path)>) -> FileServer {
+        let mut c = Command::new("python3");
+        c.arg("-c").arg(SERVE_PY).arg(root);
+        if let Some((cert, key)) = tls {
+            c.arg(cert).arg(key);
         }
+        let mut child = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().unwrap_or_else(|_| panic!("{line:?}"));
+        FileServer { child, port }
     }
 }
 
-fn serve(
-    s: UnixStream,
-    n: usize,
-    reg: &Mutex<Vec<(String, String)>>,
-    dec: &Mutex<Vec<(String, u16, bool)>>,
-    tokens: &Tokens,
-) {
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    let mut line = String::new();
-    if r.read_line(&mut line).unwrap_or(0) == 0 {
-        return;
+impl Drop for FileServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
-    let words: Vec<&str> = line.trim_end().split(' ').collect();
-    match words.as_slice() {
-        ["GW1", "REGISTER", path, sha, label] => {
-            let bytes = std::fs::read(path).unwrap_or_default();
-            if sha256_hex(&bytes) != *sha {
-                let _ = (&s).write_all(b"ERR rule set does not match its hash\n");
-                return;
-            }
-            let Ok(rules) = EgressRules::from_bytes(&bytes) else {
-                let _ = (&s).write_all(b"ERR bad rule set\n");
-                return;
-            };
-            let token = format!("{:064x}", 0xabcd_0000 + n);
-            tokens.lock().unwrap().insert(token.clone(), rules);
-            reg.lock()
-                .unwrap()
-                .push(((*label).to_string(), (*sha).to_string()));
-            (&s).write_all(format!("OK sb{n} {token}\n").as_bytes())
-                .unwrap();
-            // The registration lives as long as the connection.
-            let mut rest = Vec::new();
-            let _ = r.read_to_end(&mut rest);
-            tokens.lock().unwrap().remove(&token);
-        }
-        ["GW1", "CONNECT", token, "http"] => {
-            let Some(rules) = tokens.lock().unwrap().get(*token).cloned() else {
-                return;
-            };
-            let mut head = String::new();
-            let mut l = String::new();
-            while r.read_line(&mut l).is_ok_and(|k| k > 2) {
-                head.push_str(&l);
-                l.clear();
-            }
-            let first = head.lines().next().unwrap_or("").to_string();
-            let mut parts = first.split(' ');
-            let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-            let authority = if method == "CONNECT" {
-                target.to_string()
-            } else {
-                let rest = target.strip_prefix("http://").unwrap_or("");
-                rest.split('/').next().unwrap_or("").to_string()
-            };
-            let (host, port) = authority.rsplit_once(':').unwrap_or((&authority, "80"));
-            let port: u16 = port.parse().unwrap_or(0);
-            let verdict = rules.decide(host, port);
-            // Only names are mapped; an address literal is not.
-            let allowed = verdict.allowed && host.parse::<std::net::IpAddr>().is_err();
-            dec.lock().unwrap().push((host.to_string(), port, allowed));
-            if !allowed {
-                let _ = (&s).write_all(
-                    b"HTTP/1.1 403 Forbidden\r\nContent-Length: 7\r\nConnection: close\r\n\r\ndenied\n",
-                );
-                return;
-            }
-            let Ok(up) = TcpStream::connect(("127.0.0.1", port)) else {
-                let _ = (&s).write_all(b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n");
-                return;
-            };
-            if method == "CONNECT" {
-                (&s).write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                    .unwrap();
-            } else {
-                let path = target
-                    .strip_prefix("http://")
-                    .and_then(|t| t.find('/').map(|i| &t[i..]))
-                    .unwrap_or("/");
-                let rest = head.split_once("\r\n").map_or("", |x| x.1);
-                (&up)
-                    .write_all(format!("{method} {path} HTTP/1.1\r\n{rest}\r\n").as_bytes())
-                    .unwrap();
-            }
-            let buffered = r.buffer().to_vec();
-            (&up).write_all(&buffered).unwrap();
-            let (up2, s2) = (up.try_clone().unwrap(), s.try_clone().unwrap());
-            let t = thread::spawn(move || {
-                let _ = std::io::copy(&mut &up2, &mut &s2);
-                let _ = s2.shutdown(Shutdown::Write);
-            });
-            let mut rr = r;
-            let _ = std::io::copy(&mut rr, &mut &up);
-            let _ = up.shutdown(Shutdown::Write);
-            let _ = t.join();
-        }
-        _ => {}
-    }
+}
+
+/// A self-signed certificate for `name` (in the lab's workspace, readable inside) and its key
+/// (outside it).
+fn certificate(lab: &Lab, name: &str) -> (PathBuf, PathBuf) {
+    let cert = lab.work().join("cert.pem");
+    let key = lab.path("key.pem");
+    let o = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .arg("-subj")
+        .arg(format!("/CN={name}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName=DNS:{name}"))
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    (cert, key)
 }
 
 fn policy(domains: &[&str]) -> String {
-    let list: Vec<String> = domains.iter().map(|d| format!("\"{d}\"")).collect();
     format!(
-        r#"{{"network": {{"allowedDomains": [{}]}}, "filesystem": {{"allowWrite": ["."]}}}}"#,
-        list.join(", ")
+        r#"{{"network": {{"allowedDomains": {}}}, "filesystem": {{"allowWrite": ["."]}}}}"#,
+        serde_json::json!(domains)
     )
 }
 
+/// `curl -sS --max-time 10 ARGS`, printing the body or `%{http_code}` as the caller asks.
+fn curl<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["exec", "--", "curl", "-sS", "--max-time", "10"];
+    v.extend_from_slice(extra);
+    v
+}
+
+// ---- Tests ---------------------------------------------------------------------------------
+
 #[test]
-fn allowed_names_pass_denied_names_and_direct_connections_do_not() {
+fn allowed_names_work_over_http_https_socks_urllib_and_git() {
     if !ready() {
         return;
     }
-    let s = Scratch::new(&policy(&["allowed.test"]));
-    let proxyd = FakeProxyd::start(&s.runtime());
+    let lab = Lab::new(&policy(&["allowed.test", "secure.test", "git.test"]));
+    let _proxyd = Proxyd::start(&lab, &["allowed.test", "secure.test", "git.test"]);
     let port = web_server("the allowed server");
-    let curl = |url: String| {
-        s.run(
-            &s.runtime(),
-            &["exec", "--", "curl", "-sS", "-f", "--max-time", "10", &url],
-        )
-    };
-    let o = curl(format!("http://allowed.test:{port}/"));
+    let url = format!("http://allowed.test:{port}/");
+
+    // Plain HTTP through HTTP_PROXY (absolute-form request).
+    let o = lab.run(&curl(&["-f", &url]));
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert_eq!(stdout(&o), "hello from the allowed server\n");
-    // Through CONNECT as well (what HTTPS clients do).
-    let o = s.run(
-        &s.runtime(),
-        &[
-            "exec",
-            "--",
-            "curl",
-            "-sS",
-            "-f",
-            "-p",
-            "--max-time",
-            "10",
-            &format!("http://allowed.test:{port}/"),
-        ],
-    );
+    // Plain HTTP through a CONNECT tunnel.
+    let o = lab.run(&curl(&["-f", "-p", &url]));
     assert_eq!(
         stdout(&o),
         "hello from the allowed server\n",
         "{}",
         stderr(&o)
     );
-    // A name the policy does not allow: proxyd's 403.
-    let o = curl(format!("http://denied.test:{port}/"));
-    assert_eq!(code(&o), 22, "curl -f on 403: {}", stderr(&o));
-    assert!(stderr(&o).contains("403"), "{}", stderr(&o));
-    // A raw address: not a name the policy allows.
-    let o = curl(format!("http://127.0.0.1:{port}/"));
-    assert_ne!(code(&o), 0, "{}", stdout(&o));
-    // A client that ignores the proxy: the sandbox has no route out, and the host's loopback
-    // server is not its loopback.
-    let o = s.run(
-        &s.runtime(),
-        &[
-            "exec",
-            "--",
-            "curl",
-            "-sS",
-            "--noproxy",
-            "*",
-            "--max-time",
-            "5",
-            &format!("http://127.0.0.1:{port}/"),
-        ],
-    );
-    assert_eq!(code(&o), 7, "connection refused inside: {}", stderr(&o));
-    let direct = "import socket\ntry:\n    socket.create_connection(('192.0.2.1', 80), timeout=5)\n    print('connected')\nexcept OSError as e:\n    print(e.errno)\n";
-    let o = s.run(&s.runtime(), &["exec", "--", "python3", "-c", direct]);
+    // SOCKS5 with the name resolved by proxyd, explicitly and through ALL_PROXY alone.
+    let o = lab.run(&curl(&["-f", "--socks5-hostname", "127.0.0.1:1080", &url]));
     assert_eq!(
-        stdout(&o).trim(),
-        libc::ENETUNREACH.to_string(),
+        stdout(&o),
+        "hello from the allowed server\n",
         "{}",
         stderr(&o)
     );
-    // Python's urllib follows the proxy environment.
+    let o = lab.sh(&format!(
+        "unset HTTP_PROXY http_proxy HTTPS_PROXY https_proxy; echo \"$ALL_PROXY\" >&2; curl -sS -f --max-time 10 {url}"
+    ));
+    assert_eq!(
+        stdout(&o),
+        "hello from the allowed server\n",
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("socks5h://127.0.0.1:1080"),
+        "{}",
+        stderr(&o)
+    );
+
+    // HTTPS: CONNECT to a local TLS server, the certificate checked against its name.
+    let site = lab.path("site");
+    std::fs::create_dir(&site).unwrap();
+    std::fs::write(site.join("hello.txt"), "hello over TLS\n").unwrap();
+    let (cert, key) = certificate(&lab, "secure.test");
+    let tls = FileServer::start(&site, Some((&cert, &key)));
+    let https = format!("https://secure.test:{}/hello.txt", tls.port);
+    let o = lab.run(&curl(&["-f", "--cacert", "cert.pem", &https]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "hello over TLS\n");
+
+    // Python's urllib follows the proxy environment, for HTTP and HTTPS.
     let py = format!(
-        "import urllib.request\nprint(urllib.request.urlopen('http://allowed.test:{port}/', timeout=10).read().decode(), end='')"
+        "import ssl, urllib.request\n\
+         ctx = ssl.create_default_context(cafile='cert.pem')\n\
+         print(urllib.request.urlopen('{url}', timeout=10).read().decode(), end='')\n\
+         print(urllib.request.urlopen('{https}', timeout=10, context=ctx).read().decode(), end='')\n"
     );
-    let o = s.run(&s.runtime(), &["exec", "--", "python3", "-c", &py]);
+    let o = lab.run(&["exec", "--", "python3", "-c", &py]);
     assert_eq!(
         stdout(&o),
-        "hello from the allowed server\n",
+        "hello from the allowed server\nhello over TLS\n",
         "{}",
         stderr(&o)
     );
-    let reg = proxyd.registered.lock().unwrap().clone();
-    assert!(reg.iter().any(|(label, _)| label == "curl"), "{reg:?}");
-    assert!(reg.iter().any(|(label, _)| label == "python3"), "{reg:?}");
-    let dec = proxyd.decisions.lock().unwrap().clone();
-    assert!(
-        dec.contains(&("allowed.test".into(), port, true)),
-        "{dec:?}"
+
+    // git clone over (dumb) HTTP.
+    let repos = lab.path("repos");
+    let git = |dir: &Path, args: &[&str]| {
+        let o = Command::new("git")
+            .args([
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@t",
+                "-c",
+                "init.defaultBranch=main",
+            ])
+            .args(args)
+            .current_dir(dir)
+            .env("HOME", lab.path("home"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "git {args:?}: {}", stderr(&o));
+    };
+    std::fs::create_dir_all(repos.join("src")).unwrap();
+    let src = repos.join("src");
+    git(&src, &["init", "-q"]);
+    std::fs::write(src.join("README"), "cloned through greywall-proxyd\n").unwrap();
+    git(&src, &["add", "README"]);
+    git(&src, &["commit", "-q", "-m", "first"]);
+    git(&repos, &["clone", "-q", "--bare", "src", "repo.git"]);
+    git(&repos.join("repo.git"), &["update-server-info"]);
+    let files = FileServer::start(&repos, None);
+    let o = lab.run(&[
+        "exec",
+        "--",
+        "git",
+        "clone",
+        "-q",
+        &format!("http://git.test:{}/repo.git", files.port),
+        "clone",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(lab.work().join("clone/README")).unwrap(),
+        "cloned through greywall-proxyd\n"
     );
+}
+
+#[test]
+fn denied_names_get_403_naming_the_rule_and_a_socks_refusal() {
+    if !ready() {
+        return;
+    }
+    let lab = Lab::new(
+        r#"{
+  "network": {
+    "allowedDomains": ["allowed.test", "denied.test"],
+    "deniedDomains": ["denied.test"]
+  },
+  "filesystem": {"allowWrite": ["."]}
+}"#,
+    );
+    let _proxyd = Proxyd::start(&lab, &["allowed.test", "denied.test"]);
+    let port = web_server("a server nobody should reach");
+    let url = format!("http://denied.test:{port}/");
+    // Plain HTTP: 403, with the rule and where it was written.
+    let o = lab.run(&curl(&["-i", &url]));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let head = stdout(&o).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 403"), "{head}");
+    let origin =
+        format!("{}:4:23", lab.work().join("greywall.json").display()).to_ascii_lowercase();
     assert!(
-        dec.contains(&("denied.test".into(), port, false)),
-        "{dec:?}"
+        head.lines()
+            .any(|l| l.trim_end() == format!("x-greywall-rule: denied.test ({origin})")),
+        "{head}"
+    );
+    assert!(head.contains("x-greywall-reason: denied by rule"), "{head}");
+    assert!(!head.contains("nobody should reach"), "{head}");
+    // HTTPS clients ask for a tunnel: refused with 403 too.
+    let o = lab.run(&curl(&["-p", &url]));
+    assert_eq!(code(&o), 56, "{}", stderr(&o));
+    assert!(stderr(&o).contains("403"), "{}", stderr(&o));
+    // SOCKS5: reply 0x02 (not allowed by the rule set); curl's exit 97.
+    let o = lab.run(&curl(&["--socks5-hostname", "127.0.0.1:1080", &url]));
+    assert_eq!(code(&o), 97, "{}", stderr(&o));
+    assert!(stderr(&o).contains("(2)"), "{}", stderr(&o));
+    // A name no rule allows: 403 without a rule.
+    let lab2 = Lab::new(&policy(&["allowed.test"]));
+    let _proxyd2 = Proxyd::start(&lab2, &["allowed.test", "other.test"]);
+    let o = lab2.run(&curl(&["-i", &format!("http://other.test:{port}/")]));
+    let head = stdout(&o).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 403"), "{head}{}", stderr(&o));
+    assert!(
+        head.contains("x-greywall-reason: no alloweddomains rule matches"),
+        "{head}"
+    );
+    assert!(!head.contains("x-greywall-rule"), "{head}");
+    // The allowed name still works in the same sandbox set-up.
+    let o = lab.run(&curl(&["-f", &format!("http://allowed.test:{port}/")]));
+    assert_eq!(
+        stdout(&o),
+        "hello from a server nobody should reach\n",
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// `/etc/hosts` for a proxyd in namespaces of its own: public-looking names that point at
+/// the metadata service, a private range, link-local and loopback addresses.
+const REBINDING_HOSTS: &str = "\
+127.0.0.1 localhost
+169.254.169.254 meta.rebind.test
+fd00:ec2::254 meta6.rebind.test
+10.1.2.3 private.rebind.test
+169.254.7.7 linklocal.rebind.test
+127.0.0.1 loop.rebind.test
+";
+
+#[test]
+fn addresses_are_refused_unless_a_rule_names_them() {
+    if !ready() {
+        return;
+    }
+    let port = web_server("the host's loopback");
+    let refused = |o: &Output, reason: &str| {
+        let head = stdout(o).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 403"), "{head}{}", stderr(o));
+        assert!(
+            head.contains(&format!("x-greywall-reason: {reason}")),
+            "{reason}: {head}"
+        );
+    };
+    let via_proxy = |lab: &Lab, url: &str| {
+        lab.run(&curl(&[
+            "-x",
+            "http://127.0.0.1:3128",
+            "--noproxy",
+            "",
+            "-i",
+            url,
+        ]))
+    };
+    // Address literals are not names: refused unless a rule names the address.
+    let lab = Lab::new(&policy(&["allowed.test"]));
+    let _proxyd = Proxyd::start(&lab, &["allowed.test"]);
+    for url in [
+        format!("http://127.0.0.1:{port}/"),
+        format!("http://127.1.2.3:{port}/"),
+        format!("http://[::1]:{port}/"),
+        "http://169.254.169.254/latest/meta-data/".to_string(),
+    ] {
+        refused(&via_proxy(&lab, &url), "no alloweddomains rule matches");
+    }
+    let named = Lab::new(&policy(&["127.0.0.1"]));
+    let _named_proxyd = Proxyd::start(&named, &[]);
+    let o = via_proxy(&named, &format!("http://127.0.0.1:{port}/"));
+    assert!(
+        stdout(&o).ends_with("hello from the host's loopback\n"),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
+
+    // Names the policy allows, which the system resolver (no --resolve mapping) answers with
+    // addresses no rule names: refused after resolution (DNS rebinding). This daemon runs in a
+    // network namespace of its own with no interface up, so even a wrong decision could not
+    // send a packet: it would show as 502 (no route), not as this 403.
+    let Some(lab) = Lab::new_if_namespaces(&policy(&[
+        "meta.rebind.test",
+        "meta6.rebind.test",
+        "private.rebind.test",
+        "linklocal.rebind.test",
+        "loop.rebind.test",
+    ])) else {
+        return;
+    };
+    let _proxyd = Proxyd::start_isolated(&lab, REBINDING_HOSTS);
+    for (name, class) in [
+        ("meta.rebind.test", "cloud metadata"),
+        ("meta6.rebind.test", "cloud metadata"),
+        ("private.rebind.test", "private"),
+        ("linklocal.rebind.test", "link-local"),
+        ("loop.rebind.test", "loopback"),
+    ] {
+        let o = via_proxy(&lab, &format!("http://{name}/"));
+        refused(&o, &format!("{class} address, not named by any rule"));
+    }
+    let entries = lab.audit(5);
+    assert_eq!(entries.len(), 5, "{entries:?}");
+    for e in &entries {
+        assert_eq!(s(e, "decision"), "deny", "{e}");
+        assert_eq!(e["address"], Value::Null, "never dialled: {e}");
+    }
+    // The control: with the addresses named by rules, the same names are dialled (and, in
+    // that empty namespace, find no route: 502).
+    let control = Lab::new(&policy(&[
+        "meta.rebind.test",
+        "169.254.169.254",
+        "private.rebind.test",
+        "10.0.0.0/8",
+    ]));
+    let _control_proxyd = Proxyd::start_isolated(&control, REBINDING_HOSTS);
+    for name in ["meta.rebind.test", "private.rebind.test"] {
+        let o = via_proxy(&control, &format!("http://{name}/"));
+        let head = stdout(&o).to_ascii_lowercase();
+        assert!(
+            head.starts_with("http/1.1 502"),
+            "{name}: {head}{}",
+            stderr(&o)
+        );
+    }
+}
+
+#[test]
+fn clients_ignoring_the_proxy_have_no_route() {
+    if !ready() {
+        return;
+    }
+    let lab = Lab::new(&policy(&["allowed.test"]));
+    let _proxyd = Proxyd::start(&lab, &["allowed.test"]);
+    let port = web_server("the host");
+    // The host's loopback server is not the sandbox's loopback.
+    let o = lab.run(&curl(&[
+        "--noproxy",
+        "*",
+        &format!("http://127.0.0.1:{port}/"),
+    ]));
+    assert_eq!(code(&o), 7, "connection refused inside: {}", stderr(&o));
+    // Anything else: no route at all.
+    let direct = "import socket\nfor a in [('192.0.2.1', 80), ('169.254.169.254', 80)]:\n    try:\n        socket.create_connection(a, timeout=5)\n        print('connected')\n    except OSError as e:\n        print(e.errno)\n";
+    let o = lab.run(&["exec", "--", "python3", "-c", direct]);
+    let unreach = libc::ENETUNREACH.to_string();
+    assert_eq!(
+        stdout(&o).lines().collect::<Vec<_>>(),
+        [unreach.as_str(), unreach.as_str()],
+        "{}",
+        stderr(&o)
     );
 }
 
@@ -366,15 +834,19 @@ fn the_proxy_environment_is_set_and_proxyd_stays_hidden() {
     if !ready() {
         return;
     }
-    let s = Scratch::new(&policy(&["allowed.test", "git.example.test:22"]));
-    let _proxyd = FakeProxyd::start(&s.runtime());
-    let o = s.run(&s.runtime(), &["exec", "--", "env"]);
+    let lab = Lab::new(&policy(&["allowed.test", "git.example.test:22"]));
+    let _proxyd = Proxyd::start(&lab, &[]);
+    let o = lab.run(&["exec", "--", "env"]);
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     let env = stdout(&o);
     for line in [
         "HTTP_PROXY=http://127.0.0.1:3128",
+        "http_proxy=http://127.0.0.1:3128",
+        "HTTPS_PROXY=http://127.0.0.1:3128",
         "https_proxy=http://127.0.0.1:3128",
         "ALL_PROXY=socks5h://127.0.0.1:1080",
+        "all_proxy=socks5h://127.0.0.1:1080",
+        "NO_PROXY=localhost,127.0.0.1,::1",
         "no_proxy=localhost,127.0.0.1,::1",
         "NODE_USE_ENV_PROXY=1",
     ] {
@@ -386,22 +858,24 @@ fn the_proxy_environment_is_set_and_proxyd_stays_hidden() {
                 && l.contains("__socks-connect 1080 %h %p")),
         "{env}"
     );
-    // proxyd's directory is an empty read-only folder inside; its socket cannot be reached.
-    let dir = s.runtime().join("greywall");
+    // proxyd's directory is empty or unreadable inside; its socket cannot be reached.
     let probe = format!(
         "import os, socket\ntry:\n    print(os.listdir({d:?}))\nexcept OSError:\n    print('unreadable')\ns = socket.socket(socket.AF_UNIX)\ntry:\n    s.connect({d:?} + '/proxyd.sock')\n    print('connected')\nexcept OSError as e:\n    print('refused')\n",
-        d = dir.to_string_lossy()
+        d = lab.runtime().join("greywall").to_string_lossy()
     );
-    let o = s.run(&s.runtime(), &["exec", "--", "python3", "-c", &probe]);
+    let o = lab.run(&["exec", "--", "python3", "-c", &probe]);
     let seen = stdout(&o);
     assert!(
         seen == "[]\nrefused\n" || seen == "unreadable\nrefused\n",
         "{seen}{}",
         stderr(&o)
     );
-    // A policy without allowedDomains gets no proxy environment at all.
-    let plain = Scratch::new(r#"{"filesystem": {"allowWrite": ["."]}}"#);
-    let o = plain.run(&s.runtime(), &["exec", "--", "env"]);
+    // A policy without allowedDomains gets no proxy environment and no registration.
+    let plain = Lab::new(r#"{"filesystem": {"allowWrite": ["."]}}"#);
+    let o = plain
+        .command_in(Some(&lab.runtime()), &["exec", "--", "env"])
+        .output()
+        .unwrap();
     assert!(!stdout(&o).contains("_PROXY="), "{}", stdout(&o));
 }
 
@@ -410,31 +884,321 @@ fn two_sandboxes_with_different_policies_get_different_answers() {
     if !ready() {
         return;
     }
-    let a = Scratch::new(&policy(&["a.test"]));
-    let b = Scratch::new(&policy(&["b.test"]));
-    // One daemon, in a's runtime directory, serves both.
-    let runtime = a.runtime();
-    let _proxyd = FakeProxyd::start(&runtime);
+    let a = Lab::new(&policy(&["a.test"]));
+    let b = Lab::new(&policy(&["b.test"]));
+    // One daemon, in a's runtime directory, serves both at once.
+    let _proxyd = Proxyd::start(&a, &["a.test", "b.test"]);
     let port = web_server("the shared server");
+    // Both sandboxes (and their registrations) live until both have asked: they overlap.
     let script = format!(
-        "for h in a.test b.test; do curl -s -o /dev/null -w \"$h %{{http_code}}\\n\" --max-time 10 http://$h:{port}/; done"
+        "for h in a.test b.test; do curl -s -o /dev/null -w \"$h %{{http_code}}\\n\" --max-time 10 http://$h:{port}/; done; touch asked; \
+         i=0; while [ ! -e go ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done"
     );
-    let ca = a
-        .command(&runtime, &["exec", "--", "sh", "-c", &script])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let cb = b
-        .command(&runtime, &["exec", "--", "sh", "-c", &script])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let spawn = |lab: &Lab| {
+        lab.command_in(Some(&a.runtime()), &["exec", "--", "sh", "-c", &script])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (ca, cb) = (spawn(&a), spawn(&b));
+    let start = Instant::now();
+    while !(a.work().join("asked").exists() && b.work().join("asked").exists()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the sandboxes never asked"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    // Both registered at once with the one daemon.
+    let entries = a.audit(4);
+    for lab in [&a, &b] {
+        std::fs::write(lab.work().join("go"), "").unwrap();
+    }
     let (oa, ob) = (
         ca.wait_with_output().unwrap(),
         cb.wait_with_output().unwrap(),
     );
     assert_eq!(stdout(&oa), "a.test 200\nb.test 403\n", "{}", stderr(&oa));
     assert_eq!(stdout(&ob), "a.test 403\nb.test 200\n", "{}", stderr(&ob));
+    // Two sandboxes in the audit log, each with its own policy.
+    let sandboxes: BTreeSet<(&str, &str)> = entries
+        .iter()
+        .map(|e| (s(e, "sandbox"), s(e, "policy")))
+        .collect();
+    assert_eq!(sandboxes.len(), 2, "{entries:?}");
+    let policies: BTreeSet<&str> = sandboxes.iter().map(|x| x.1).collect();
+    assert_eq!(policies.len(), 2, "{entries:?}");
+}
+
+#[test]
+fn the_audit_log_has_one_line_per_connection_and_logs_and_monitor_show_denials() {
+    if !ready() {
+        return;
+    }
+    let lab = Lab::new(&policy(&["allowed.test"]));
+    let _proxyd = Proxyd::start(&lab, &["allowed.test", "denied.test"]);
+    let port = web_server("the logged server");
+    let ok = format!("http://allowed.test:{port}/");
+    let denied = format!("http://denied.test:{port}/");
+    let socks = ["--socks5-hostname", "127.0.0.1:1080"];
+    for args in [
+        vec!["-f", ok.as_str()],
+        vec!["-p", ok.as_str()],
+        vec![socks[0], socks[1], ok.as_str()],
+        vec![denied.as_str()],
+    ] {
+        let o = lab.run(&curl(&args));
+        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
+    }
+    let entries = lab.audit(4);
+    thread::sleep(Duration::from_millis(200));
+    let entries_later = lab.audit(4);
+    assert_eq!(entries.len(), 4, "one line per connection: {entries:?}");
+    assert_eq!(entries_later.len(), 4, "{entries_later:?}");
+    let sha = lab.ruleset_sha();
+    let mut sandboxes = BTreeSet::new();
+    for e in &entries {
+        let keys: BTreeSet<&str> = e.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, AUDIT_KEYS.into_iter().collect(), "{e}");
+        assert_eq!(s(e, "policy"), sha, "{e}");
+        assert_eq!(s(e, "label"), "curl", "{e}");
+        assert_eq!(e["port"], port, "{e}");
+        let id = s(e, "sandbox");
+        assert!(
+            id.len() == 8 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{e}"
+        );
+        sandboxes.insert(id.to_string());
+        assert!(s(e, "time").ends_with('Z'), "{e}");
+        assert!(e["duration_ms"].is_u64(), "{e}");
+    }
+    assert_eq!(sandboxes.len(), 4, "each exec is its own sandbox");
+    let seen: Vec<(&str, &str, &str)> = entries
+        .iter()
+        .map(|e| (s(e, "proto"), s(e, "host"), s(e, "decision")))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("http", "allowed.test", "allow"),
+            ("http", "allowed.test", "allow"),
+            ("socks5", "allowed.test", "allow"),
+            ("http", "denied.test", "deny"),
+        ]
+    );
+    for e in &entries[..3] {
+        assert_eq!(s(e, "address"), format!("127.0.0.1:{port}"), "{e}");
+        assert!(e["bytes_up"].as_u64().unwrap() > 0, "{e}");
+        assert!(e["bytes_down"].as_u64().unwrap() > 0, "{e}");
+        assert_eq!(e["rule"]["text"], "allowed.test", "{e}");
+        assert!(
+            s(&e["rule"], "origin").ends_with("greywall.json:1:33"),
+            "{e}"
+        );
+    }
+    assert_eq!(entries[3]["rule"], Value::Null);
+    assert_eq!(s(&entries[3], "reason"), "no allowedDomains rule matches");
+
+    // `greywall logs`: all, denials only, JSON.
+    let o = lab.run(&["logs"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let lines: Vec<String> = stdout(&o).lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert!(lines[0].contains("allow") && lines[0].contains(&format!("allowed.test:{port}")));
+    assert!(lines[0].contains("rule \"allowed.test\""), "{}", lines[0]);
+    let o = lab.run(&["logs", "--denied"]);
+    let out = stdout(&o);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "deny   curl  denied.test:{port}  no allowedDomains rule matches"
+        )),
+        "{out}"
+    );
+    let o = lab.run(&["logs", "-n", "1", "--json"]);
+    let last: Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(last, entries[3]);
+
+    // `greywall exec -m`: the denial printed as it happens, the allowed request not.
+    let o = lab.sh(&format!(
+        "curl -s -o /dev/null --max-time 10 {ok}; curl -s -o /dev/null --max-time 10 {denied}; sleep 0.3"
+    ));
+    assert!(
+        !stderr(&o).contains("denied denied.test"),
+        "no -m, no denials printed"
+    );
+    let o = lab.run(&[
+        "exec",
+        "-m",
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "curl -s -o /dev/null --max-time 10 {ok}; curl -s -o /dev/null --max-time 10 {denied}; sleep 0.3"
+        ),
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let printed: Vec<String> = stderr(&o)
+        .lines()
+        .filter(|l| l.contains("denied ") && !l.contains("note:"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(
+        printed,
+        [format!(
+            "greywall: denied denied.test:{port} (no allowedDomains rule matches)"
+        )],
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn the_launcher_starts_one_proxyd_and_restarts_a_killed_one() {
+    if !ready() {
+        return;
+    }
+    let lab = Lab::new(&policy(&["allowed.test"]));
+    lab.proxyd_config(r#"{"resolve": {"allowed.test": "127.0.0.1"}}"#);
+    let _reap = Reap(lab.socket());
+    let port = web_server("the autostart server");
+    let url = format!("http://allowed.test:{port}/");
+    assert!(ping(&lab.socket()).is_none());
+    // Four launches at once, no daemon running: one starts it, under the lock.
+    let launches: Vec<Child> = (0..4)
+        .map(|_| {
+            lab.command(&curl(&["-f", &url]))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in launches {
+        let o = c.wait_with_output().unwrap();
+        assert_eq!(
+            stdout(&o),
+            "hello from the autostart server\n",
+            "{}",
+            stderr(&o)
+        );
+    }
+    let pids = proxyd_pids(&lab.socket());
+    assert_eq!(pids.len(), 1, "one daemon: {pids:?}");
+    let started = std::fs::read_to_string(lab.runtime().join("greywall/proxyd.stderr")).unwrap();
+    assert_eq!(
+        started.matches("listening on").count(),
+        1,
+        "one daemon ever started: {started}"
+    );
+    assert!(
+        ping(&lab.socket())
+            .unwrap()
+            .starts_with("OK greywall-proxyd ")
+    );
+    // It writes the audit log where `greywall logs` reads it.
+    assert_eq!(lab.audit(4).len(), 4);
+
+    // Killed while a sandbox runs: that sandbox's next connection fails cleanly; the next
+    // sandbox starts a new daemon.
+    let script = format!(
+        "curl -sS -f --max-time 10 {url}; touch first; i=0; while [ ! -e killed ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; \
+         curl -sS -f --max-time 10 {url}; echo \"second: $?\""
+    );
+    let running = lab
+        .command(&["exec", "--", "sh", "-c", &script])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !lab.work().join("first").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the sandbox never asked"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+    kill(pids[0]);
+    while !proxyd_pids(&lab.socket()).is_empty() {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::write(lab.work().join("killed"), "").unwrap();
+    let o = running.wait_with_output().unwrap();
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("hello from the autostart server\n"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("second: ") && l != "second: 0"),
+        "{out}{}",
+        stderr(&o)
+    );
+    assert!(
+        stderr(&o).contains("ended this sandbox's registration"),
+        "{}",
+        stderr(&o)
+    );
+    let o = lab.run(&curl(&["-f", &url]));
+    assert_eq!(
+        stdout(&o),
+        "hello from the autostart server\n",
+        "{}",
+        stderr(&o)
+    );
+    let again = proxyd_pids(&lab.socket());
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_ne!(again[0], pids[0]);
+}
+
+#[test]
+fn without_xdg_runtime_dir_the_tmp_fallback_is_used() {
+    if !ready() {
+        return;
+    }
+    // `localhost` is named by a rule, so any daemon of this user serves it the same way (it
+    // needs no --resolve): the test works whether or not one already runs in /tmp/greywall-UID.
+    let lab = Lab::new(&policy(&["localhost"]));
+    let uid = std::fs::metadata(lab.path("home")).map(|m| {
+        use std::os::unix::fs::MetadataExt;
+        m.uid()
+    });
+    let socket = PathBuf::from(format!("/tmp/greywall-{}/proxyd.sock", uid.unwrap()));
+    let ours = ping(&socket).is_none();
+    let _reap = ours.then(|| Reap(socket.clone()));
+    let port = web_server("the fallback server");
+    let o = lab
+        .command_in(
+            None,
+            &curl(&[
+                "-f",
+                "-x",
+                "http://127.0.0.1:3128",
+                "--noproxy",
+                "",
+                &format!("http://localhost:{port}/"),
+            ]),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&o),
+        "hello from the fallback server\n",
+        "{}",
+        stderr(&o)
+    );
+    assert!(
+        ping(&socket).is_some(),
+        "a daemon listens on {}",
+        socket.display()
+    );
+    let mode = std::fs::metadata(socket.parent().unwrap()).unwrap();
+    assert_eq!(mode.permissions().mode() & 0o777, 0o700);
 }
 
 #[test]
@@ -442,31 +1206,56 @@ fn without_a_usable_proxyd_the_command_does_not_run() {
     if !ready() {
         return;
     }
-    let s = Scratch::new(&policy(&["allowed.test"]));
-    // proxyd's directory open to others: refused, and nothing runs.
-    let dir = s.runtime().join("greywall");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-    let marker = s.work().join("ran");
-    let o = s.run(
-        &s.runtime(),
-        &["exec", "--", "touch", marker.to_str().unwrap()],
-    );
+    let lab = Lab::new(&policy(&["allowed.test"]));
+    let marker = lab.work().join("ran");
+    let touch = ["exec", "--", "touch", marker.to_str().unwrap()];
+    let one_error = |o: &Output| {
+        let text = stderr(o);
+        let errors: Vec<String> = text
+            .lines()
+            .filter(|l| !l.starts_with("greywall: note:"))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(errors.len(), 1, "one line: {errors:?}");
+        errors[0].clone()
+    };
+
+    // A daemon that cannot start (its settings are wrong): 125, its reason, nothing runs.
+    let _reap = Reap(lab.socket());
+    lab.proxyd_config(r#"{"resolv": {}}"#);
+    let o = lab.run(&touch);
     assert_eq!(code(&o), 125, "{}", stderr(&o));
-    assert!(stderr(&o).contains("greywall-proxyd"), "{}", stderr(&o));
-    let errors = stderr(&o);
-    let errors: Vec<&str> = errors
-        .lines()
-        .filter(|l| !l.starts_with("greywall: note:"))
-        .collect();
-    assert_eq!(errors.len(), 1, "one line: {errors:?}");
+    let line = one_error(&o);
+    assert!(
+        line.contains("greywall-proxyd") && line.contains("unknown key `resolv`"),
+        "{line}"
+    );
     assert!(
         !marker.exists(),
         "the command never runs without its network"
     );
-    // A daemon that refuses the registration: the same.
+    std::fs::remove_file(lab.path("home/.config/greywall/proxyd.json")).unwrap();
+
+    // proxyd's directory open to others: refused, and nothing runs.
+    let dir = lab.runtime().join("greywall");
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let o = lab.run(&touch);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(one_error(&o).contains("greywall-proxyd"), "{}", stderr(&o));
+    assert!(!marker.exists());
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let l = UnixListener::bind(dir.join("proxyd.sock")).unwrap();
+
+    // A daemon that refuses the registration: the same.
+    refusing_daemon(&lab.socket());
+    let o = lab.run(&touch);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(one_error(&o).contains("not today"), "{}", stderr(&o));
+    assert!(!marker.exists());
+}
+
+/// A daemon that answers every registration with `ERR not today`.
+fn refusing_daemon(socket: &Path) {
+    let l = UnixListener::bind(socket).unwrap();
     thread::spawn(move || {
         for s in l.incoming().flatten() {
             let mut line = String::new();
@@ -474,13 +1263,6 @@ fn without_a_usable_proxyd_the_command_does_not_run() {
             let _ = (&s).write_all(b"ERR not today\n");
         }
     });
-    let o = s.run(
-        &s.runtime(),
-        &["exec", "--", "touch", marker.to_str().unwrap()],
-    );
-    assert_eq!(code(&o), 125, "{}", stderr(&o));
-    assert!(stderr(&o).contains("not today"), "{}", stderr(&o));
-    assert!(!marker.exists());
 }
 
 #[test]
@@ -488,7 +1270,7 @@ fn exposed_ports_reach_a_server_inside() {
     if !ready() {
         return;
     }
-    let s = Scratch::new(r#"{"filesystem": {"allowWrite": ["."]}}"#);
+    let lab = Lab::new(r#"{"filesystem": {"allowWrite": ["."]}}"#);
     // A free port on the host's loopback.
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -498,21 +1280,18 @@ fn exposed_ports_reach_a_server_inside() {
     let server = format!(
         "import socket\ns = socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('127.0.0.1', {port}))\ns.listen(1)\nprint('listening', flush=True)\nc, _ = s.accept()\nc.sendall(b'from inside: ' + c.recv(100))\nc.close()\n"
     );
-    let mut child = s
-        .command(
-            &s.runtime(),
-            &[
-                "exec",
-                "-p",
-                &port.to_string(),
-                "--",
-                "python3",
-                "-c",
-                &server,
-            ],
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
+    let mut child = lab
+        .command(&[
+            "exec",
+            "-p",
+            &port.to_string(),
+            "--",
+            "python3",
+            "-c",
+            &server,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());

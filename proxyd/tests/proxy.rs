@@ -724,6 +724,13 @@ fn malformed_and_slow_http_clients() {
         waited < Duration::from_secs(10),
         "slow client not cut off ({waited:?})"
     );
+    // And one that sends nothing at all.
+    let mut s = TcpStream::connect(("127.0.0.1", p)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    let t0 = Instant::now();
+    let _ = s.read_to_end(&mut out);
+    let waited = t0.elapsed();
+    assert!(waited < Duration::from_secs(10), "silent client not cut off ({waited:?})");
     // Same on the control socket: a first line that never ends.
     let mut u = UnixStream::connect(&d.socket).unwrap();
     u.write_all(b"GW1 PI").unwrap();

@@ -28,7 +28,7 @@ pub struct KernelFacts {
 }
 
 /// Devices every sandbox may open for reading and writing (and their ioctls).
-const DEVICES: &[&str] = &[
+pub const DEVICES: &[&str] = &[
     "/dev/null",
     "/dev/zero",
     "/dev/full",

@@ -134,7 +134,20 @@ impl Cx<'_> {
         };
         for q in p.into_inner() {
             match q.as_rule() {
-                Rule::text | Rule::word_text => push_text(&mut parts, q.as_str()),
+                Rule::text | Rule::word_text => {
+                    // Control characters are written as escapes, never raw (tab excepted).
+                    let start = q.as_span().start();
+                    for (i, c) in q.as_str().char_indices() {
+                        if c.is_control() && c != '\t' {
+                            let at = start + i;
+                            self.diags.push(
+                                stray(c, Span::new(self.source, at, at + c.len_utf8()))
+                                    .help("write control characters as escapes: \\u{HEX}"),
+                            );
+                        }
+                    }
+                    push_text(&mut parts, q.as_str());
+                }
                 Rule::escape => {
                     let span = self.span(&q);
                     match unescape(q.as_str()) {
@@ -384,10 +397,8 @@ mod tests {
         assert_eq!(codes("a\n}\n"), vec![Code::GwSyntax]);
         assert_eq!(codes("a [b\n"), vec![Code::GwSyntax]);
         assert_eq!(codes(&"[".repeat(1000)), vec![Code::GwSyntax]);
+        // Found by the fuzzer: a raw NUL in a string could not be written back.
+        assert_eq!(codes("extends \"d\0\"\n"), vec![Code::GwStrayCharacter]);
+        assert_eq!(codes("extends \"d\\u{0}\"\n"), vec![Code::GwBadEscape]);
     }
-}
-
-#[doc(hidden)]
-pub fn pest_only_tmp(text: &str) -> usize {
-    GwParser::parse(Rule::file, text).map_or(0, |p| p.flatten().count())
 }

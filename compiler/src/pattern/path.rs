@@ -584,9 +584,15 @@ mod tests {
         assert_eq!(p("/a/../../b").to_string(), "/b");
         assert_eq!(p("**/.env").to_string(), "./**/.env");
         assert_eq!(p("src"), p("./src"));
-        assert_eq!(p("$git_root/.git/hooks").to_string(), "$git_root/.git/hooks");
+        assert_eq!(
+            p("$git_root/.git/hooks").to_string(),
+            "$git_root/.git/hooks"
+        );
         assert_eq!(p("${xdg_cache}/npm").to_string(), "$xdg_cache/npm");
-        assert_eq!(p("$env.CARGO_HOME/registry").to_string(), "$env.CARGO_HOME/registry");
+        assert_eq!(
+            p("$env.CARGO_HOME/registry").to_string(),
+            "$env.CARGO_HOME/registry"
+        );
         assert_eq!(p("$home/.ssh"), p("~/.ssh"));
         assert_eq!(p("$cwd/src"), p("./src"));
         assert_eq!(p("$tmp").base, PathBase::Tmp);
@@ -597,13 +603,22 @@ mod tests {
         let mut a = Anchors::defaults("/home/u", "/w/p/sub");
         a.git_root = Some("/w/p".into());
         assert_eq!(
-            p("$git_root/.git/hooks").absolute_in(&a).unwrap().to_string(),
+            p("$git_root/.git/hooks")
+                .absolute_in(&a)
+                .unwrap()
+                .to_string(),
             "/w/p/.git/hooks"
         );
-        assert_eq!(p("$xdg_cache/x").absolute_in(&a).unwrap().to_string(), "/home/u/.cache/x");
+        assert_eq!(
+            p("$xdg_cache/x").absolute_in(&a).unwrap().to_string(),
+            "/home/u/.cache/x"
+        );
         assert!(p("$env.NOPE/x").absolute_in(&a).is_none());
         a.env.push(("NOPE".into(), "/opt/n".into()));
-        assert_eq!(p("$env.NOPE/x").absolute_in(&a).unwrap().to_string(), "/opt/n/x");
+        assert_eq!(
+            p("$env.NOPE/x").absolute_in(&a).unwrap().to_string(),
+            "/opt/n/x"
+        );
         a.git_root = None;
         assert!(p("$git_root").absolute_in(&a).is_none());
     }

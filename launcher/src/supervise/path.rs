@@ -437,7 +437,7 @@ mod tests {
             other => Err(format!("{other:?}")),
         };
         std::fs::write(base.join("opened"), "").ok();
-        let file = std::fs::File::options()
+        let file = File::options()
             .append(true)
             .open(base.join("opened"))
             .unwrap();
@@ -452,7 +452,7 @@ mod tests {
             object("/proc/self/cwd"),
             Ok(Some(components(cwd.as_os_str().as_bytes())))
         );
-        let (pipe, _w) = std::io::pipe().unwrap();
+        let (pipe, _w) = io::pipe().unwrap();
         assert_eq!(object(&fd_path(pipe.as_raw_fd())), Ok(None));
         assert_eq!(
             r(&format!("{}/x", fd_path(pipe.as_raw_fd())), false),
@@ -467,7 +467,7 @@ mod tests {
         // Deleted, but another hard link remains: its path cannot be told.
         std::fs::write(base.join("linked"), "").ok();
         std::fs::hard_link(base.join("linked"), base.join("other-name")).ok();
-        let linked = std::fs::File::open(base.join("linked")).unwrap();
+        let linked = File::open(base.join("linked")).unwrap();
         std::fs::remove_file(base.join("linked")).ok();
         assert_eq!(
             resolve(
