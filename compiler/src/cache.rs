@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use crate::plan::fnv1a;
 
-const INDEX_MAGIC: &[u8; 8] = b"GWINDEX\x01";
+const INDEX_MAGIC: &[u8; 8] = b"GWINDEX\x02";
 
 /// A file-system fact a compiled plan depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -167,6 +167,9 @@ pub struct Index {
     /// Hex key of the plan in `plans/`.
     pub key: String,
     pub deps: Vec<StatDep>,
+    /// Environment variables the plan depends on (`$env.NAME` anchors) and their values at
+    /// compile time (`None`: unset).
+    pub env: Vec<(String, Option<String>)>,
 }
 
 impl Index {
@@ -191,6 +194,21 @@ impl Index {
                     for v in [s.mtime_ns, s.ctime_ns] {
                         out.extend_from_slice(&v.to_le_bytes());
                     }
+                }
+            }
+        }
+        out.extend_from_slice(
+            &u32::try_from(self.env.len())
+                .unwrap_or(u32::MAX)
+                .to_le_bytes(),
+        );
+        for (name, value) in &self.env {
+            put_str(&mut out, name);
+            match value {
+                None => out.push(0),
+                Some(v) => {
+                    out.push(1);
+                    put_str(&mut out, v);
                 }
             }
         }
@@ -238,12 +256,34 @@ impl Index {
             };
             deps.push(StatDep { path, sig });
         }
-        (pos == body.len()).then_some(Index { key, deps })
+        let n = get_u32(body, &mut pos)? as usize;
+        let mut env = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            let name = get_str(body, &mut pos)?;
+            let value = match body.get(pos) {
+                Some(0) => {
+                    pos += 1;
+                    None
+                }
+                Some(1) => {
+                    pos += 1;
+                    Some(get_str(body, &mut pos)?)
+                }
+                _ => return None,
+            };
+            env.push((name, value));
+        }
+        (pos == body.len()).then_some(Index { key, deps, env })
     }
 
-    /// True when every dependency still has the signature it had at compile time.
+    /// True when every dependency still has the signature it had at compile time and every
+    /// environment variable the plan depends on still has its value.
     pub fn is_fresh(&self) -> bool {
         self.deps.iter().all(StatDep::is_fresh)
+            && self
+                .env
+                .iter()
+                .all(|(name, value)| std::env::var(name).ok() == *value)
     }
 }
 
@@ -399,6 +439,10 @@ mod tests {
     fn index_round_trip_and_corruption() {
         let idx = Index {
             key: "00ff".into(),
+            env: vec![
+                ("PROJECT".into(), Some("/p".into())),
+                ("UNSET".into(), None),
+            ],
             deps: vec![
                 StatDep {
                     path: "/a".into(),
@@ -465,6 +509,7 @@ mod tests {
         assert_eq!(paths, expected);
         let idx = Index {
             key: "k".into(),
+            env: Vec::new(),
             deps: condensed,
         };
         assert!(idx.is_fresh());
@@ -482,6 +527,7 @@ mod tests {
             }
             let idx = Index {
                 key: "k".into(),
+                env: Vec::new(),
                 deps: condense(
                     missing.iter().map(|m| StatDep::exact(m)).collect(),
                     &ws,
@@ -504,6 +550,7 @@ mod tests {
         // In the working directory too (its own dependency).
         let idx = Index {
             key: "k".into(),
+            env: Vec::new(),
             deps: condense(vec![StatDep::exact(&p(&ws.join(".env")))], &ws, i64::MAX),
         };
         fs::write(ws.join(".env"), "x").unwrap();
@@ -515,6 +562,21 @@ mod tests {
     }
 
     #[test]
+    fn freshness_follows_the_environment() {
+        let path = std::env::var("PATH").ok();
+        let index = |env: Vec<(String, Option<String>)>| Index {
+            key: "k".into(),
+            deps: Vec::new(),
+            env,
+        };
+        assert!(index(vec![("PATH".into(), path.clone())]).is_fresh());
+        assert!(!index(vec![("PATH".into(), Some("/elsewhere".into()))]).is_fresh());
+        let unset = "GREYWALL_TEST_SURELY_UNSET_VARIABLE";
+        assert!(index(vec![(unset.into(), None)]).is_fresh());
+        assert!(!index(vec![(unset.into(), Some("/x".into()))]).is_fresh());
+    }
+
+    #[test]
     fn freshness_follows_the_file_system() {
         let dir = std::env::temp_dir().join(format!("gw-cache-test-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -523,6 +585,7 @@ mod tests {
         let fs_ = f.to_string_lossy().into_owned();
         let idx = Index {
             key: "k".into(),
+            env: Vec::new(),
             deps: vec![StatDep {
                 path: fs_.clone(),
                 sig: None,
@@ -533,6 +596,7 @@ mod tests {
         assert!(!idx.is_fresh(), "a file that appeared makes the plan stale");
         let idx = Index {
             key: "k".into(),
+            env: Vec::new(),
             deps: vec![StatDep::exact(&fs_)],
         };
         assert!(idx.is_fresh());
@@ -541,6 +605,7 @@ mod tests {
         assert!(!idx.is_fresh(), "a changed file makes the plan stale");
         let idx = Index {
             key: "k".into(),
+            env: Vec::new(),
             deps: vec![StatDep::identity(&fs_)],
         };
         fs::write(&f, "xyz").unwrap();

@@ -386,6 +386,13 @@ pub fn store(c: &Compiled, cache: &Cache, invocation: &str) -> std::io::Result<W
     let idx = Index {
         key: c.key.clone(),
         deps: c.deps.clone(),
+        env: resolve::env_names(&c.policy)
+            .into_iter()
+            .map(|n| {
+                let v = std::env::var(&n).ok();
+                (n, v)
+            })
+            .collect(),
     };
     Cache::write_atomic(&index, &idx.encode())?;
     Ok(Written {
@@ -543,9 +550,12 @@ pub fn store_macos(
     let profile = cache.profile_path(&c.key);
     Cache::write_atomic(&profile, c.profile.text.as_bytes())?;
     let index = cache.macos_index_path(invocation);
+    // The profile takes every machine path as a parameter at launch: no environment
+    // dependency.
     let idx = Index {
         key: c.key.clone(),
         deps: c.deps.clone(),
+        env: Vec::new(),
     };
     Cache::write_atomic(&index, &idx.encode())?;
     Ok(WrittenMacos { profile, index })

@@ -142,7 +142,7 @@ pub fn report(policy: &Policy, resolved: &Resolved, kernel: &KernelFacts) -> Vec
                 row(
                     format!("network.allowedDomains {}", e.value),
                     Some(e.origin),
-                    Level::Unenforceable("greywall-proxyd is not available yet: the sandbox has no network (stricter)".into()),
+                    Level::Exact,
                 );
             }
         }
@@ -152,7 +152,8 @@ pub fn report(policy: &Policy, resolved: &Resolved, kernel: &KernelFacts) -> Vec
                     format!("network.deniedDomains {}", e.value),
                     Some(e.origin),
                     Level::Unenforceable(
-                        "relaxed mode shares the host network and proxyd is not available yet"
+                        "relaxed mode shares the host network and starts no proxy: nothing \
+                         filters the denied domains"
                             .into(),
                     ),
                 );

@@ -466,7 +466,19 @@ fn anchors(policy: &Policy, env: &ResolveEnv) -> Anchors {
         .find(|d| std::fs::symlink_metadata(host(&d.join(".git"))).is_ok())
         .map(s);
     a.git_common = git_dirs(&env.root, &env.cwd).map(|(_, common)| s(&common));
+    for n in env_names(policy) {
+        if let Some(v) = var(&n) {
+            a.env.push((n, v));
+        }
+    }
+    a
+}
+
+/// The environment variables the policy's paths are anchored at (`$env.NAME`), each once: a
+/// compiled plan depends on their values.
+pub fn env_names(policy: &Policy) -> Vec<String> {
     let f = &policy.filesystem;
+    let mut names: Vec<String> = Vec::new();
     for e in f
         .allow_read
         .iter()
@@ -476,13 +488,12 @@ fn anchors(policy: &Policy, env: &ResolveEnv) -> Anchors {
         .chain(&policy.network.allow_unix_sockets)
     {
         if let PathBase::Env(n) = &e.value.base
-            && !a.env.iter().any(|(k, _)| k == n)
-            && let Some(v) = var(n)
+            && !names.contains(n)
         {
-            a.env.push((n.clone(), v));
+            names.push(n.clone());
         }
     }
-    a
+    names
 }
 
 /// The policy without the path rules whose anchor this machine lacks (no git repository, an

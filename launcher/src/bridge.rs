@@ -6,12 +6,15 @@
 //! plan has an egress section, the launcher
 //!
 //! 1. before the namespaces exist ([`prepare`]): connects to proxyd (starting it if needed),
-//!    registers the plan's rule set (`GW1 REGISTER`, the answer carries a token that lives as
-//!    long as that connection), keeps proxyd's socket directory open (the sandbox's view hides
-//!    it), and binds the host side of `-p` ports on the host's `127.0.0.1`;
+//!    sends the registration of the plan's rule set (`GW1 REGISTER`), keeps proxyd's socket
+//!    directory open (the sandbox's view hides it), and binds the host side of `-p` ports on
+//!    the host's `127.0.0.1`;
 //! 2. inside the new network namespace ([`Prepared::bind_inside`]): binds `127.0.0.1` on the
 //!    HTTP and SOCKS ports, and on each host port the policy lets the sandbox reach
-//!    (`allowLocalOutbound` with `localhost:PORT` entries);
+//!    (`allowLocalOutbound` with `localhost:PORT` entries), then reads proxyd's answer to the
+//!    registration (a token that lives as long as that connection, or a refusal: the command
+//!    does not start). proxyd checks the rule set while the launcher builds the sandbox, so
+//!    the round trip costs the launch little;
 //! 3. in the supervisor (the parent of the command, outside Landlock and seccomp), in its one
 //!    poll loop ([`Bridge::pollfds`], [`Bridge::ready`]): accepts, opens a connection to
 //!    proxyd, writes `GW1 CONNECT <token> http|socks5`, and copies bytes both ways with
@@ -30,7 +33,7 @@ use std::sync::OnceLock;
 
 use greywall_compiler::plan::{Egress, LinuxPlan, Network};
 
-use crate::proxyd_client::{self, Registration};
+use crate::proxyd_client::{self, Pending, Registration};
 
 /// Bytes buffered per direction of a spliced connection.
 const BUF: usize = 64 * 1024;
@@ -99,8 +102,7 @@ pub fn edit_env(plan: &LinuxPlan, env: &mut Vec<(OsString, OsString)>) {
 
 /// What is set up before the namespaces exist.
 pub struct Prepared {
-    registration: Option<Registration>,
-    watch: Option<UnixStream>,
+    registration: Option<Pending>,
     /// Host side of `-p` ports.
     exposed: Vec<(u16, TcpListener)>,
 }
@@ -115,28 +117,18 @@ fn bind_loopback(port: u16) -> io::Result<TcpListener> {
 /// in proxyd's log. Errors are one line, for exit status 125.
 pub fn prepare(plan: &LinuxPlan, label: &str) -> Result<Prepared, String> {
     let mut registration = None;
-    let mut watch = None;
     if let Some(e) = &plan.egress {
         check_ruleset(e)?;
         let dir = proxyd_client::socket_dir();
         let conn = proxyd_client::connect_or_start(&dir)
             .map_err(|m| format!("greywall-proxyd is not available: {m}"))?;
-        let reg = proxyd_client::register(conn, &dir, &e.ruleset_path, &e.ruleset_sha256, label)?;
-        if options().monitor {
-            eprintln!(
-                "greywall: sandbox {} registered with greywall-proxyd; denials follow",
-                reg.sandbox_id
-            );
-            watch = Some(
-                reg.watch()
-                    .and_then(|s| s.set_nonblocking(true).map(|()| s))
-                    .map_err(|e| format!("cannot watch greywall-proxyd's decisions: {e}"))?,
-            );
-        }
-        reg.connection
-            .set_nonblocking(true)
-            .map_err(|e| format!("greywall-proxyd registration: {e}"))?;
-        registration = Some(reg);
+        registration = Some(proxyd_client::register(
+            conn,
+            &dir,
+            &e.ruleset_path,
+            &e.ruleset_sha256,
+            label,
+        )?);
     }
     let mut exposed = Vec::new();
     if plan.network == Network::Isolated {
@@ -148,14 +140,21 @@ pub fn prepare(plan: &LinuxPlan, label: &str) -> Result<Prepared, String> {
     }
     Ok(Prepared {
         registration,
-        watch,
         exposed,
     })
 }
 
 /// The rule set must be the one the plan names; the launcher checks before proxyd does, so
-/// that a damaged cache entry says so plainly.
+/// that a damaged cache entry says so plainly. Checked once per launch (the cached path checks
+/// it before it trusts the plan, [`prepare`] finds it done).
 fn check_ruleset(e: &Egress) -> Result<(), String> {
+    static CHECKED: OnceLock<(String, String)> = OnceLock::new();
+    if CHECKED
+        .get()
+        .is_some_and(|(p, s)| *p == e.ruleset_path && *s == e.ruleset_sha256)
+    {
+        return Ok(());
+    }
     let bytes = std::fs::read(&e.ruleset_path).map_err(|err| {
         format!(
             "cannot read the egress rule set {}: {err}; run greywall compile again",
@@ -168,6 +167,7 @@ fn check_ruleset(e: &Egress) -> Result<(), String> {
             e.ruleset_path
         ));
     }
+    let _ = CHECKED.set((e.ruleset_path.clone(), e.ruleset_sha256.clone()));
     Ok(())
 }
 
@@ -216,11 +216,29 @@ impl Prepared {
                 target: Target::Inside(port),
             });
         }
+        let registration = self.registration.map(Pending::finish).transpose()?;
+        let mut watch = None;
+        if let Some(reg) = &registration {
+            if options().monitor {
+                eprintln!(
+                    "greywall: sandbox {} registered with greywall-proxyd; denials follow",
+                    reg.sandbox_id
+                );
+                watch = Some(
+                    reg.watch()
+                        .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                        .map_err(|e| format!("cannot watch greywall-proxyd's decisions: {e}"))?,
+                );
+            }
+            reg.connection
+                .set_nonblocking(true)
+                .map_err(|e| format!("greywall-proxyd registration: {e}"))?;
+        }
         Ok(Bridge {
             listeners,
-            registration: self.registration,
+            registration,
             registered: true,
-            watch: self.watch,
+            watch,
             watch_buf: Vec::new(),
             conns: Vec::new(),
         })

@@ -69,6 +69,8 @@ fn invocation(cwd: &Path, settings: Option<&Path>) -> String {
         var("HOME").as_bytes(),
         var("XDG_CONFIG_HOME").as_bytes(),
         var("XDG_CACHE_HOME").as_bytes(),
+        var("XDG_DATA_HOME").as_bytes(),
+        var("XDG_STATE_HOME").as_bytes(),
         var("XDG_RUNTIME_DIR").as_bytes(),
         uid.as_bytes(),
         kernel.as_bytes(),

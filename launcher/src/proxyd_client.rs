@@ -190,14 +190,23 @@ pub struct Registration {
     pub dir: OwnedFd,
 }
 
-/// `GW1 REGISTER <ruleset> <sha256> <label>` on `connection`.
+/// A registration sent and not yet answered: proxyd reads and checks the rule set while the
+/// launcher builds the sandbox, and [`Pending::finish`] reads the answer before the command
+/// starts.
+pub struct Pending {
+    connection: UnixStream,
+    dir: OwnedFd,
+}
+
+/// Sends `GW1 REGISTER <ruleset> <sha256> <label>` on `connection` and opens proxyd's socket
+/// directory (`dir`) for later connections; call before the sandbox's view hides `dir`.
 pub fn register(
     connection: UnixStream,
     dir: &Path,
     ruleset: &str,
     sha256: &str,
     label: &str,
-) -> Result<Registration, String> {
+) -> Result<Pending, String> {
     let label: String = label
         .chars()
         .filter(|c| c.is_ascii_graphic())
@@ -205,40 +214,51 @@ pub fn register(
         .collect();
     let label = if label.is_empty() { "-".into() } else { label };
     let request = format!("GW1 REGISTER {ruleset} {sha256} {label}\n");
-    let _ = connection.set_read_timeout(Some(REPLY_WAIT));
     (&connection)
         .write_all(request.as_bytes())
         .map_err(|e| format!("cannot register with greywall-proxyd: {e}"))?;
-    let mut reader = BufReader::new(&connection);
-    let line = read_line(&mut reader)
-        .map_err(|e| format!("greywall-proxyd did not answer the registration: {e}"))?;
-    // Nothing may follow the answer before the connection closes.
-    if !reader.buffer().is_empty() {
-        return Err("greywall-proxyd sent more than one line".into());
-    }
-    let words: Vec<&str> = line.split(' ').collect();
-    let (sandbox_id, token) = match words.as_slice() {
-        ["OK", id, token] if is_token(token) => ((*id).to_string(), (*token).to_string()),
-        ["ERR", ..] => {
-            return Err(format!(
-                "greywall-proxyd refused the rule set: {}",
-                line.trim_start_matches("ERR").trim()
-            ));
-        }
-        _ => return Err(format!("greywall-proxyd answered {line:?}")),
-    };
-    let _ = connection.set_read_timeout(None);
     let dir = OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
         .open(dir)
         .map_err(|e| format!("cannot open {}: {e}", dir.display()))?;
-    Ok(Registration {
+    Ok(Pending {
         connection,
-        sandbox_id,
-        token,
         dir: dir.into(),
     })
+}
+
+impl Pending {
+    /// proxyd's answer: `OK <sandbox-id> <token>`, or its `ERR` reason as the error.
+    pub fn finish(self) -> Result<Registration, String> {
+        let connection = self.connection;
+        let _ = connection.set_read_timeout(Some(REPLY_WAIT));
+        let mut reader = BufReader::new(&connection);
+        let line = read_line(&mut reader)
+            .map_err(|e| format!("greywall-proxyd did not answer the registration: {e}"))?;
+        // Nothing may follow the answer before the connection closes.
+        if !reader.buffer().is_empty() {
+            return Err("greywall-proxyd sent more than one line".into());
+        }
+        let words: Vec<&str> = line.split(' ').collect();
+        let (sandbox_id, token) = match words.as_slice() {
+            ["OK", id, token] if is_token(token) => ((*id).to_string(), (*token).to_string()),
+            ["ERR", ..] => {
+                return Err(format!(
+                    "greywall-proxyd refused the rule set: {}",
+                    line.trim_start_matches("ERR").trim()
+                ));
+            }
+            _ => return Err(format!("greywall-proxyd answered {line:?}")),
+        };
+        let _ = connection.set_read_timeout(None);
+        Ok(Registration {
+            connection,
+            sandbox_id,
+            token,
+            dir: self.dir,
+        })
+    }
 }
 
 /// 32 bytes in hex.

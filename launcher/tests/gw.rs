@@ -231,3 +231,47 @@ fn environment_rules_take_effect() {
     assert!(has("FOO=bar baz"), "{env}");
     assert!(has("TMPDIR=/tmp"), "greywall's own TMPDIR wins: {env}");
 }
+
+/// A plan anchored at `$env.NAME` depends on that variable: the cached launch recompiles when
+/// it changes, and never runs the plan made for the old value.
+#[test]
+fn cached_plans_follow_the_environment_variables_they_use() {
+    let s = Scratch::new();
+    // Outside the working directory, which the default policy makes writable anyway.
+    let a = s.dir.path().join("out-a");
+    let b = s.dir.path().join("out-b");
+    for d in [&a, &b] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    s.write(
+        "greywall.gw",
+        "extends \"default\"\n\nfilesystem {\n    write $env.OUT_DIR\n}\n",
+    );
+    let touch = |dir: &Path, file: &str| {
+        let target = format!("{}/{file}", dir.display());
+        s.run_env(
+            &["exec", "--cached", "--", "touch", &target],
+            &[("OUT_DIR", dir.to_str().unwrap())],
+        )
+    };
+    let o = touch(&a, "one");
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(a.join("one").exists());
+    // Same variable, other value: the cached plan for `a` must not be used.
+    let o = touch(&b, "two");
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    assert!(b.join("two").exists());
+    // And `a` is no longer writable under the plan for `b`.
+    let o = s.run_env(
+        &[
+            "exec",
+            "--cached",
+            "--",
+            "touch",
+            a.join("three").to_str().unwrap(),
+        ],
+        &[("OUT_DIR", b.to_str().unwrap())],
+    );
+    assert_ne!(code(&o), 0, "{}", out(&o));
+    assert!(!a.join("three").exists());
+}
