@@ -857,6 +857,26 @@ fn fd_count(pid: u32) -> usize {
         .count()
 }
 
+/// The daemon's open sockets and pipe ends.
+fn sockets_and_pipes(pid: u32) -> (usize, usize) {
+    let (mut sockets, mut pipes) = (0, 0);
+    for e in std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap() {
+        let Ok(target) = std::fs::read_link(e.unwrap().path()) else {
+            continue;
+        };
+        let t = target.to_string_lossy();
+        if t.starts_with("socket:") {
+            sockets += 1;
+        } else if t.starts_with("pipe:") {
+            pipes += 1;
+        }
+    }
+    (sockets, pipes)
+}
+
+/// Empty pipes proxyd keeps for reuse (`relay::POOL`), two ends each.
+const POOLED_PIPE_ENDS: usize = 2 * 8;
+
 #[test]
 fn aborted_connections_release_descriptors() {
     let d = Daemon::start("abort", RESOLVE);
@@ -873,6 +893,7 @@ fn aborted_connections_release_descriptors() {
     let pid = d.child.id();
     thread::sleep(Duration::from_millis(200));
     let before = fd_count(pid);
+    let (sockets_before, pipes_before) = sockets_and_pipes(pid);
     let mut open = Vec::new();
     for i in 0..40 {
         let mut s = UnixStream::connect(&d.socket).unwrap();
@@ -894,15 +915,30 @@ fn aborted_connections_release_descriptors() {
         open.push(s);
     }
     assert!(fd_count(pid) >= before + 80, "tunnels hold descriptors");
-    // The clients vanish mid-download.
-    drop(open);
+    // Each tunnel's download direction is stuck with bytes the client does not read: spliced
+    // tunnels hold them in a pipe.
     let t0 = Instant::now();
-    while fd_count(pid) > before {
+    while sockets_and_pipes(pid).1 < pipes_before + 2 * 40 {
         assert!(
             t0.elapsed() < Duration::from_secs(10),
-            "descriptors leaked: {} before, {} after",
-            before,
-            fd_count(pid)
+            "tunnels do not splice: {:?} (sockets, pipes)",
+            sockets_and_pipes(pid)
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    // The clients vanish mid-download: every socket goes, and every pipe but the few kept
+    // empty for reuse.
+    drop(open);
+    let t0 = Instant::now();
+    loop {
+        let (sockets, pipes) = sockets_and_pipes(pid);
+        if sockets <= sockets_before && pipes <= pipes_before + POOLED_PIPE_ENDS {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "descriptors leaked: {sockets_before} sockets and {pipes_before} pipe ends before, \
+             {sockets} and {pipes} after"
         );
         thread::sleep(Duration::from_millis(50));
     }
@@ -1033,5 +1069,142 @@ fn allowed_connections_chain_through_the_upstream_socks_proxy() {
             format!("127.0.0.1:{up}"),
             "the upstream's address"
         );
+    }
+}
+
+/// Bytes `offset..offset + buf.len()` of test stream `seed`: every 8-byte word depends on its
+/// position, so a lost, repeated or reordered chunk shows.
+fn stream_bytes(seed: u64, offset: u64, buf: &mut [u8]) {
+    let (mut word, mut z) = (u64::MAX, 0u64);
+    for (i, b) in buf.iter_mut().enumerate() {
+        let pos = offset + i as u64;
+        if pos / 8 != word {
+            word = pos / 8;
+            z = word.wrapping_add(seed).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            z = (z ^ (z >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        }
+        *b = (z >> (8 * (pos % 8))) as u8;
+    }
+}
+
+/// Writes `len` bytes of stream `seed`, then shuts down writing.
+fn send_stream(mut w: impl Write, seed: u64, len: u64, shut: impl FnOnce()) {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut off = 0;
+    while off < len {
+        let n = (len - off).min(buf.len() as u64) as usize;
+        stream_bytes(seed, off, &mut buf[..n]);
+        w.write_all(&buf[..n]).unwrap();
+        off += n as u64;
+    }
+    shut();
+}
+
+/// Reads to EOF, checking every byte against stream `seed`; returns how many arrived.
+fn check_stream(mut r: impl Read, seed: u64, skip: u64) -> u64 {
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut want = vec![0u8; 256 * 1024];
+    let mut off = skip;
+    loop {
+        let n = r.read(&mut buf).unwrap();
+        if n == 0 {
+            return off;
+        }
+        stream_bytes(seed, off, &mut want[..n]);
+        if let Some(i) = (0..n).find(|&i| buf[i] != want[i]) {
+            panic!("stream {seed} differs at byte {}", off + i as u64);
+        }
+        off += n as u64;
+    }
+}
+
+const BULK: u64 = 64 << 20;
+/// Bytes of the upload the client sends together with its request, so that proxyd reads them
+/// ahead with the request and must pass them on before the rest.
+const EARLY: u64 = 1000;
+
+/// One 64 MiB transfer each way through a tunnel of `proto`, checked byte for byte, and the
+/// audit line's byte counts.
+fn bulk_both_ways(d: &Daemon, token: &str, proto: &str, port: u16, seed: u64) {
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    let mut early = vec![0u8; EARLY as usize];
+    stream_bytes(seed, 0, &mut early);
+    let mut hello = format!("GW1 CONNECT {token} {proto}\n").into_bytes();
+    if proto == "http" {
+        hello.extend_from_slice(
+            format!("CONNECT allowed.test:{port} HTTP/1.1\r\nHost: allowed.test\r\n\r\n")
+                .as_bytes(),
+        );
+    } else {
+        hello.extend_from_slice(&[5, 1, 0, 5, 1, 0, 3, 12]);
+        hello.extend_from_slice(b"allowed.test");
+        hello.extend_from_slice(&port.to_be_bytes());
+    }
+    hello.extend_from_slice(&early);
+    s.write_all(&hello).unwrap();
+    // The reply: an HTTP head, or the SOCKS method choice and a 10-byte reply.
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    if proto == "http" {
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut b).unwrap();
+            head.push(b[0]);
+        }
+        assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    } else {
+        head.resize(12, 0);
+        s.read_exact(&mut head).unwrap();
+        assert_eq!(&head[..4], &[5, 0, 5, 0], "{head:?}");
+    }
+    let mut w = s.try_clone().unwrap();
+    let up = thread::spawn(move || {
+        // The first EARLY bytes went with the request.
+        let mut rest = vec![0u8; 256 * 1024];
+        let mut off = EARLY;
+        while off < BULK {
+            let n = (BULK - off).min(rest.len() as u64) as usize;
+            stream_bytes(seed, off, &mut rest[..n]);
+            w.write_all(&rest[..n]).unwrap();
+            off += n as u64;
+        }
+        w.shutdown(Shutdown::Write).unwrap();
+    });
+    let got = check_stream(&s, seed + 1, 0);
+    up.join().unwrap();
+    assert_eq!(got, BULK, "{proto}: bytes down");
+    let v = d.wait_log(|v| v["proto"] == proto && v["port"] == port);
+    assert_eq!(v["bytes_up"], BULK, "{proto}: {v}");
+    assert_eq!(v["bytes_down"], BULK, "{proto}: {v}");
+    assert_eq!(v["decision"], "allow", "{v}");
+    assert!(
+        !v["reason"].as_str().unwrap().contains("ended with"),
+        "{proto}: {v}"
+    );
+}
+
+#[test]
+fn large_transfers_arrive_intact_both_ways() {
+    let d = Daemon::start("bulk", RESOLVE);
+    let reg = d.register("bulk", r#"{"allowedDomains": ["allowed.test"]}"#);
+    for (proto, seed) in [("http", 10), ("socks5", 20)] {
+        // Per connection: check the upload (stream `seed`), send stream `seed + 1`.
+        let l = TcpListener::bind("127.0.0.2:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let server = thread::spawn(move || {
+            let (c, _) = l.accept().unwrap();
+            let w = c.try_clone().unwrap();
+            let sender = thread::spawn(move || {
+                let shut = w.try_clone().unwrap();
+                send_stream(&w, seed + 1, BULK, move || {
+                    shut.shutdown(Shutdown::Write).unwrap()
+                });
+            });
+            let got = check_stream(&c, seed, 0);
+            sender.join().unwrap();
+            got
+        });
+        bulk_both_ways(&d, &reg.token, proto, port, seed);
+        assert_eq!(server.join().unwrap(), BULK, "{proto}: bytes up");
     }
 }

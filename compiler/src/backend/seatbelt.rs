@@ -457,6 +457,14 @@ pub fn profile(policy: &Policy, opts: &Options) -> Result<Profile, Vec<Unexpress
         .map(|n| place_cover(&Place::named(CWD, n)))
         .collect();
     b.t.deny(&["file-read*", "file-write*"], secrets);
+    b.t.comment(
+        "Environment files deeper down: not writable (as the Linux supervisor refuses them).",
+    );
+    let deep_secrets: Vec<Filter> = protections::SECRET_FILES
+        .iter()
+        .map(|n| place_cover(&any_depth(CWD, n)))
+        .collect();
+    b.t.deny(&["file-write*"], deep_secrets);
     let deny_read = b.list("filesystem.denyRead", &fs.deny_read);
     if !deny_read.is_empty() {
         b.t.comment("denyRead: neither readable nor writable (as hidden paths on Linux).");
