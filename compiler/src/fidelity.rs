@@ -249,11 +249,16 @@ pub fn report_macos(policy: &Policy) -> Vec<Row> {
         ("filesystem.allowRead", &fs.allow_read),
         ("filesystem.denyWrite", &fs.deny_write),
         ("filesystem.denyRead", &fs.deny_read),
-        ("network.allowUnixSockets", &policy.network.allow_unix_sockets),
+        (
+            "network.allowUnixSockets",
+            &policy.network.allow_unix_sockets,
+        ),
     ] {
         for e in list {
             let mut level = path_level(&e.value);
-            if field == "filesystem.allowRead" && !fs.default_deny_read.value && level == Level::Exact
+            if field == "filesystem.allowRead"
+                && !fs.default_deny_read.value
+                && level == Level::Exact
             {
                 level = Level::Approximated("has no effect: defaultDenyRead is off".into());
             }
@@ -305,7 +310,11 @@ pub fn report_macos(policy: &Policy) -> Vec<Row> {
             }
         }
     }
-    if let Some(o) = net.allow_local_binding.origin.filter(|_| net.allow_local_binding.value) {
+    if let Some(o) = net
+        .allow_local_binding
+        .origin
+        .filter(|_| net.allow_local_binding.value)
+    {
         row(
             "network.allowLocalBinding".into(),
             Some(o),
@@ -314,7 +323,11 @@ pub fn report_macos(policy: &Policy) -> Vec<Row> {
             ),
         );
     }
-    if let Some(o) = net.allow_local_outbound.origin.filter(|_| net.local_outbound()) {
+    if let Some(o) = net
+        .allow_local_outbound
+        .origin
+        .filter(|_| net.local_outbound())
+    {
         row("network.allowLocalOutbound".into(), Some(o), Level::Exact);
     }
     for e in &policy.command.deny {
@@ -333,11 +346,7 @@ pub fn report_macos(policy: &Policy) -> Vec<Row> {
             Level::Unenforceable("the SSH policy is not enforced on macOS yet".into()),
         );
     }
-    row(
-        "allowPty".into(),
-        policy.allow_pty.origin,
-        Level::Exact,
-    );
+    row("allowPty".into(), policy.allow_pty.origin, Level::Exact);
     rows
 }
 

@@ -82,6 +82,8 @@ pub enum Command {
         require_userns: bool,
         /// `-p PORT` and `-m`.
         network: crate::bridge::Options,
+        /// `--profile NAME`: a named profile of a `.gw` policy.
+        profile: Option<String>,
         argv: Vec<OsString>,
     },
     /// `greywall explain [-s POLICY] [--profile NAME] [--json] read|write|exec|connect TARGET...`.
@@ -166,8 +168,8 @@ pub const HELP: &str = "\
 greywall: run commands in a sandbox that restricts what they may read, write, execute and reach.
 
 Usage:
-  greywall exec [--cached] [-s FILE] [--backend native|bwrap] [--require userns]
-               [-p PORT]... [-m] -- COMMAND [ARGS...]
+  greywall exec [--cached] [-s FILE] [--profile NAME] [--backend native|bwrap]
+               [--require userns] [-p PORT]... [-m] -- COMMAND [ARGS...]
                                          run a command in the sandbox
   greywall [-s FILE] -- COMMAND [ARGS...]
   greywall [-s FILE] -c STRING           Greywall's forms (cached; -c runs STRING with bash)
@@ -245,6 +247,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             backend: Backend::Native,
             require_userns: false,
             network: Default::default(),
+            profile: None,
             argv: rest.to_vec(),
         });
     }
@@ -353,6 +356,7 @@ fn shell_string(p: &mut lexopt::Parser, settings: Option<PathBuf>) -> Result<Com
         backend: Backend::Native,
         require_userns: false,
         network: Default::default(),
+        profile: None,
         argv: vec![OsString::from(shell()), OsString::from("-c"), script],
     })
 }
@@ -363,9 +367,11 @@ fn parse_exec(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
     let mut backend = Backend::Native;
     let mut require_userns = false;
     let mut network = crate::bridge::Options::default();
+    let mut profile = None;
     while let Some(arg) = p.next()? {
         match arg {
             Long("cached") => cached = true,
+            Long("profile") => profile = Some(p.value()?.string()?),
             Short('p') | Long("port") => {
                 let v = p.value()?;
                 match v.to_str().and_then(|v| v.parse::<u16>().ok()) {
@@ -406,6 +412,7 @@ fn parse_exec(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
                     backend,
                     require_userns,
                     network,
+                    profile,
                     argv: vec![OsString::from(shell()), OsString::from("-c"), script],
                 });
             }
@@ -419,6 +426,7 @@ fn parse_exec(p: &mut lexopt::Parser) -> Result<Command, UsageError> {
                     backend,
                     require_userns,
                     network,
+                    profile,
                     argv,
                 });
             }
@@ -718,6 +726,7 @@ mod tests {
                 backend: Backend::Native,
                 require_userns: false,
                 network: Default::default(),
+                profile: None,
                 argv: vec!["ls".into(), "-l".into()]
             }
         );
@@ -729,6 +738,7 @@ mod tests {
                 backend: Backend::Bwrap,
                 require_userns: false,
                 network: Default::default(),
+                profile: None,
                 argv: vec!["true".into()]
             }
         );

@@ -29,13 +29,20 @@ pub fn run(command: Command) -> ExitCode {
             backend,
             require_userns,
             network,
+            profile,
             argv,
         } => {
             if require_userns {
                 crate::apply::require_userns();
             }
             crate::bridge::set_options(network);
-            crate::exec::run(cached, settings.as_deref(), backend, &argv)
+            crate::exec::run(
+                cached,
+                settings.as_deref(),
+                profile.as_deref(),
+                backend,
+                &argv,
+            )
         }
         Command::Check {
             settings,

@@ -93,11 +93,21 @@ fn read_plan(path: &Path, key: &str) -> Option<LinuxPlan> {
     LinuxPlan::decode(&bytes).ok()
 }
 
-pub fn run(cached: bool, settings: Option<&Path>, backend: Backend, argv: &[OsString]) -> ExitCode {
+pub fn run(
+    cached: bool,
+    settings: Option<&Path>,
+    profile: Option<&str>,
+    backend: Backend,
+    argv: &[OsString],
+) -> ExitCode {
     // macOS: Seatbelt through sandbox-exec (the Linux backends do not exist there).
     #[cfg(target_os = "macos")]
     {
         let _ = backend;
+        if profile.is_some() {
+            // Never run a policy other than the one asked for.
+            return fail("--profile is not supported by the macOS launcher yet");
+        }
         return crate::macos::run(cached, settings, argv);
     }
     let cwd = match std::env::current_dir() {
@@ -105,7 +115,7 @@ pub fn run(cached: bool, settings: Option<&Path>, backend: Backend, argv: &[OsSt
         Err(e) => return fail(&format!("cannot determine the working directory: {e}")),
     };
     let cache = cache_root().map(Cache::new);
-    let inv = invocation(&cwd, settings);
+    let inv = invocation(&cwd, profile_key(settings, profile).as_deref());
 
     let hit = match (&cache, cached) {
         (Some(cache), true) => fresh_key(cache, &inv).map(|key| (cache, key)),
@@ -131,7 +141,7 @@ pub fn run(cached: bool, settings: Option<&Path>, backend: Backend, argv: &[OsSt
     }
 
     // Miss, stale entry, or not cached: compile now.
-    let compiled = match compile_here(settings) {
+    let compiled = match compile_here(settings, profile) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -163,13 +173,28 @@ pub fn run(cached: bool, settings: Option<&Path>, backend: Backend, argv: &[OsSt
     }
 }
 
+/// What names an invocation's index entry: the settings file, and a profile's name after it
+/// (`greywall compile --profile` writes the same entry).
+pub fn profile_key(settings: Option<&Path>, profile: Option<&str>) -> Option<PathBuf> {
+    match profile {
+        Some(p) => Some(PathBuf::from(format!(
+            "{}#profile={p}",
+            settings.map_or(String::new(), |s| s.display().to_string())
+        ))),
+        None => settings.map(Path::to_path_buf),
+    }
+}
+
 /// Compiles the policy this invocation uses. Errors are printed; the exit code is returned.
-pub fn compile_here(settings: Option<&Path>) -> Result<Compiled, ExitCode> {
+pub fn compile_here(settings: Option<&Path>, profile: Option<&str>) -> Result<Compiled, ExitCode> {
     let env = compile_env().map_err(|e| fail(&e))?;
     let source = Source::Discover {
         settings: settings.map(Path::to_path_buf),
     };
-    compile::compile(&source, &env).map_err(|f| {
+    let opts = greywall_compiler::load::LoadOptions {
+        profile: profile.map(str::to_string),
+    };
+    compile::compile_with(&source, &env, &opts).map_err(|f| {
         let color = std::io::IsTerminal::is_terminal(&std::io::stderr());
         eprint!(
             "{}",

@@ -275,3 +275,45 @@ fn cached_plans_follow_the_environment_variables_they_use() {
     assert_ne!(code(&o), 0, "{}", out(&o));
     assert!(!a.join("three").exists());
 }
+
+/// `greywall exec --profile NAME` runs under that profile, and its cached plan is not the one
+/// plain `exec` uses.
+#[test]
+fn exec_runs_under_the_profile_it_names() {
+    let s = Scratch::new();
+    let out_dir = s.dir.path().join("artifacts");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    s.write(
+        "greywall.gw",
+        &format!(
+            "extends \"default\"\n\nprofile release {{\n    filesystem {{\n        write \"{}\"\n    }}\n}}\n",
+            out_dir.display()
+        ),
+    );
+    let target = out_dir.join("built");
+    let target = target.to_str().unwrap();
+    // Without the profile the folder is read-only.
+    let o = s.run(&["exec", "--cached", "--", "touch", target]);
+    assert_ne!(code(&o), 0, "{}", out(&o));
+    // With it, writable; twice, the second time from the cache.
+    for _ in 0..2 {
+        let o = s.run(&[
+            "exec",
+            "--cached",
+            "--profile",
+            "release",
+            "--",
+            "touch",
+            target,
+        ]);
+        assert_eq!(code(&o), 0, "{}", err(&o));
+    }
+    assert!(out_dir.join("built").exists());
+    std::fs::remove_file(out_dir.join("built")).unwrap();
+    // And plain exec still has its own plan.
+    let o = s.run(&["exec", "--cached", "--", "touch", target]);
+    assert_ne!(code(&o), 0, "{}", out(&o));
+    // An unknown profile is an error, not the default policy.
+    let o = s.run(&["exec", "--cached", "--profile", "relase", "--", "true"]);
+    assert_ne!(code(&o), 0);
+}

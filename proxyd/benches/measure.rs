@@ -1,6 +1,7 @@
 //! Measures the real `greywall-proxyd` binary; reports, asserts nothing.
 //!
-//! `cargo bench -p greywall-proxyd --bench measure` (release build). Talks to proxyd's Unix
+//! `cargo bench -p greywall-proxyd --bench measure` (release build; `GREYWALL_PROXYD_BIN=PATH`
+//! measures another binary instead, to compare two builds in turn). Talks to proxyd's Unix
 //! socket directly (`GW1 CONNECT <token> http` + `CONNECT host:port`), so the figures are
 //! proxyd's own cost, without the launcher's bridge. Traffic stays on loopback: the servers
 //! listen on 127.0.0.2, reached by name through `--resolve`.
@@ -131,7 +132,13 @@ async fn run() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
     let socket = dir.join("proxyd.sock");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_greywall-proxyd"))
+    // `GREYWALL_PROXYD_BIN` measures another build (e.g. the previous one, for a comparison).
+    let bin = std::env::var_os("GREYWALL_PROXYD_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_greywall-proxyd")),
+        PathBuf::from,
+    );
+    println!("binary: {}", bin.display());
+    let mut child = Command::new(&bin)
         .arg("--socket")
         .arg(&socket)
         .args(["--no-log", "--resolve", "bench.test=127.0.0.2"])

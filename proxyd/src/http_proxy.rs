@@ -17,6 +17,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::dial::{DialError, Net, dial};
 use crate::registry::Sandbox;
+use crate::relay;
 use crate::server::{Outcome, State};
 use crate::stream::{Counted, Counters};
 
@@ -68,7 +69,7 @@ where
     let (log_state, log_sandbox) = (state.clone(), sandbox.clone());
     let svc = hyper::service::service_fn(move |req| {
         let (state, sandbox) = (state.clone(), sandbox.clone());
-        async move { Ok::<_, std::convert::Infallible>(handle(state, sandbox, req).await) }
+        async move { Ok::<_, std::convert::Infallible>(handle::<N, S>(state, sandbox, req).await) }
     });
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
@@ -145,11 +146,16 @@ fn bad_request<N: Net>(state: &State<N>, sandbox: &Sandbox, why: &str) -> Respon
     text_response(StatusCode::BAD_REQUEST, format!("greywall: {why}\n"))
 }
 
-async fn handle<N: Net>(
+/// `S` is the client stream's type: a tunnel takes it back from hyper to relay on it directly.
+async fn handle<N, S>(
     state: Arc<State<N>>,
     sandbox: Arc<Sandbox>,
     req: Request<Incoming>,
-) -> Response<Body> {
+) -> Response<Body>
+where
+    N: Net,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let started = Instant::now();
     let (host, port) = {
         let uri = req.uri();
@@ -187,7 +193,6 @@ async fn handle<N: Net>(
         }
     };
     let counters = Arc::new(Counters::default());
-    let upstream = Counted::new(dialed.stream, counters.clone());
     let outcome = Outcome {
         sandbox: sandbox.clone(),
         proto: "http",
@@ -201,25 +206,31 @@ async fn handle<N: Net>(
     let active = state.active();
     if req.method() == Method::CONNECT {
         let st = state.clone();
+        let mut upstream = dialed.stream;
         tokio::spawn(async move {
             let _active = active;
-            let mut upstream = upstream;
-            let mut err = None;
-            match hyper::upgrade::on(req).await {
-                Ok(up) => {
-                    let mut client = TokioIo::new(up);
-                    if let Err(e) = crate::stream::relay(&mut client, &mut upstream).await {
-                        err = Some(e.to_string());
+            let relayed = match hyper::upgrade::on(req).await {
+                // The client's own stream, and what hyper read past the request head.
+                Ok(up) => match up.downcast::<TokioIo<S>>() {
+                    Ok(parts) => {
+                        let mut client = parts.io.into_inner();
+                        let early = parts.read_buf.to_vec();
+                        relay::tunnel(&mut client, early, &mut upstream, &counters).await
                     }
-                }
-                Err(e) => err = Some(format!("upgrade failed: {e}")),
-            }
-            st.log_outcome(&outcome, err);
+                    Err(up) => {
+                        let mut client = TokioIo::new(up);
+                        relay::tunnel(&mut client, Vec::new(), &mut upstream, &counters).await
+                    }
+                },
+                Err(e) => Err(std::io::Error::other(format!("upgrade failed: {e}"))),
+            };
+            st.log_outcome(&outcome, relayed.err().map(|e| e.to_string()));
         });
         let mut r = Response::new(full(String::new()));
         *r.status_mut() = StatusCode::OK;
         return r;
     }
+    let upstream = Counted::new(dialed.stream, counters);
     forward(state, req, upstream, outcome, active).await
 }
 

@@ -10,6 +10,7 @@ pub mod http_proxy;
 pub mod line;
 pub mod paths;
 pub mod registry;
+pub mod relay;
 pub mod server;
 pub mod socks5;
 pub mod stream;

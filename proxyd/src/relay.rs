@@ -17,8 +17,8 @@
 use std::any::Any;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::sync::{Arc, Mutex};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
@@ -43,9 +43,7 @@ where
     early.extend_from_slice(&take_prefix(client));
     if !early.is_empty() {
         upstream.write_all(&early).await?;
-        counters
-            .up
-            .fetch_add(early.len() as u64, Ordering::Relaxed);
+        counters.up.fetch_add(early.len() as u64, Ordering::Relaxed);
     }
     match (socket_of(&*client), socket_of(&*upstream)) {
         (Some(c), Some(u)) => {
@@ -152,7 +150,8 @@ fn add(counter: Option<&AtomicU64>, n: usize) {
     }
 }
 
-const SPLICE_FLAGS: SpliceFFlags = SpliceFFlags::SPLICE_F_MOVE.union(SpliceFFlags::SPLICE_F_NONBLOCK);
+const SPLICE_FLAGS: SpliceFFlags =
+    SpliceFFlags::SPLICE_F_MOVE.union(SpliceFFlags::SPLICE_F_NONBLOCK);
 
 /// Moves bytes from `src` to `dst` until `src` ends (then shuts down writing on `dst`).
 /// `read` counts bytes taken from `src`, `written` bytes given to `dst`.
@@ -386,7 +385,11 @@ mod tests {
         let mut want_up = b"early-prefix-".to_vec();
         want_up.extend_from_slice(&to_up);
         assert!(at_up == want_up, "upstream got {} bytes", at_up.len());
-        assert!(at_client == to_client, "client got {} bytes", at_client.len());
+        assert!(
+            at_client == to_client,
+            "client got {} bytes",
+            at_client.len()
+        );
         assert_eq!(
             counters.get(),
             (want_up.len() as u64, to_client.len() as u64)
@@ -410,7 +413,9 @@ mod tests {
             a_far.read_to_end(&mut back).await.unwrap();
             (got, back)
         });
-        tunnel(&mut a, b"x".to_vec(), &mut b, &counters).await.unwrap();
+        tunnel(&mut a, b"x".to_vec(), &mut b, &counters)
+            .await
+            .unwrap();
         drop((a, b));
         let (got, back) = far.await.unwrap();
         assert_eq!(got, b"xping");

@@ -19,7 +19,7 @@ use crate::line::{self, Command, MAX_LINE, Proto, Token};
 use crate::paths;
 use crate::registry::{Registry, Sandbox, random_bytes};
 use crate::socks5::{self, Target};
-use crate::stream::{Counted, Counters, Prefixed};
+use crate::stream::{Counters, Prefixed};
 
 /// Everything the connection handlers share.
 #[derive(Debug)]
@@ -480,15 +480,15 @@ where
         }
     };
     let counters = Arc::new(Counters::default());
-    let mut upstream = Counted::new(dialed.stream, counters.clone());
+    let mut upstream = dialed.stream;
     let outcome = Outcome {
+        counters: counters.clone(),
         sandbox: sandbox.clone(),
         proto: "socks5",
         host,
         port: req.port,
         address: dialed.addr,
         verdict: dialed.verdict,
-        counters,
         started,
     };
     if io
@@ -500,16 +500,6 @@ where
         return;
     }
     // Bytes the client sent early (pipelined after its request) go first.
-    let mut err = None;
-    if !buf.is_empty()
-        && let Err(e) = upstream.write_all(&buf).await
-    {
-        err = Some(e.to_string());
-    }
-    if err.is_none()
-        && let Err(e) = crate::stream::relay(&mut io, &mut upstream).await
-    {
-        err = Some(e.to_string());
-    }
-    state.log_outcome(&outcome, err);
+    let relayed = crate::relay::tunnel(&mut io, buf, &mut upstream, &counters).await;
+    state.log_outcome(&outcome, relayed.err().map(|e| e.to_string()));
 }

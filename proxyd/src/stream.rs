@@ -25,6 +25,23 @@ impl<S> Prefixed<S> {
             inner,
         }
     }
+
+    /// The bytes not read yet, taken out: reads go to the inner stream from now on.
+    pub fn take_prefix(&mut self) -> Vec<u8> {
+        let mut rest = std::mem::take(&mut self.prefix);
+        rest.drain(..self.pos.min(rest.len()));
+        self.pos = 0;
+        rest
+    }
+
+    /// Whether every prefix byte has been read (or taken).
+    pub fn is_drained(&self) -> bool {
+        self.pos >= self.prefix.len()
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
@@ -131,7 +148,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 /// of a bulk download on loopback; 64 KiB gets most of it back (see docs/proxyd.md).
 pub const RELAY_BUFFER: usize = 64 * 1024;
 
-/// Copies both ways until both directions are done (a half-close is passed on) or one fails.
+/// Copies both ways until both directions are done (a half-close is passed on) or one fails:
+/// the fallback of [`crate::relay::tunnel`] for streams that are not sockets.
 pub async fn relay<A, B>(a: &mut A, b: &mut B) -> io::Result<(u64, u64)>
 where
     A: AsyncRead + AsyncWrite + Unpin + ?Sized,
@@ -157,5 +175,21 @@ mod tests {
         s.read_to_string(&mut out).await.unwrap();
         assert_eq!(out, "abcdef");
         assert_eq!(c.get(), (0, 6));
+    }
+
+    #[tokio::test]
+    async fn prefix_taken_after_a_partial_read() {
+        let (a, mut b) = tokio::io::duplex(64);
+        let mut s = Prefixed::new(b"abcdef".to_vec(), a);
+        let mut two = [0u8; 2];
+        s.read_exact(&mut two).await.unwrap();
+        assert!(!s.is_drained());
+        assert_eq!(s.take_prefix(), b"cdef");
+        assert!(s.is_drained());
+        b.write_all(b"g").await.unwrap();
+        drop(b);
+        let mut out = Vec::new();
+        s.read_to_end(&mut out).await.unwrap();
+        assert_eq!(out, b"g");
     }
 }

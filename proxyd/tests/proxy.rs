@@ -730,7 +730,10 @@ fn malformed_and_slow_http_clients() {
     let t0 = Instant::now();
     let _ = s.read_to_end(&mut out);
     let waited = t0.elapsed();
-    assert!(waited < Duration::from_secs(10), "silent client not cut off ({waited:?})");
+    assert!(
+        waited < Duration::from_secs(10),
+        "silent client not cut off ({waited:?})"
+    );
     // Same on the control socket: a first line that never ends.
     let mut u = UnixStream::connect(&d.socket).unwrap();
     u.write_all(b"GW1 PI").unwrap();

@@ -140,7 +140,7 @@ pub fn run(settings: Option<&Path>) -> ExitCode {
     );
     let _ = writeln!(out, "  bwrap            {}", bwrap_status());
 
-    let compiled = match crate::exec::compile_here(settings) {
+    let compiled = match crate::exec::compile_here(settings, None) {
         Ok(c) => c,
         Err(code) => {
             let _ = print(&out);

@@ -84,15 +84,7 @@ pub fn run(
         (CompileSource::Named(n), _) => Some(PathBuf::from(format!("template:{n}"))),
     };
     // A profile's plan has an index entry of its own, never the one plain `exec` reads.
-    let settings = match profile {
-        Some(p) => Some(PathBuf::from(format!(
-            "{}#profile={p}",
-            settings
-                .as_deref()
-                .map_or(String::new(), |s| s.display().to_string())
-        ))),
-        None => settings,
-    };
+    let settings = crate::exec::profile_key(settings.as_deref(), profile);
     let inv = crate::exec::invocation_for(&cwd, settings.as_deref());
     let write_error = |e: std::io::Error| {
         eprintln!(
