@@ -481,8 +481,24 @@ fn prepare(quick: bool) -> Result<Bench, String> {
         }
     }
     mk(&root.join("policies"))?;
+    // greywall-proxyd, started on demand by the launcher, reads its settings from the scratch
+    // home: the fetch workload's host name resolves to the suite's loopback server. Its own
+    // runtime directory, so that a proxyd started earlier with other settings is not reused.
+    mk(&home.join(".config/greywall"))?;
+    write(
+        &home.join(".config/greywall/proxyd.json"),
+        &format!("{{\"resolve\": {{\"{FETCH_HOST}\": \"127.0.0.1\"}}}}\n"),
+    )?;
+    let runtime = root.join("run");
+    mk(&runtime)?;
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .map_err(|e| format!("chmod {}: {e}", runtime.display()))?;
     let user = std::env::var("USER").unwrap_or_else(|_| "bench".into());
     let env = vec![
+        ("XDG_RUNTIME_DIR".to_string(), runtime.into_os_string()),
         ("HOME".to_string(), home.clone().into_os_string()),
         ("USER".to_string(), user.into()),
         ("PATH".to_string(), PATH.into()),
@@ -564,6 +580,10 @@ fn make_repo(b: &mut Bench) -> Result<(), String> {
     }
 }
 
+/// The host name of the fetch workload: the suite's loopback server, for bare runs through
+/// curl's `--resolve` and for greywall-proxyd through its `resolve` setting.
+const FETCH_HOST: &str = "bench.greywall.test";
+
 /// A loopback HTTP server answering every request with a 2-byte body, on a thread.
 fn http_server() -> Result<u16, String> {
     let listener = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
@@ -635,22 +655,19 @@ fn workloads(b: &mut Bench) -> Vec<Workload> {
             "ripgrep is not installed (benches/run.sh installs it with apt)",
         ),
     }
+    // By name: through a proxy (greywall's network policy) the name is what the rules allow
+    // and proxyd resolves; without one, curl's `--resolve` stands in for DNS.
     let fetch = |port: u16| -> Option<Vec<OsString>> {
-        let url = format!("http://127.0.0.1:{port}/");
-        if let Some(curl) = find("curl") {
-            return Some(vec![
+        let url = format!("http://{FETCH_HOST}:{port}/");
+        find("curl").map(|curl| {
+            vec![
                 curl.into(),
                 "-sf".into(),
+                "--resolve".into(),
+                format!("{FETCH_HOST}:{port}:127.0.0.1").into(),
                 "-o".into(),
                 "/dev/null".into(),
                 url.into(),
-            ]);
-        }
-        find("python3").map(|py| {
-            vec![
-                py.into(),
-                "-c".into(),
-                format!("import urllib.request; urllib.request.urlopen('{url}').read()").into(),
             ]
         })
     };
@@ -659,10 +676,7 @@ fn workloads(b: &mut Bench) -> Vec<Workload> {
             name: "HTTP fetch (loopback)".into(),
             argv,
         }),
-        Ok(None) => b.skip(
-            "HTTP fetch (loopback)",
-            "neither curl nor python3 is installed",
-        ),
+        Ok(None) => b.skip("HTTP fetch (loopback)", "curl is not installed"),
         Err(e) => b.skip(
             "HTTP fetch (loopback)",
             format!("cannot listen on 127.0.0.1: {e}"),
@@ -741,12 +755,14 @@ fn setups(b: &mut Bench, gw: &Path) -> Vec<Setup> {
         let net = b.root.join("policies/network.json");
         let _ = write(
             &net,
-            "{\n  \"filesystem\": { \"defaultDenyRead\": true, \"allowWrite\": [\".\"] },\n  \
-             \"network\": { \"allowedDomains\": [\"127.0.0.1\", \"localhost\"] }\n}\n",
+            &format!(
+                "{{\n  \"filesystem\": {{ \"defaultDenyRead\": true, \"allowWrite\": [\".\"] }},\n  \
+                 \"network\": {{ \"allowedDomains\": [\"{FETCH_HOST}\"] }}\n}}\n"
+            ),
         );
         s.push(simple(
             GREYWALL_NETWORK,
-            "greywall exec --cached -s network.json -- CMD (allowedDomains 127.0.0.1, localhost; through greywall-proxyd)".into(),
+            format!("greywall exec --cached -s network.json -- CMD (allowedDomains {FETCH_HOST}; through greywall-proxyd)"),
             vec![gws.clone(), "exec".into(), "--cached".into(), "-s".into(), net.into(), "--".into()],
         ));
     } else {
@@ -1286,6 +1302,22 @@ fn measure(opts: &Options) -> Result<Report, String> {
     let ss = setups(&mut b, &gw);
     let mut overhead = Vec::new();
     for w in &ws {
+        if w.name.starts_with("HTTP") {
+            // Only setups that give the command a network: the others refuse it by design.
+            let (net, isolated): (Vec<Setup>, Vec<Setup>) = ss
+                .iter()
+                .cloned()
+                .partition(|s| [BARE, GREYWALL_NETWORK, BWRAP_MINIMAL].contains(&s.name.as_str()));
+            overhead.extend(cells(&mut b, &net, w, rounds, rss_runs));
+            overhead.extend(isolated.iter().map(|s| Cell {
+                workload: w.name.clone(),
+                setup: s.name.clone(),
+                summary: None,
+                failure: Some("no network in this setup (by design)".into()),
+                peak_rss_kib: None,
+            }));
+            continue;
+        }
         overhead.extend(cells(&mut b, &ss, w, rounds, rss_runs));
     }
     let steps = steps(&mut b, &gw, rounds * 2);
