@@ -317,3 +317,33 @@ fn exec_runs_under_the_profile_it_names() {
     let o = s.run(&["exec", "--cached", "--profile", "relase", "--", "true"]);
     assert_ne!(code(&o), 0);
 }
+
+/// `convert -o` onto something that is not a regular file (a pipe here; `/dev/null` or
+/// `/dev/stdout` in real use) writes into it rather than renaming a new file over it.
+#[test]
+fn convert_writes_into_a_pipe_without_replacing_it() {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let s = Scratch::new();
+    s.write("p.gw", "filesystem {\n    write .\n}\n");
+    let fifo = s.work().join("out.fifo");
+    let made = Command::new("mkfifo").arg(&fifo).status().unwrap();
+    assert!(made.success());
+    // A reader first, non-blocking, so that the writer's open does not wait.
+    let mut reader = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_o_nonblock())
+        .open(&fifo)
+        .unwrap();
+    let o = s.run(&["convert", "p.gw", "-o", fifo.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", err(&o));
+    let mut got = String::new();
+    let _ = reader.read_to_string(&mut got);
+    assert!(got.contains("\"allowWrite\""), "{got:?}");
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+}
+
+/// `O_NONBLOCK` on Linux (x86_64 and aarch64).
+fn libc_o_nonblock() -> i32 {
+    0o4000
+}
