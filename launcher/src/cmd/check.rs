@@ -49,6 +49,45 @@ fn bwrap_status() -> String {
     "not installed (--backend bwrap unavailable)".into()
 }
 
+/// Whether this greywall executable is statically linked (what `cargo dist` builds: it
+/// starts faster) or needs the dynamic loader (an ELF `PT_INTERP` program header).
+fn launcher_linkage() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "unknown (cannot find the greywall executable)".into();
+    };
+    match std::fs::read(&exe)
+        .ok()
+        .and_then(|elf| has_interpreter(&elf))
+    {
+        Some(false) => format!("{} (static)", exe.display()),
+        Some(true) => format!(
+            "{} (dynamically linked: `cargo dist` builds the faster static one)",
+            exe.display()
+        ),
+        None => format!("{} (not an ELF file greywall can read)", exe.display()),
+    }
+}
+
+/// Whether a 64-bit little-endian ELF image has a `PT_INTERP` program header.
+fn has_interpreter(elf: &[u8]) -> Option<bool> {
+    const PT_INTERP: u32 = 3;
+    let u16_at = |o: usize| Some(u16::from_le_bytes(elf.get(o..o + 2)?.try_into().ok()?));
+    let u32_at = |o: usize| Some(u32::from_le_bytes(elf.get(o..o + 4)?.try_into().ok()?));
+    let u64_at = |o: usize| Some(u64::from_le_bytes(elf.get(o..o + 8)?.try_into().ok()?));
+    // ELFCLASS64, ELFDATA2LSB.
+    if elf.get(..6)? != b"\x7fELF\x02\x01" {
+        return None;
+    }
+    let phoff = usize::try_from(u64_at(0x20)?).ok()?;
+    let phentsize = usize::from(u16_at(0x36)?);
+    let phnum = usize::from(u16_at(0x38)?);
+    let mut found = false;
+    for i in 0..phnum {
+        found |= u32_at(phoff.checked_add(i.checked_mul(phentsize)?)?)? == PT_INTERP;
+    }
+    Some(found)
+}
+
 /// One report row as text.
 fn render_row(out: &mut String, row: &fidelity::Row, sources: &greywall_compiler::source::Sources) {
     let origin = row
@@ -139,6 +178,7 @@ pub fn run(settings: Option<&Path>) -> ExitCode {
         }
     );
     let _ = writeln!(out, "  bwrap            {}", bwrap_status());
+    let _ = writeln!(out, "  launcher         {}", launcher_linkage());
 
     let compiled = match crate::exec::compile_here(settings, None) {
         Ok(c) => c,
@@ -165,4 +205,19 @@ pub fn run(settings: Option<&Path>) -> ExitCode {
         let _ = writeln!(out, "  {mark}  {}{origin}{detail}", row.rule);
     }
     print(&out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::has_interpreter;
+
+    #[test]
+    fn reads_the_interpreter_header() {
+        // The test binary itself is dynamically linked in a plain `cargo test`.
+        let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let dynamic = !cfg!(target_feature = "crt-static");
+        assert_eq!(has_interpreter(&me), Some(dynamic));
+        assert_eq!(has_interpreter(b"#!/bin/sh\n"), None);
+        assert_eq!(has_interpreter(&me[..64]), None);
+    }
 }
