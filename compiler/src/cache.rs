@@ -67,8 +67,9 @@ impl StatDep {
 ///
 /// A path can only come into existence by a new entry in its nearest existing ancestor, and a
 /// new entry changes that directory's modification and change times. So one `stat` of `~`
-/// stands for the forty-odd startup files, toolchain folders and discovery candidates in it
-/// that do not exist, and the cached launch does that many fewer `stat`s. The price is a
+/// stands for the startup files, toolchain folders and discovery candidates in it that do not
+/// exist (on the development machine, the default policy's cached launch went from 114 `stat`s
+/// to 68). The price is a
 /// recompile (a few milliseconds) whenever an entry is added to or removed from such a
 /// directory, which outside the workspace is rare. Paths that exist keep their own
 /// dependency: what they are, through any symlinks, is not covered by their parent's times.

@@ -12,7 +12,7 @@ mod templates;
 mod test;
 
 use std::io::{IsTerminal, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use greywall_compiler::discover::DiscoverEnv;
@@ -185,4 +185,22 @@ pub fn lint_env() -> Result<LintEnv, String> {
             .or_else(|| d.home.as_ref().map(|h| h.join(".cache").join("greywall")))
             .map(|p| p.to_string_lossy().into_owned()),
     })
+}
+
+/// Writes `text` to `path` for `fmt` and `convert -o`. A regular file (or a new one) is
+/// replaced atomically, through a temporary file next to it and a rename, so that a crash
+/// leaves the old file or the new one, never half of each; anything else that exists
+/// (`/dev/stdout`, `/dev/null`, a pipe) is written into, never replaced.
+fn replace_file(path: &Path, text: &str) -> std::io::Result<()> {
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        return std::fs::write(path, text);
+    }
+    let mut tmp = path.as_os_str().to_os_string();
+    tmp.push(".greywall-tmp");
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
 }

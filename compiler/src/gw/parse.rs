@@ -229,14 +229,14 @@ fn stray(c: char, span: Span) -> Diagnostic {
     }
 }
 
-/// Finds nesting deeper than [`MAX_DEPTH`] before pest recurses into it.
-fn too_deep(text: &str, source: SourceId) -> Option<Diagnostic> {
-    let mut depth = 0usize;
+/// The brackets (`{`, `}`, `[`, `]`) of `text` outside strings and comments, with their byte
+/// offsets: what the nesting checks below look at, before or instead of pest.
+fn brackets(text: &str) -> impl Iterator<Item = (usize, char)> + '_ {
     let (mut in_str, mut in_comment, mut escaped) = (false, false, false);
-    for (i, c) in text.char_indices() {
+    text.char_indices().filter(move |&(_, c)| {
         if in_comment {
             in_comment = c != '\n';
-            continue;
+            return false;
         }
         if in_str {
             match c {
@@ -245,26 +245,36 @@ fn too_deep(text: &str, source: SourceId) -> Option<Diagnostic> {
                 '"' | '\n' => in_str = false,
                 _ => {}
             }
-            continue;
+            return false;
         }
         match c {
             '#' => in_comment = true,
             '"' => in_str = true,
-            '{' | '[' => {
-                depth += 1;
-                if depth > MAX_DEPTH {
-                    return Some(
-                        Diagnostic::new(
-                            Code::GwSyntax,
-                            format!("blocks and lists nested deeper than {MAX_DEPTH} levels"),
-                        )
-                        .at(Span::new(source, i, i + 1))
-                        .help("no policy needs this; check for a missing `}` or `]`"),
-                    );
-                }
-            }
-            '}' | ']' => depth = depth.saturating_sub(1),
+            '{' | '[' | '}' | ']' => return true,
             _ => {}
+        }
+        false
+    })
+}
+
+/// Finds nesting deeper than [`MAX_DEPTH`] before pest recurses into it.
+fn too_deep(text: &str, source: SourceId) -> Option<Diagnostic> {
+    let mut depth = 0usize;
+    for (i, c) in brackets(text) {
+        if c == '{' || c == '[' {
+            depth += 1;
+            if depth > MAX_DEPTH {
+                return Some(
+                    Diagnostic::new(
+                        Code::GwSyntax,
+                        format!("blocks and lists nested deeper than {MAX_DEPTH} levels"),
+                    )
+                    .at(Span::new(source, i, i + 1))
+                    .help("no policy needs this; check for a missing `}` or `]`"),
+                );
+            }
+        } else {
+            depth = depth.saturating_sub(1);
         }
     }
     None
@@ -273,29 +283,11 @@ fn too_deep(text: &str, source: SourceId) -> Option<Diagnostic> {
 /// The innermost `{` or `[` left open at the end of the text, if any.
 fn unclosed(text: &str) -> Option<(usize, char)> {
     let mut stack: Vec<(usize, char)> = Vec::new();
-    let (mut in_str, mut in_comment, mut escaped) = (false, false, false);
-    for (i, c) in text.char_indices() {
-        if in_comment {
-            in_comment = c != '\n';
-            continue;
-        }
-        if in_str {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' | '\n' => in_str = false,
-                _ => {}
-            }
-            continue;
-        }
-        match c {
-            '#' => in_comment = true,
-            '"' => in_str = true,
-            '{' | '[' => stack.push((i, c)),
-            '}' | ']' => {
-                stack.pop();
-            }
-            _ => {}
+    for (i, c) in brackets(text) {
+        if c == '{' || c == '[' {
+            stack.push((i, c));
+        } else {
+            stack.pop();
         }
     }
     stack.pop()

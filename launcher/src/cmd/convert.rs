@@ -55,7 +55,7 @@ pub fn run(file: &Path, to: Option<Lang>, output: Option<&Path>) -> ExitCode {
     }
     match output {
         None => print(&text),
-        Some(out) => match write_output(out, &text) {
+        Some(out) => match super::replace_file(out, &text) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("greywall: cannot write {}: {e}", out.display());
@@ -63,19 +63,4 @@ pub fn run(file: &Path, to: Option<Lang>, output: Option<&Path>) -> ExitCode {
             }
         },
     }
-}
-
-/// Writes `-o FILE`: a regular file (or a new one) atomically, through a temporary file and a
-/// rename; anything else that exists (`/dev/stdout`, `/dev/null`, a pipe) is written to, never
-/// replaced.
-fn write_output(out: &Path, text: &str) -> std::io::Result<()> {
-    if std::fs::metadata(out).is_ok_and(|m| !m.is_file()) {
-        return std::fs::write(out, text);
-    }
-    let tmp = out.with_extension("convert-tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, out))
-        .inspect_err(|_| {
-            let _ = std::fs::remove_file(&tmp);
-        })
 }

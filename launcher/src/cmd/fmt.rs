@@ -47,11 +47,7 @@ pub fn run(files: &[PathBuf], check: bool) -> ExitCode {
             status = ExitCode::from(1);
             continue;
         }
-        // Atomic replacement: a crash leaves the old file or the new one, never half of each.
-        let tmp = f.with_extension("gw.fmt-tmp");
-        let written = std::fs::write(&tmp, &formatted).and_then(|()| std::fs::rename(&tmp, f));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
+        if let Err(e) = super::replace_file(f, &formatted) {
             eprintln!("greywall: cannot write {}: {e}", f.display());
             return ExitCode::from(EXIT_USAGE);
         }
