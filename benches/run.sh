@@ -28,5 +28,5 @@ fi
 # The launcher and proxyd as shipped: static executables (`cargo dist`, .cargo/config.toml).
 cargo dist
 cargo build --release --locked -p greywall-benches
-export GREYWALL="${GREYWALL:-$PWD/target/x86_64-unknown-linux-gnu/release/greywall}"
+export GREYWALL="${GREYWALL:-$PWD/target/x86_64-unknown-linux-musl/release/greywall}"
 exec ./target/release/overhead "$@"

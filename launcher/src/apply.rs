@@ -1,7 +1,7 @@
 //! Applying a Linux launch plan and exec'ing the command: the hot path.
 //!
-//! One process, no helper, no shell, and no fork unless the plan has create-deny rules. In
-//! order:
+//! One process, no helper, no shell, and no fork unless the plan has create-deny rules or a
+//! network bridge. In order:
 //!
 //! 1. The command policy (`deny_commands` unless `allow_commands`): exit 1 when blocked.
 //! 2. Everything that needs no kernel: the edited environment, the `execve` vectors, the
@@ -13,8 +13,10 @@
 //! 4. The filesystem view (only with namespaces): mounts in plan order, then the working
 //!    directory is entered again so that it sees them too.
 //! 5. `lo` up in a new network namespace.
-//! 6. With create-deny rules only: fork. The parent stays outside Landlock and seccomp as the
-//!    supervisor that refuses protected new paths ([`crate::supervise`]); the child goes on.
+//! 6. With create-deny rules (or a network bridge) only: fork the supervisor, which stays
+//!    outside Landlock and seccomp and refuses protected new paths ([`crate::supervise`]):
+//!    beside the command with user namespaces (this process goes on and becomes the
+//!    command), above it (as its parent) without.
 //! 7. `no_new_privs`, 8. Landlock, 9. seccomp (last: it forbids what set-up needs): the plan's
 //!    filter, or with create-deny rules its notify variant (the same decisions plus
 //!    notifications), whose listener goes to the supervisor.
@@ -186,7 +188,14 @@ fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Supervised, Failure> {
     let channel = if !notifying && bridge.is_none() {
         None
     } else {
-        match supervise::fork(rules, bridge)
+        // Beside the command where user namespaces give the supervisor the right to read the
+        // command's memory; above it (as its parent) where only Yama's descendant rule does.
+        let side = if namespaced {
+            supervise::Side::Beside
+        } else {
+            supervise::Side::Above
+        };
+        match supervise::fork(rules, bridge, side)
             .map_err(|e| Failure::step("start the create-deny supervisor", &e))?
         {
             Forked::Done(code) => return Ok(Supervised(code)),
@@ -206,7 +215,15 @@ fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Supervised, Failure> {
     sys::exec::default_sigpipe().map_err(|e| Failure::step("reset SIGPIPE", &e))?;
     // With create-deny rules the notify program carries the main filter's decisions as well
     // and is loaded alone: one filter costs the kernel half as much to load as two.
-    let notify_channel = channel.filter(|_| notifying);
+    let notify_channel = match channel {
+        Some(c) if notifying => Some(c),
+        other => {
+            if let Some(c) = other {
+                c.close();
+            }
+            None
+        }
+    };
     if notify_channel.is_none() && !filter.is_empty() {
         filter
             .load()

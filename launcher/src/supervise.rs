@@ -8,10 +8,10 @@
 //! create-deny rules, the launcher forks once the namespaces and mounts are in place (both
 //! processes share the sandbox's view):
 //!
-//! - the child sandboxes itself as usual (Landlock, `no_new_privs`, the main seccomp filter),
-//!   then loads the notify filter with `SECCOMP_FILTER_FLAG_NEW_LISTENER`, sends the listener
-//!   to the parent over a socket pair (`SCM_RIGHTS`) and execs the command;
-//! - the parent, the supervisor, is neither Landlocked nor filtered. It receives every syscall
+//! - the command's side sandboxes itself as usual (Landlock, `no_new_privs`), then loads the
+//!   notify filter with `SECCOMP_FILTER_FLAG_NEW_LISTENER`, sends the listener to the
+//!   supervisor over a socket pair (`SCM_RIGHTS`) and execs the command;
+//! - the supervisor is neither Landlocked nor filtered. It receives every syscall
 //!   that creates a directory entry (`open`/`openat` with `O_CREAT`, `creat`, `openat2`,
 //!   `mkdir*`, `mknod*`, `symlink*`, `link*`, `rename*`) or writes a file by its path (`open`/
 //!   `openat`/`openat2` with `O_WRONLY`, `O_RDWR` or `O_TRUNC`, `truncate`), reads the path
@@ -37,12 +37,21 @@
 //! refused: `EACCES`, or the errno the kernel itself would return (`EFAULT` for an unreadable
 //! path, `ENOENT` for a missing parent directory).
 //!
-//! The supervisor forwards `SIGINT`, `SIGTERM`, `SIGHUP`, `SIGQUIT` and `SIGWINCH` sent to it
-//! (not those the terminal sends the whole process group, which the command receives anyway),
+//! Where it runs ([`Side`]): with user namespaces, beside the command. The launcher forks it
+//! off (twice, so that it is nobody's child in the sandbox) and becomes the command itself,
+//! which keeps the caller's process id, signals and exit status, and pays no wait for a
+//! parent to notice its end. The supervisor ignores the signals a terminal or caller sends a
+//! process group, lets go of the caller's standard descriptors (stderr once the command has
+//! ended, so that a caller reading the output to its end never waits for it), watches the
+//! command through a pidfd opened before the fork, and serves its descendants until the last
+//! process under the filter has ended. Without user namespaces it has no capabilities, and
+//! Yama lets it read only its descendants' memory: then it stays above the command as its
+//! parent, forwards `SIGINT`, `SIGTERM`, `SIGHUP`, `SIGQUIT` and `SIGWINCH` sent to it (not
+//! those the terminal sends the whole process group, which the command receives anyway),
 //! exits with the command's status (128 + the signal number when a signal ended it, as shells
-//! report), and the command is killed when the supervisor dies (`PR_SET_PDEATHSIG`). It never
-//! runs the command itself. Descendants that outlive the command find nobody listening: their
-//! creating and writing syscalls then fail with `ENOSYS`.
+//! report), and the command is killed when it dies (`PR_SET_PDEATHSIG`); descendants that
+//! outlive the command find nobody listening. Either way the supervisor never runs the command
+//! itself, and a syscall nobody answers fails with `ENOSYS`.
 //!
 //! Known limits:
 //!
@@ -99,6 +108,23 @@ const EXIT_SETUP: u8 = crate::apply::EXIT_SETUP;
 /// `renameat2`'s flag that swaps the two paths (each becomes a new entry).
 const RENAME_EXCHANGE: u64 = 2;
 
+/// Where the supervisor runs, relative to the command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Beside the command: the launcher forks the supervisor off (twice, so that it is
+    /// nobody's child in the sandbox) and goes on to become the command itself. Nothing
+    /// stands between the caller and the command: it keeps the launcher's process id, gets
+    /// signals first-hand, and its exit status is the caller's to see. Reading the command's
+    /// memory then rests on the supervisor's capabilities in the sandbox's user namespace,
+    /// so this needs user namespaces.
+    Beside,
+    /// Above the command: the launcher stays as the supervisor and the command is its child
+    /// (forwarded signals, its exit status passed on). Without user namespaces the
+    /// supervisor has no capabilities, and Yama's ptrace scope lets it read the memory of its
+    /// descendants only.
+    Above,
+}
+
 /// The side of the fork this process is on.
 pub enum Forked {
     /// The command's side: send the listener on this channel, then exec.
@@ -107,20 +133,83 @@ pub enum Forked {
     Done(ExitCode),
 }
 
-/// Where the child sends its listener.
-pub struct Channel(OwnedFd);
+/// Where the command's side sends its listener.
+pub struct Channel {
+    fd: OwnedFd,
+    /// [`Side::Beside`]: the process between the command and the supervisor, which exits
+    /// at once and is reaped late, so that the command's set-up does not wait for it.
+    middle: Option<libc::pid_t>,
+}
 
 impl Channel {
     /// Sends the listener to the supervisor and closes both (the command never holds it).
     pub fn send(self, listener: OwnedFd) -> io::Result<()> {
-        notify::send_fd(self.0.as_fd(), listener.as_fd())
+        let sent = notify::send_fd(self.fd.as_fd(), listener.as_fd());
+        self.close();
+        sent
+    }
+
+    /// Closes the channel unused (the supervisor runs only the bridge).
+    pub fn close(self) {
+        if let Some(middle) = self.middle {
+            // Its status says nothing: the supervisor reports its own failures.
+            let _ = notify::wait(middle);
+        }
     }
 }
 
-/// Forks the supervisor. In the parent, supervises until the command ends: answers the
-/// create-deny notifications (when `rules` has any) and runs the network `bridge` (when there
-/// is one), in one poll loop.
-pub fn fork(rules: Rules, bridge: Option<Bridge>) -> io::Result<Forked> {
+/// Forks the supervisor on `side`. The supervisor answers the create-deny notifications (when
+/// `rules` has any) and runs the network `bridge` (when there is one), in one poll loop.
+pub fn fork(rules: Rules, bridge: Option<Bridge>, side: Side) -> io::Result<Forked> {
+    match side {
+        Side::Beside => fork_beside(rules, bridge),
+        Side::Above => fork_above(rules, bridge),
+    }
+}
+
+/// Signals the supervisor beside the command ignores: those a terminal or a caller sends a
+/// whole process group or job are meant for the command, and the supervisor must outlive
+/// the command's last use of it.
+const IGNORED_BESIDE: [libc::c_int; 8] = [
+    libc::SIGINT,
+    libc::SIGQUIT,
+    libc::SIGTERM,
+    libc::SIGHUP,
+    libc::SIGTSTP,
+    libc::SIGTTIN,
+    libc::SIGTTOU,
+    libc::SIGPIPE,
+];
+
+fn fork_beside(rules: Rules, bridge: Option<Bridge>) -> io::Result<Forked> {
+    let (ours, theirs) = notify::socketpair()?;
+    // Opened before the fork, so that it names this process even if it ends (and its id is
+    // reused) before the supervisor runs. Close-on-exec: the command never holds it.
+    let pidfd = notify::pidfd_open(notify::pid())?;
+    match notify::fork()? {
+        Fork::Parent(middle) => {
+            drop((ours, pidfd));
+            Ok(Forked::Child(Channel {
+                fd: theirs,
+                middle: Some(middle),
+            }))
+        }
+        Fork::Child => {
+            drop(theirs);
+            match notify::fork() {
+                Ok(Fork::Parent(_)) => notify::exit_now(0),
+                // Without a supervisor the command side finds the channel closed and stops.
+                Err(_) => notify::exit_now(EXIT_SETUP.into()),
+                Ok(Fork::Child) => {}
+            }
+            // Re-parented away from the command (to init or the caller's subreaper).
+            let code = Supervisor::beside(pidfd, rules, bridge).run(ours);
+            Ok(Forked::Done(code))
+        }
+    }
+}
+
+fn fork_above(rules: Rules, bridge: Option<Bridge>) -> io::Result<Forked> {
     let (ours, theirs) = notify::socketpair()?;
     let mut blocked = FORWARDED.to_vec();
     blocked.push(libc::SIGCHLD);
@@ -147,29 +236,58 @@ pub fn fork(rules: Rules, bridge: Option<Bridge>) -> io::Result<Forked> {
                 return Err(io::Error::from_raw_os_error(libc::ESRCH));
             }
             notify::set_mask(&mask)?;
-            Ok(Forked::Child(Channel(theirs)))
+            Ok(Forked::Child(Channel {
+                fd: theirs,
+                middle: None,
+            }))
         }
         Ok(Fork::Parent(child)) => {
             drop(theirs);
-            let arch = greywall_compiler::backend::seccomp::Arch::host().map(|a| a.audit_arch());
             let s = Supervisor {
                 rules,
-                child,
-                arch,
+                command: Command::Child {
+                    pid: child,
+                    signals,
+                },
+                arch: host_arch(),
                 bridge,
             };
-            Ok(Forked::Done(s.run(ours, signals)))
+            Ok(Forked::Done(s.run(ours)))
         }
     }
 }
 
+fn host_arch() -> Option<u32> {
+    greywall_compiler::backend::seccomp::Arch::host().map(|a| a.audit_arch())
+}
+
+/// The command, as the supervisor knows it.
+enum Command {
+    /// Our child ([`Side::Above`]): reaped on `SIGCHLD`, read from a signalfd that also
+    /// carries the signals to forward.
+    Child { pid: libc::pid_t, signals: OwnedFd },
+    /// Not our child ([`Side::Beside`]): its pidfd polls readable when it ends. `None`
+    /// once it has.
+    Apart { pidfd: Option<OwnedFd> },
+}
+
 struct Supervisor {
     rules: Rules,
-    child: libc::pid_t,
+    command: Command,
     /// The `AUDIT_ARCH_*` the filters let through.
     arch: Option<u32>,
     /// The network bridge ([`crate::bridge`]), when the plan has egress or ports to expose.
     bridge: Option<Bridge>,
+}
+
+/// Reaps every child that ended; `child`'s status once it has.
+fn reap(child: libc::pid_t) -> io::Result<Option<Status>> {
+    while let Some((pid, status)) = notify::reap_any()? {
+        if pid == child {
+            return Ok(Some(status));
+        }
+    }
+    Ok(None)
 }
 
 fn exit_code(status: Status) -> ExitCode {
@@ -184,14 +302,31 @@ fn is(e: &io::Error, errnos: &[i32]) -> bool {
 }
 
 impl Supervisor {
-    fn run(mut self, channel: OwnedFd, signals: OwnedFd) -> ExitCode {
+    /// The supervisor beside the command `pidfd` names ([`Side::Beside`]), in the process
+    /// forked for it.
+    fn beside(pidfd: OwnedFd, rules: Rules, bridge: Option<Bridge>) -> Supervisor {
+        // Ending early would leave the command unsupervised; what it shares with the caller
+        // (a pipe the caller reads to its end, a terminal) is not the supervisor's to hold.
+        let _ = notify::ignore(&IGNORED_BESIDE);
+        let _ = notify::to_dev_null(&[libc::STDIN_FILENO, libc::STDOUT_FILENO]);
+        Supervisor {
+            rules,
+            command: Command::Apart { pidfd: Some(pidfd) },
+            arch: host_arch(),
+            bridge,
+        }
+    }
+
+    fn run(mut self, channel: OwnedFd) -> ExitCode {
         // The sandbox runs as the same user: keep it out of the supervisor's memory (where the
         // rules are) in case Landlock, which otherwise keeps it out, is missing.
         if let Err(e) = notify::set_not_dumpable() {
             return self.abort("prctl(PR_SET_DUMPABLE)", &e);
         }
-        // Orphaned descendants stay ours, so their memory stays readable under Yama.
-        let _ = notify::set_child_subreaper();
+        if matches!(self.command, Command::Child { .. }) {
+            // Orphaned descendants stay ours, so their memory stays readable under Yama.
+            let _ = notify::set_child_subreaper();
+        }
         // Without create-deny rules the command sends no listener (only the bridge runs).
         let received = if self.rules.is_empty() {
             Ok(None)
@@ -204,13 +339,8 @@ impl Supervisor {
                 Ok(l) => Some(l),
                 Err(e) => return self.abort("query the seccomp notification sizes", &e),
             },
-            // The child failed before it could send the listener, and said why.
-            Ok(Some(None)) => {
-                return match notify::wait(self.child) {
-                    Ok(s) => exit_code(s),
-                    Err(_) => ExitCode::from(EXIT_SETUP),
-                };
-            }
+            // The command's side failed before it could send the listener, and said why.
+            Ok(Some(None)) => return self.command_failed(),
             Err(e) => return self.abort("receive the seccomp listener", &e),
         };
         drop(channel);
@@ -220,8 +350,16 @@ impl Supervisor {
         let mut notify_fd = listener.as_ref().map_or(-1, |l| l.fd().as_raw_fd());
         let mut fds: Vec<libc::pollfd> = Vec::with_capacity(8);
         loop {
+            let command_fd = match &self.command {
+                Command::Child { signals, .. } => signals.as_raw_fd(),
+                Command::Apart { pidfd, .. } => pidfd.as_ref().map_or(-1, |p| p.as_raw_fd()),
+            };
+            if notify_fd < 0 && command_fd < 0 {
+                // Beside: the command has ended and nothing uses the filter any more.
+                return ExitCode::SUCCESS;
+            }
             fds.clear();
-            for fd in [notify_fd, signals.as_raw_fd()] {
+            for fd in [notify_fd, command_fd] {
                 fds.push(libc::pollfd {
                     fd,
                     events: libc::POLLIN,
@@ -234,24 +372,10 @@ impl Supervisor {
             if let Err(e) = notify::poll(&mut fds) {
                 return self.abort("poll", &e);
             }
-            if fds[1].revents != 0 {
-                loop {
-                    match notify::read_signal(signals.as_fd()) {
-                        Ok(None) => break,
-                        Ok(Some((libc::SIGCHLD, _))) => match self.reap() {
-                            Ok(Some(status)) => return exit_code(status),
-                            Ok(None) => {}
-                            Err(e) => return self.abort("wait for the command", &e),
-                        },
-                        // The terminal signals the whole process group (SI_KERNEL): the
-                        // command has its own copy.
-                        Ok(Some((_, libc::SI_KERNEL))) => {}
-                        Ok(Some((sig, _))) => {
-                            let _ = notify::kill(self.child, sig);
-                        }
-                        Err(e) => return self.abort("read signals", &e),
-                    }
-                }
+            if fds[1].revents != 0
+                && let Some(code) = self.command_event()
+            {
+                return code;
             }
             let ready = fds[0].revents;
             if let Some(listener) = listener.as_ref().filter(|_| ready & libc::POLLIN != 0) {
@@ -268,14 +392,48 @@ impl Supervisor {
         }
     }
 
-    /// Reaps every child that ended; the command's status once it has.
-    fn reap(&self) -> io::Result<Option<Status>> {
-        while let Some((pid, status)) = notify::reap_any()? {
-            if pid == self.child {
-                return Ok(Some(status));
+    /// Handles what the command's descriptor reported; `Some` when the supervisor is done.
+    fn command_event(&mut self) -> Option<ExitCode> {
+        if let Command::Apart { pidfd, .. } = &mut self.command {
+            // The command has ended. Its descendants may still use the filter (they stay
+            // supervised until the last one ends), but the caller, who may be reading the
+            // command's output to its end, must not wait for the supervisor.
+            *pidfd = None;
+            let _ = notify::to_dev_null(&[libc::STDERR_FILENO]);
+            return None;
+        }
+        let Command::Child { pid, signals } = &self.command else {
+            return None;
+        };
+        let (child, signals) = (*pid, signals.as_fd());
+        loop {
+            match notify::read_signal(signals) {
+                Ok(None) => return None,
+                Ok(Some((libc::SIGCHLD, _))) => match reap(child) {
+                    Ok(Some(status)) => return Some(exit_code(status)),
+                    Ok(None) => {}
+                    Err(e) => return Some(self.abort("wait for the command", &e)),
+                },
+                // The terminal signals the whole process group (SI_KERNEL): the command has
+                // its own copy.
+                Ok(Some((_, libc::SI_KERNEL))) => {}
+                Ok(Some((sig, _))) => {
+                    let _ = notify::kill(child, sig);
+                }
+                Err(e) => return Some(self.abort("read signals", &e)),
             }
         }
-        Ok(None)
+    }
+
+    /// The command's side failed before the sandbox was complete (it said why).
+    fn command_failed(&self) -> ExitCode {
+        match &self.command {
+            Command::Child { pid, .. } => match notify::wait(*pid) {
+                Ok(s) => exit_code(s),
+                Err(_) => ExitCode::from(EXIT_SETUP),
+            },
+            Command::Apart { .. } => ExitCode::from(EXIT_SETUP),
+        }
     }
 
     /// The supervisor cannot go on: the command must not run unsupervised.
@@ -284,8 +442,17 @@ impl Supervisor {
             "greywall: create-deny supervisor: {what}: {}",
             crate::sys::describe(e)
         );
-        let _ = notify::kill(self.child, libc::SIGKILL);
-        let _ = notify::wait(self.child);
+        match &self.command {
+            Command::Child { pid, .. } => {
+                let _ = notify::kill(*pid, libc::SIGKILL);
+                let _ = notify::wait(*pid);
+            }
+            Command::Apart { pidfd: Some(fd) } => {
+                let _ = notify::pidfd_kill(fd.as_fd(), libc::SIGKILL);
+            }
+            // Ended: its descendants find nobody listening (their calls fail with ENOSYS).
+            Command::Apart { pidfd: None } => {}
+        }
         ExitCode::from(EXIT_SETUP)
     }
 

@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -68,6 +69,26 @@ impl Scratch {
         let mut cmd = Command::new(GREYWALL);
         cmd.arg("exec")
             .arg("-s")
+            .arg(self.dir.path().join("policy.json"))
+            .arg("--")
+            .args(argv)
+            .current_dir(self.ws())
+            .env_clear()
+            .env("HOME", self.dir.path().join("home"))
+            .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
+            .env("PATH", PATH);
+        cmd
+    }
+
+    /// The same, under an outer launcher whose filter makes user namespaces unavailable:
+    /// the supervisor is then the command's parent ([`Side::Above`] in the launcher).
+    fn command_without_userns(&self, argv: &[&str]) -> Command {
+        let outer = self.dir.path().join("outer.plan");
+        std::fs::write(&outer, no_userns_plan().encode()).unwrap();
+        let mut cmd = Command::new(GREYWALL);
+        cmd.arg("__exec-plan")
+            .arg(&outer)
+            .args(["--", GREYWALL, "exec", "-s"])
             .arg(self.dir.path().join("policy.json"))
             .arg("--")
             .args(argv)
@@ -684,31 +705,50 @@ fn existing_protected_paths_stay_in_place() {
 }
 
 #[test]
-fn exit_status_propagates_through_the_supervisor() {
+fn exit_status_is_the_commands_own() {
     if !ready() {
         return;
     }
     let s = Scratch::new(POLICY);
     assert_code(&s.sh("exit 7"), 7);
     assert_code(&s.sh("exit 0"), 0);
-    // A signal death is reported as shells do.
-    assert_code(&s.sh("kill -TERM $$"), 128 + libc::SIGTERM);
-    assert_code(&s.sh("kill -KILL $$"), 128 + libc::SIGKILL);
+    // The launcher became the command (the supervisor runs beside it): a signal death is the
+    // caller's to see, as if the command had run bare.
+    let o = s.sh("kill -TERM $$");
+    assert_eq!(o.status.signal(), Some(libc::SIGTERM), "{:?}", o.status);
+    let o = s.sh("kill -KILL $$");
+    assert_eq!(o.status.signal(), Some(libc::SIGKILL), "{:?}", o.status);
     // The launcher's own failures keep their codes.
     assert_code(&s.exec(&["no-such-command-xyz"]), 127);
 }
 
+#[test]
+fn exit_status_propagates_through_a_supervisor_above() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new(POLICY);
+    let run = |script: &str| {
+        s.command_without_userns(&["/bin/sh", "-c", script])
+            .output()
+            .unwrap()
+    };
+    assert_code(&run("exit 7"), 7);
+    // The supervisor exits as shells report a signal death.
+    assert_code(&run("kill -TERM $$"), 128 + libc::SIGTERM);
+    assert_code(&run("kill -KILL $$"), 128 + libc::SIGKILL);
+}
+
 /// Spawns `script` and reads its first line.
 fn spawn(
-    s: &Scratch,
-    script: &str,
+    mut cmd: Command,
 ) -> (
     std::process::Child,
     BufReader<std::process::ChildStdout>,
     String,
 ) {
-    let mut child = s
-        .command(&["/bin/sh", "-c", script])
+    let mut child = cmd
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -719,16 +759,40 @@ fn spawn(
     (child, out, first.trim().to_string())
 }
 
+const TRAP_TERM: &str = "trap 'echo got-term; exit 3' TERM; echo $$; while :; do sleep 0.05; done";
+
 #[test]
-fn sigterm_to_the_supervisor_reaches_the_command() {
+fn signals_reach_the_command_first_hand() {
     if !ready() {
         return;
     }
     let s = Scratch::new(POLICY);
-    let (mut child, mut out, first) = spawn(
-        &s,
-        "trap 'echo got-term; exit 3' TERM; echo $$; while :; do sleep 0.05; done",
-    );
+    let (mut child, mut out, first) = spawn(s.command(&["/bin/sh", "-c", TRAP_TERM]));
+    let command: u32 = first.parse().unwrap();
+    if command != child.id() {
+        signal(command, "KILL");
+        signal(child.id(), "KILL");
+        panic!(
+            "greywall ({}) stands between the caller and the command ({command})",
+            child.id()
+        );
+    }
+    signal(child.id(), "TERM");
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    assert_eq!(rest, "got-term\n");
+    assert_eq!(status.code(), Some(3), "{status:?}");
+}
+
+#[test]
+fn sigterm_to_a_supervisor_above_reaches_the_command() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new(POLICY);
+    let (mut child, mut out, first) =
+        spawn(s.command_without_userns(&["/bin/sh", "-c", TRAP_TERM]));
     let command: u32 = first.parse().unwrap();
     if command == child.id() {
         signal(command, "KILL");
@@ -763,12 +827,16 @@ fn alive(pid: i32) -> bool {
 }
 
 #[test]
-fn the_command_dies_with_the_supervisor() {
+fn the_command_dies_with_a_supervisor_above() {
     if !ready() {
         return;
     }
     let s = Scratch::new(POLICY);
-    let (mut child, _out, first) = spawn(&s, "echo $$; while :; do sleep 0.05; done");
+    let (mut child, _out, first) = spawn(s.command_without_userns(&[
+        "/bin/sh",
+        "-c",
+        "echo $$; while :; do sleep 0.05; done",
+    ]));
     let command: i32 = first.parse().unwrap();
     assert!(alive(command));
     let supervisor = i32::try_from(child.id()).unwrap();
@@ -787,6 +855,126 @@ fn the_command_dies_with_the_supervisor() {
         signal(command.unsigned_abs(), "KILL");
     }
     assert!(!survived, "the command outlived its supervisor");
+}
+
+/// The supervisor beside the command `s` runs: the other process with the launcher's command
+/// line (which names the scratch directory). Its fdinfo would name the command exactly, but
+/// the supervisor is not dumpable, so only root could read it.
+fn supervisor_of(s: &Scratch, command: u32) -> Option<u32> {
+    let needle = s.dir.path().join("policy.json");
+    let needle = needle.to_str()?;
+    for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = proc_entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(proc_entry.path().join("cmdline")) else {
+            continue;
+        };
+        let words: Vec<_> = cmdline
+            .split(|b| *b == 0)
+            .map(String::from_utf8_lossy)
+            .collect();
+        if pid != command
+            && alive(i32::try_from(pid).ok()?)
+            && words.first().is_some_and(|w| w.ends_with("greywall"))
+            && words.iter().any(|w| w == needle)
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn a_killed_supervisor_leaves_the_sandbox_closed() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new(POLICY);
+    // The command waits for a line on stdin, then tries to create an ordinary file and a
+    // protected one.
+    let (mut child, mut out, first) = spawn(s.command(&[
+        "/bin/sh",
+        "-c",
+        "echo $$; read line; echo x > plain && echo plain-ok; echo x > .bashrc && echo rc-ok; echo end",
+    ]));
+    assert_eq!(first.parse::<u32>().unwrap(), child.id());
+    let supervisor = supervisor_of(&s, child.id()).expect("no supervisor beside the command");
+    signal(supervisor, "KILL");
+    let start = Instant::now();
+    while alive(i32::try_from(supervisor).unwrap()) && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"go\n").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    child.wait().unwrap();
+    // Nobody answers the filter's questions: every create fails (ENOSYS), none slips through.
+    assert_eq!(rest, "end\n");
+    assert!(!s.at("plain").exists() && !s.at(".bashrc").exists());
+}
+
+#[test]
+fn the_supervisor_outlives_the_command_for_its_descendants() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new(POLICY);
+    // The command ends at once; a background descendant creates files a little later.
+    let o = s
+        .command(&[
+            "/bin/sh",
+            "-c",
+            "(sleep 0.3; echo x > late-plain; echo x > .bashrc) >/dev/null 2>&1 & echo started",
+        ])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    let start = Instant::now();
+    while !s.at("late-plain").exists() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        s.at("late-plain").is_file(),
+        "the descendant could not create an ordinary file"
+    );
+    assert!(
+        !s.at(".bashrc").exists(),
+        "the descendant created .bashrc unsupervised"
+    );
+}
+
+#[test]
+fn the_caller_does_not_wait_for_the_supervisor() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new(POLICY);
+    // `output()` reads stdout and stderr to their ends before it waits: it returns only
+    // once nothing holds them, so a supervisor that kept them would hold it for its life.
+    let started = Instant::now();
+    let o = s
+        .command(&[
+            "/bin/sh",
+            "-c",
+            "(sleep 3) >/dev/null 2>&1 </dev/null & echo quick",
+        ])
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(stdout(&o), "quick\n");
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "the caller waited {:?} for the command's descendant",
+        started.elapsed()
+    );
 }
 
 /// A plan for an outer launcher that only loads a filter failing `unshare` with `EPERM`, so

@@ -83,7 +83,7 @@ usage: overhead [--quick] [--rounds N] [--out DIR] [--publish]
   --from RESULT.json    use a stored result instead of running (re-render, compare, publish)
 
 environment: GREYWALL (the greywall binary; default the static one `cargo dist` builds,
-target/x86_64-unknown-linux-gnu/release/greywall, else target/release/greywall),
+target/x86_64-unknown-linux-musl/release/greywall, else target/release/greywall),
 GREYWALL_C_PROBE (a built sbx-probe; default: built from benches/probes/sbx-probe.c),
 GREYWALL_BENCH_DIR (scratch directory; default ~/.cache/greywall-bench)";
 
@@ -690,7 +690,7 @@ fn greywall_path() -> PathBuf {
         return PathBuf::from(p);
     }
     let root = workspace_root();
-    let shipped = root.join("target/x86_64-unknown-linux-gnu/release/greywall");
+    let shipped = root.join("target/x86_64-unknown-linux-musl/release/greywall");
     if shipped.is_file() {
         shipped
     } else {

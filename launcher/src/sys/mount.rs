@@ -102,6 +102,9 @@ pub fn set_read_only(target: &CStr, recursive: bool) -> io::Result<()> {
 
 /// `mount -o remount,bind,ro` keeping the flags the mount already has: in a user namespace
 /// the kernel refuses (EPERM) a remount that would clear a locked flag.
+/// `ST_RELATIME` (Linux's value; musl's libc bindings lack the name).
+const ST_RELATIME: libc::c_ulong = 0x1000;
+
 fn remount_read_only(target: &CStr) -> io::Result<()> {
     // SAFETY: statvfs is plain old data; all-zero bytes are a valid value.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -113,7 +116,7 @@ fn remount_read_only(target: &CStr) -> io::Result<()> {
         (libc::ST_NOEXEC, libc::MS_NOEXEC),
         (libc::ST_NOATIME, libc::MS_NOATIME),
         (libc::ST_NODIRATIME, libc::MS_NODIRATIME),
-        (libc::ST_RELATIME, libc::MS_RELATIME),
+        (ST_RELATIME, libc::MS_RELATIME),
     ];
     let mut flags =
         libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;

@@ -30,9 +30,9 @@ pub fn loopback_up() -> io::Result<()> {
     }
     // SAFETY: `req` is a writable buffer the size of `struct ifreq` with a NUL-terminated
     // name; SIOCGIFFLAGS writes only `ifr_flags` into it.
-    super::check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &raw mut req) })?;
+    super::check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &raw mut req) })?;
     req.flags |= libc::IFF_UP as libc::c_short;
     // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
-    super::check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &raw const req) })?;
+    super::check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &raw const req) })?;
     Ok(())
 }

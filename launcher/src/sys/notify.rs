@@ -65,6 +65,67 @@ pub fn set_not_dumpable() -> io::Result<()> {
     super::check(unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) }).map(drop)
 }
 
+/// `pidfd_open(2)`: a descriptor for process `pid` that polls readable once it has ended.
+/// The descriptor names that process only, so a recycled id cannot be mistaken for it.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: the syscall takes two integers and touches no memory of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = libc::c_int::try_from(fd).map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    // SAFETY: `fd` was just returned by pidfd_open and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_send_signal(2)`: sends `sig` to the process `pidfd` names, never to a successor
+/// that reused its id.
+pub fn pidfd_kill(pidfd: BorrowedFd<'_>, sig: libc::c_int) -> io::Result<()> {
+    // SAFETY: a null siginfo asks for the kill(2) defaults; the other arguments are integers.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Ignores `signals` in this process (`SIG_IGN`).
+pub fn ignore(signals: &[libc::c_int]) -> io::Result<()> {
+    for &sig in signals {
+        // SAFETY: SIG_IGN installs no handler code; the previous disposition is not needed.
+        if unsafe { libc::signal(sig, libc::SIG_IGN) } == libc::SIG_ERR {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Points each of `fds` at `/dev/null`: this process stops holding what they were (a pipe a
+/// reader waits to see closed, a terminal).
+pub fn to_dev_null(fds: &[libc::c_int]) -> io::Result<()> {
+    let null = open_at(None, c"/dev/null", libc::O_RDWR)?;
+    for &fd in fds {
+        // SAFETY: dup2 takes two descriptors; `null` stays open across the call.
+        super::check(unsafe { libc::dup2(null.as_raw_fd(), fd) })?;
+    }
+    Ok(())
+}
+
+/// `_exit(2)`: ends this process at once, running no destructors or exit handlers (the
+/// intermediate process of a double fork owns nothing worth cleaning up).
+pub fn exit_now(code: libc::c_int) -> ! {
+    // SAFETY: _exit takes an integer and never returns.
+    unsafe { libc::_exit(code) }
+}
+
 /// How a child process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
@@ -532,7 +593,12 @@ pub fn is_procfs(path: &CStr) -> io::Result<bool> {
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     // SAFETY: `path` is NUL-terminated and `st` is a valid, writable statfs buffer.
     super::check(unsafe { libc::statfs(path.as_ptr(), &mut st) })?;
-    Ok(st.f_type == libc::PROC_SUPER_MAGIC)
+    // The field's and the constant's types differ between C libraries (glibc: signed, musl:
+    // unsigned); compared as the unsigned values they are.
+    fn unsigned<T: TryInto<u64>>(v: T) -> Option<u64> {
+        v.try_into().ok()
+    }
+    Ok(unsigned(st.f_type).is_some() && unsigned(st.f_type) == unsigned(libc::PROC_SUPER_MAGIC))
 }
 
 /// Whether `path` is on a read-only mount (where the kernel refuses new entries with `EROFS`).
