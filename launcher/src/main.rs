@@ -16,6 +16,13 @@ mod sys;
 
 use std::process::ExitCode;
 
+/// The allocator: memory the launcher frees is kept for its next allocation, never handed
+/// back to the kernel. musl's allocator (the static build's) returns freed blocks with
+/// `munmap` at once, and a launch allocates and frees enough to pay dozens of `mmap`/`munmap`
+/// round trips; the long-lived supervisor's allocations recycle the same memory.
+#[global_allocator]
+static ALLOCATOR: rlsf::GlobalTlsf = rlsf::GlobalTlsf::new();
+
 fn main() -> ExitCode {
     match cli::parse(std::env::args_os().skip(1)) {
         Ok(command) => cmd::run(command),
