@@ -160,7 +160,14 @@ fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Supervised, Failure> {
         None
     };
 
-    let namespaced = if plan.namespaces && std::env::var_os(NO_USERNS_ENV).is_some() {
+    // A prepared user and network namespace (`lo` already up) when the pool has one.
+    let joined = plan.namespaces
+        && plan.network == Network::Isolated
+        && std::env::var_os(NO_USERNS_ENV).is_none()
+        && join_prepared()?;
+    let namespaced = if joined {
+        true
+    } else if plan.namespaces && std::env::var_os(NO_USERNS_ENV).is_some() {
         // Re-executed after user namespaces turned out to be powerless (see `restricted`).
         without_userns(plan, &io::Error::from_raw_os_error(libc::EPERM))?
     } else {
@@ -168,7 +175,7 @@ fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Supervised, Failure> {
     };
     if namespaced {
         build_view(&plan.mounts)?;
-        if plan.network == Network::Isolated {
+        if plan.network == Network::Isolated && !joined {
             sys::net::loopback_up().map_err(|e| Failure::step("bring up lo", &e))?;
         }
     }
@@ -395,6 +402,67 @@ fn check_landlock_abi(plan: &LinuxPlan) -> Result<(), Failure> {
 }
 
 // ---- 3. Namespaces -------------------------------------------------------------------------
+
+/// Joins a user and network namespace the pool prepared ([`crate::nspool`]) and makes the
+/// private mount namespace. `Ok(false)`: no usable set, nothing changed (the caller creates
+/// the namespaces itself); with no pool running, one is started for the next launch.
+fn join_prepared() -> Result<bool, Failure> {
+    use crate::nspool::{Taken, Use};
+    let mode = crate::nspool::mode();
+    if mode == Use::Off {
+        return Ok(false);
+    }
+    let unavailable = |why: &str| {
+        if mode == Use::Require {
+            Err(Failure::Setup(format!(
+                "{}=require, but {why}",
+                crate::nspool::ENV
+            )))
+        } else {
+            Ok(false)
+        }
+    };
+    let dir = crate::proxyd_client::socket_dir();
+    let set = match crate::nspool::take(&dir) {
+        Taken::Set(set) => set,
+        Taken::Empty => return unavailable("the namespace pool has no set ready"),
+        Taken::NoPool => {
+            crate::nspool::start(&dir);
+            return unavailable("no namespace pool was running (one is starting)");
+        }
+    };
+    let (uid, gid) = sys::ns::effective_ids();
+    if let Err(why) = set.check(uid) {
+        eprintln!("greywall: warning: not using the namespace pool's set: {why}");
+        return unavailable("its set failed the checks");
+    }
+    if let Err(e) = set.join_user() {
+        return unavailable(&format!("joining its user namespace failed: {e}"));
+    }
+    // From here on this process is in the pool's user namespace: failures are final.
+    if sys::ns::effective_ids() != (uid, gid) {
+        return Err(Failure::Setup(
+            "the namespace pool's user namespace does not map this user to itself".into(),
+        ));
+    }
+    set.join_network()
+        .map_err(|e| Failure::step("setns(CLONE_NEWNET) into the prepared namespace", &e))?;
+    sys::ns::unshare_mounts().map_err(|e| {
+        let f = Failure::step("unshare(CLONE_NEWNS)", &e);
+        if matches!(
+            e.raw_os_error(),
+            Some(libc::EPERM | libc::EINVAL | libc::ENOSPC)
+        ) {
+            // No private mount namespace here (a filter outside greywall refuses `unshare`):
+            // this process cannot leave the namespaces it joined, so it executes itself again
+            // to go on as launches without user namespaces do (see `restricted`).
+            restricted(f)
+        } else {
+            f
+        }
+    })?;
+    Ok(true)
+}
 
 /// Creates the namespaces and maps this user to itself. `Ok(false)`: user namespaces are
 /// unavailable and the caller goes on without them.

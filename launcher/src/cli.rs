@@ -107,6 +107,8 @@ pub enum Command {
     },
     /// Internal: can this process create namespaces? (a child of `check`)
     ProbeUserns,
+    /// Internal: the namespace pool daemon for a runtime directory ([`crate::nspool`]).
+    NsPool { dir: PathBuf },
     /// Internal: apply an already compiled plan file and exec (tests, the bwrap backend).
     ExecPlan {
         plan: PathBuf,
@@ -302,6 +304,11 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                 Ok(Command::Check { settings, target })
             }
             Some("__probe-userns") => Ok(Command::ProbeUserns),
+            Some("__ns-pool") => {
+                let dir = PathBuf::from(p.value()?);
+                no_more(&mut p)?;
+                Ok(Command::NsPool { dir })
+            }
             Some("explain") => crate::cmd::explain::parse(&mut p),
             Some("logs") => parse_logs(&mut p),
             Some("__socks-connect") => {

@@ -23,6 +23,7 @@ use crate::cli::{Color, Command, EXIT_USAGE, HELP};
 pub fn run(command: Command) -> ExitCode {
     match command {
         Command::ExecPlan { plan, argv } => crate::apply::exec_plan_file(&plan, &argv),
+        Command::NsPool { dir } => crate::nspool::daemon(&dir),
         Command::Exec {
             cached,
             settings,

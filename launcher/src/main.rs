@@ -9,6 +9,7 @@ mod cli;
 mod cmd;
 mod exec;
 mod macos;
+mod nspool;
 mod proxyd_client;
 mod socks_connect;
 mod supervise;

@@ -44,7 +44,7 @@ pub fn socket_dir() -> PathBuf {
 
 /// Creates the socket directory (0700) if needed, and refuses one that another user owns or
 /// others can enter.
-fn checked_dir(dir: &Path) -> Result<(), String> {
+pub(crate) fn checked_dir(dir: &Path) -> Result<(), String> {
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}

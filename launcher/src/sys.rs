@@ -15,6 +15,7 @@ pub mod net;
 pub mod notify;
 pub mod ns;
 pub mod seccomp;
+pub mod seqpacket;
 
 use std::io;
 

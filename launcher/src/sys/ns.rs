@@ -1,7 +1,9 @@
 //! Namespaces: `unshare(2)` and the identity map of a new user namespace.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 
 /// Namespaces the launcher creates (`CLONE_NEW*` bits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,4 +55,67 @@ pub fn write_proc_self(name: &'static str, content: &str) -> io::Result<()> {
         return Err(io::Error::from_raw_os_error(libc::EIO));
     }
     Ok(())
+}
+
+// ---- Namespaces prepared ahead (see `crate::nspool`) ---------------------------------------
+
+/// `ioctl_ns(2)` requests.
+const NS_GET_USERNS: libc::c_ulong = 0xb701;
+const NS_GET_PARENT: libc::c_ulong = 0xb702;
+const NS_GET_OWNER_UID: libc::c_ulong = 0xb704;
+
+/// This process's namespace of `kind` (`"user"`, `"net"`), as a descriptor.
+pub fn open_own(kind: &str) -> io::Result<OwnedFd> {
+    Ok(File::open(format!("/proc/self/ns/{kind}"))?.into())
+}
+
+/// `(device, inode)`: what identifies a namespace.
+pub fn identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
+    let file = File::from(fd.try_clone_to_owned()?);
+    let meta = file.metadata()?;
+    Ok((meta.dev(), meta.ino()))
+}
+
+fn ns_ioctl_fd(fd: BorrowedFd<'_>, request: libc::c_ulong) -> io::Result<OwnedFd> {
+    // SAFETY: these ioctl_ns requests take no argument and return a new descriptor or -1.
+    let new = super::check(unsafe { libc::ioctl(fd.as_raw_fd(), request as _) })?;
+    // SAFETY: `new` was just returned by the kernel and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// The user namespace that owns the namespace `fd` names (`NS_GET_USERNS`).
+pub fn owning_user_namespace(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    ns_ioctl_fd(fd, NS_GET_USERNS)
+}
+
+/// The parent of the user namespace `fd` names (`NS_GET_PARENT`; `EPERM` for the initial
+/// one or one outside this process's view).
+pub fn parent_user_namespace(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    ns_ioctl_fd(fd, NS_GET_PARENT)
+}
+
+/// The user id that created the user namespace `fd` names (`NS_GET_OWNER_UID`).
+pub fn owner_uid(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut uid: libc::uid_t = 0;
+    // SAFETY: NS_GET_OWNER_UID writes one uid_t through the pointer, which is valid.
+    super::check(unsafe { libc::ioctl(fd.as_raw_fd(), NS_GET_OWNER_UID as _, &raw mut uid) })?;
+    Ok(uid)
+}
+
+/// `setns(2)`: joins the namespace `fd` names (`nstype` is its `CLONE_NEW*` bit).
+pub fn enter(fd: BorrowedFd<'_>, nstype: libc::c_int) -> io::Result<()> {
+    // SAFETY: setns takes a descriptor and a flag and changes only this process's namespaces.
+    super::check(unsafe { libc::setns(fd.as_raw_fd(), nstype) }).map(drop)
+}
+
+/// `unshare(CLONE_NEWNS)`: a private copy of the current mount namespace.
+pub fn unshare_mounts() -> io::Result<()> {
+    // SAFETY: unshare takes only flags and changes only this process's namespaces.
+    super::check(unsafe { libc::unshare(libc::CLONE_NEWNS) }).map(drop)
+}
+
+/// `unshare(CLONE_NEWUSER|CLONE_NEWNET)`: what the namespace pool prepares ahead.
+pub fn unshare_user_and_network() -> io::Result<()> {
+    // SAFETY: unshare takes only flags and changes only this process's namespaces.
+    super::check(unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) }).map(drop)
 }

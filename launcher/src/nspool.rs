@@ -1,0 +1,271 @@
+//! Namespaces prepared ahead: the most expensive set-up step, off the launch path.
+//!
+//! Creating a network namespace is most of what a sandbox costs the kernel (the loopback
+//! device, and every per-namespace sysctl table of IPv4 and IPv6: about 0.7 ms on the
+//! reference VM, more than the rest of the launch together). None of it depends on the
+//! policy, so a small per-user daemon, `greywall __ns-pool`, keeps a few sets ready: a new
+//! user namespace directly below the user's own, with the identity map written, and a new
+//! network namespace it owns, with `lo` up. A launcher takes one set (each is handed out once,
+//! then the daemon's descriptors are closed), checks it, joins both (`setns`), and makes its
+//! private mount namespace as before. The daemon makes the next set while the command runs.
+//!
+//! The daemon listens on `ns.sock` in greywall's runtime directory (0700, the directory
+//! proxyd uses, which no sandbox can see), answers only its own user (`SO_PEERCRED`), and
+//! exits after [`IDLE`] without a request. When it is not running the launcher creates the
+//! namespaces itself, as it always did, and starts the daemon in the background for the next
+//! launch (never waiting for it). `GREYWALL_NS_POOL=0` turns the pool off; `=require` makes
+//! a launch that gets no set fail (exit 125) instead.
+//!
+//! What the launcher checks before joining (a set that fails any check is not used, and the
+//! launcher creates its own): the user namespace was created by this user and its parent is
+//! the launcher's own user namespace; the network namespace is owned by that user namespace.
+//! After joining, the ids must map to themselves, or the launch fails closed (exit 125).
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use crate::sys::notify::{self, Fork};
+use crate::sys::{ns, seqpacket};
+
+/// The daemon's socket and lock, in greywall's runtime directory.
+const SOCKET: &str = "ns.sock";
+const LOCK: &str = "ns.lock";
+/// Sets kept ready.
+const READY: usize = 3;
+/// The daemon exits after this long without a request.
+const IDLE: Duration = Duration::from_secs(300);
+/// How often an idle daemon looks whether it is still reachable.
+const CHECK_EVERY_MS: libc::c_int = 1000;
+/// `0` turns the pool off; `require` makes a launch without a set from the pool fail
+/// (tests, and checking a deployment).
+pub const ENV: &str = "GREYWALL_NS_POOL";
+
+/// A user namespace and a network namespace it owns, with `lo` up, from the pool.
+pub struct Prepared {
+    user: OwnedFd,
+    net: OwnedFd,
+}
+
+/// How launches use the pool ([`ENV`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    Off,
+    /// Use a set when one is ready, else create the namespaces (the default).
+    Prefer,
+    Require,
+}
+
+pub fn mode() -> Use {
+    match std::env::var_os(ENV) {
+        Some(v) if v == "0" => Use::Off,
+        Some(v) if v == "require" => Use::Require,
+        _ => Use::Prefer,
+    }
+}
+
+/// What asking the pool gave.
+pub enum Taken {
+    Set(Prepared),
+    /// A pool answered without a set (none ready, or it cannot make them here).
+    Empty,
+    /// No pool listens.
+    NoPool,
+}
+
+/// A prepared set from the pool in `dir`.
+pub fn take(dir: &Path) -> Taken {
+    let Ok(sock) = seqpacket::connect(&dir.join(SOCKET)) else {
+        return Taken::NoPool;
+    };
+    let user = notify::recv_fd(sock.as_fd());
+    let net = notify::recv_fd(sock.as_fd());
+    match (user, net) {
+        (Ok(Some(user)), Ok(Some(net))) => Taken::Set(Prepared { user, net }),
+        _ => Taken::Empty,
+    }
+}
+
+impl Prepared {
+    /// Checks that this set is what the pool must hand out (see the module's comment).
+    pub fn check(&self, uid: u32) -> Result<(), String> {
+        let owner = ns::owner_uid(self.user.as_fd()).map_err(|e| format!("owner: {e}"))?;
+        if owner != uid {
+            return Err(format!("its user namespace belongs to uid {owner}"));
+        }
+        let parent = ns::parent_user_namespace(self.user.as_fd())
+            .map_err(|e| format!("its user namespace has no parent here: {e}"))?;
+        let own = ns::open_own("user").map_err(|e| e.to_string())?;
+        if ns::identity(parent.as_fd()).ok() != ns::identity(own.as_fd()).ok() {
+            return Err("its user namespace is not a child of this process's".into());
+        }
+        let net_owner = ns::owning_user_namespace(self.net.as_fd())
+            .map_err(|e| format!("its network namespace: {e}"))?;
+        if ns::identity(net_owner.as_fd()).ok() != ns::identity(self.user.as_fd()).ok() {
+            return Err("its network namespace belongs to another user namespace".into());
+        }
+        Ok(())
+    }
+
+    /// Joins the user namespace (`Err` before anything changed), then the network namespace.
+    pub fn join_user(&self) -> io::Result<()> {
+        ns::enter(self.user.as_fd(), libc::CLONE_NEWUSER)
+    }
+
+    /// Joins the network namespace (after [`Prepared::join_user`]).
+    pub fn join_network(&self) -> io::Result<()> {
+        ns::enter(self.net.as_fd(), libc::CLONE_NEWNET)
+    }
+}
+
+/// Starts the pool daemon for `dir` in the background, unless one holds its lock. The
+/// launcher waits only for the first of the daemon's two forks.
+pub fn start(dir: &Path) {
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let child = std::process::Command::new(exe)
+        .arg("__ns-pool")
+        .arg(dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .env_remove(ENV)
+        .spawn();
+    if let Ok(mut child) = child {
+        let _ = child.wait();
+    }
+}
+
+/// `greywall __ns-pool DIR`: detaches, then serves until idle.
+pub fn daemon(dir: &Path) -> ExitCode {
+    // Detach: the launcher that started us waits only for this first process.
+    match notify::fork() {
+        Ok(Fork::Parent(_)) => return ExitCode::SUCCESS,
+        Ok(Fork::Child) => {}
+        Err(_) => return ExitCode::FAILURE,
+    }
+    if seqpacket::new_session().is_err() {
+        return ExitCode::FAILURE;
+    }
+    match serve(dir) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    }
+}
+
+fn serve(dir: &Path) -> io::Result<()> {
+    crate::proxyd_client::checked_dir(dir).map_err(io::Error::other)?;
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK))?;
+    if lock.try_lock().is_err() {
+        // Another pool serves this directory.
+        return Ok(());
+    }
+    let socket: PathBuf = dir.join(SOCKET);
+    // A socket file left by a pool that died: nobody holds the lock, so nobody serves it.
+    let _ = std::fs::remove_file(&socket);
+    let listener = seqpacket::listen(&socket)?;
+    let bound = std::fs::symlink_metadata(&socket).map(|m| m.ino())?;
+    // Children reap themselves: preparing never waits for one to be reaped.
+    notify::ignore(&[libc::SIGCHLD])?;
+    let uid = crate::sys::real_uid();
+    let mut ready: Vec<Prepared> = Vec::with_capacity(READY);
+    let mut pending: Option<OwnedFd> = None;
+    // Set when this machine cannot make them (no usable user namespaces): the pool then
+    // answers every launch without a set, so that none starts another pool, until idle.
+    let mut broken = false;
+    let mut last = Instant::now();
+    loop {
+        if pending.is_none() && ready.len() < READY && !broken {
+            match start_preparing() {
+                Ok(fd) => pending = Some(fd),
+                Err(_) => broken = true,
+            }
+        }
+        let mut fds = [
+            listener.as_raw_fd(),
+            pending.as_ref().map_or(-1, |p| p.as_raw_fd()),
+        ]
+        .map(|fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        if seqpacket::poll(&mut fds, CHECK_EVERY_MS)? == 0 {
+            // Idle, or the directory is gone (a scratch runtime directory removed, another
+            // pool started after ours was unlinked): nobody can reach this pool any more.
+            let here = std::fs::symlink_metadata(&socket).map(|m| m.ino()).ok();
+            if last.elapsed() >= IDLE || here != Some(bound) {
+                break;
+            }
+            continue;
+        }
+        if fds[1].revents != 0
+            && let Some(channel) = pending.take()
+        {
+            let user = notify::recv_fd(channel.as_fd());
+            let net = notify::recv_fd(channel.as_fd());
+            match (user, net) {
+                (Ok(Some(user)), Ok(Some(net))) => ready.push(Prepared { user, net }),
+                _ => broken = true,
+            }
+        }
+        if fds[0].revents != 0 {
+            last = Instant::now();
+            let Ok(conn) = seqpacket::accept(listener.as_fd()) else {
+                continue;
+            };
+            if seqpacket::peer_uid(conn.as_fd()).ok() != Some(uid) {
+                continue;
+            }
+            // An empty pool closes the connection: the launcher makes its own.
+            if let Some(set) = ready.pop() {
+                let _ = notify::send_fd(conn.as_fd(), set.user.as_fd())
+                    .and_then(|()| notify::send_fd(conn.as_fd(), set.net.as_fd()));
+            }
+        }
+    }
+    let here = std::fs::symlink_metadata(&socket).map(|m| m.ino()).ok();
+    if here == Some(bound) {
+        let _ = std::fs::remove_file(&socket);
+    }
+    Ok(())
+}
+
+/// Forks a child that makes one set and sends both namespaces back on the returned socket
+/// (then exits; it reaps itself).
+fn start_preparing() -> io::Result<OwnedFd> {
+    let (ours, theirs) = notify::socketpair()?;
+    match notify::fork()? {
+        Fork::Child => {
+            drop(ours);
+            let code = match make(&theirs) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            };
+            notify::exit_now(code)
+        }
+        Fork::Parent(_) => Ok(ours),
+    }
+}
+
+/// In the child: the namespaces, the identity map, `lo` up; then both descriptors.
+fn make(channel: &OwnedFd) -> io::Result<()> {
+    let (uid, gid) = ns::effective_ids();
+    ns::unshare_user_and_network()?;
+    ns::write_proc_self("setgroups", "deny")?;
+    ns::write_proc_self("uid_map", &format!("{uid} {uid} 1"))?;
+    ns::write_proc_self("gid_map", &format!("{gid} {gid} 1"))?;
+    crate::sys::net::loopback_up()?;
+    let user = ns::open_own("user")?;
+    let net = ns::open_own("net")?;
+    notify::send_fd(channel.as_fd(), user.as_fd())?;
+    notify::send_fd(channel.as_fd(), net.as_fd())
+}

@@ -1,0 +1,113 @@
+//! Unix `SOCK_SEQPACKET` sockets bound to a path: the namespace pool's listener and its
+//! clients ([`crate::nspool`]). Message boundaries are kept, so each descriptor passed with
+//! `SCM_RIGHTS` ([`super::notify::send_fd`]) arrives in a message of its own.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+fn socket() -> io::Result<OwnedFd> {
+    // SAFETY: socket takes only integers and returns a new descriptor or -1.
+    let fd = super::check(unsafe {
+        libc::socket(libc::AF_UNIX, libc::SOCK_SEQPACKET | libc::SOCK_CLOEXEC, 0)
+    })?;
+    // SAFETY: `fd` was just returned by socket and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn address(path: &Path) -> io::Result<(libc::sockaddr_un, libc::socklen_t)> {
+    // SAFETY: sockaddr_un is plain old data; all-zero bytes are a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    // One byte stays NUL.
+    if bytes.is_empty() || bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::from_raw_os_error(libc::ENAMETOOLONG));
+    }
+    for (dst, src) in addr.sun_path.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    let len = size_of::<libc::sa_family_t>() + bytes.len() + 1;
+    let len =
+        libc::socklen_t::try_from(len).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok((addr, len))
+}
+
+/// A listening socket bound to `path` (which must not exist).
+pub fn listen(path: &Path) -> io::Result<OwnedFd> {
+    let fd = socket()?;
+    let (addr, len) = address(path)?;
+    // SAFETY: `addr` is a valid sockaddr_un of `len` bytes; bind only reads it.
+    super::check(unsafe { libc::bind(fd.as_raw_fd(), (&raw const addr).cast(), len) })?;
+    // SAFETY: listen takes a descriptor and a backlog.
+    super::check(unsafe { libc::listen(fd.as_raw_fd(), 64) })?;
+    Ok(fd)
+}
+
+/// A socket connected to the listener at `path`.
+pub fn connect(path: &Path) -> io::Result<OwnedFd> {
+    let fd = socket()?;
+    let (addr, len) = address(path)?;
+    // SAFETY: `addr` is a valid sockaddr_un of `len` bytes; connect only reads it.
+    super::check(unsafe { libc::connect(fd.as_raw_fd(), (&raw const addr).cast(), len) })?;
+    Ok(fd)
+}
+
+/// The next connection on `listener` (close-on-exec).
+pub fn accept(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    // SAFETY: null address pointers are allowed; accept4 returns a new descriptor or -1.
+    let fd = super::check(unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    })?;
+    // SAFETY: `fd` was just returned by accept4 and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The user id of the process at the other end (`SO_PEERCRED`).
+pub fn peer_uid(fd: BorrowedFd<'_>) -> io::Result<u32> {
+    // SAFETY: ucred is plain old data; all-zero bytes are a valid value.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = libc::socklen_t::try_from(size_of::<libc::ucred>())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `cred` is writable for `len` bytes; getsockopt writes at most that many.
+    super::check(unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &raw mut len,
+        )
+    })?;
+    Ok(cred.uid)
+}
+
+/// `poll(2)` with a timeout in milliseconds (-1: none); `EINTR` is retried. Returns how many
+/// descriptors are ready (0 on timeout).
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usize> {
+    let n = libc::nfds_t::try_from(fds.len())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    loop {
+        // SAFETY: `fds` is a valid, writable array of `n` pollfd structures.
+        let ret = unsafe { libc::poll(fds.as_mut_ptr(), n, timeout_ms) };
+        if ret >= 0 {
+            return Ok(usize::try_from(ret).unwrap_or(0));
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// `setsid(2)`: this process leaves the caller's session and process group (a daemon).
+pub fn new_session() -> io::Result<()> {
+    // SAFETY: setsid takes no arguments and changes only this process's attributes.
+    super::check(unsafe { libc::setsid() }).map(drop)
+}

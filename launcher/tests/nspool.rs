@@ -1,0 +1,312 @@
+//! The namespace pool (`greywall __ns-pool`, launcher/src/nspool.rs) against the real kernel:
+//! sets are used, each by one sandbox only, isolated like the namespaces a launch creates
+//! itself; a set that fails the launcher's checks is never joined; a pool whose directory is
+//! gone does not linger.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const GREYWALL: &str = env!("CARGO_BIN_EXE_greywall");
+const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+const PYTHON: &str = "/usr/bin/python3";
+
+fn skip(reason: &str) {
+    if std::env::var_os("GREYWALL_REQUIRE_KERNEL").is_some_and(|v| v == "1") {
+        panic!("GREYWALL_REQUIRE_KERNEL=1 but {reason}");
+    }
+    eprintln!("SKIP: {reason}");
+}
+
+/// A workspace with its own HOME, cache and runtime directory (where the pool's socket
+/// goes), outside /tmp.
+struct Scratch {
+    dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        for d in ["home", "ws", "run"] {
+            std::fs::create_dir(dir.path().join(d)).unwrap();
+        }
+        std::fs::set_permissions(
+            dir.path().join("run"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o700),
+        )
+        .unwrap();
+        Scratch { dir }
+    }
+
+    fn runtime(&self) -> PathBuf {
+        self.dir.path().join("run/greywall")
+    }
+
+    fn command(&self, pool: &str, script: &str) -> Command {
+        let mut cmd = Command::new(GREYWALL);
+        cmd.args(["exec", "--", "/bin/sh", "-c", script])
+            .current_dir(self.dir.path().join("ws"))
+            .env_clear()
+            .env("HOME", self.dir.path().join("home"))
+            .env("XDG_RUNTIME_DIR", self.dir.path().join("run"))
+            .env("PATH", PATH)
+            .env("GREYWALL_NS_POOL", pool);
+        cmd
+    }
+
+    fn sh(&self, pool: &str, script: &str) -> Output {
+        self.command(pool, script).output().unwrap()
+    }
+
+    /// Starts the pool (a launch without it starts one) and waits for its socket.
+    fn start_pool(&self) {
+        let o = self.sh("1", "true");
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let start = Instant::now();
+        while !self.runtime().join("ns.sock").exists() {
+            assert!(start.elapsed() < Duration::from_secs(10), "no pool socket");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The pool daemon serving this scratch directory, if it runs.
+    fn pool_pid(&self) -> Option<u32> {
+        let dir = self.runtime();
+        let dir = dir.to_str()?;
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+                continue;
+            };
+            let words: Vec<_> = cmdline
+                .split(|b| *b == 0)
+                .map(String::from_utf8_lossy)
+                .collect();
+            if words.iter().any(|w| w == "__ns-pool") && words.iter().any(|w| w == dir) {
+                return Some(pid);
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pool_pid() {
+            let _ = Command::new("kill").arg(pid.to_string()).status();
+        }
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// False (with a SKIP) when this kernel cannot run the sandbox.
+fn ready() -> bool {
+    let s = Scratch::new();
+    let o = s.sh("0", "true");
+    if o.status.code() == Some(0) {
+        return true;
+    }
+    skip(&format!(
+        "the launcher cannot run here: {}",
+        stderr(&o).trim()
+    ));
+    false
+}
+
+fn host_netns() -> String {
+    std::fs::read_link("/proc/self/ns/net")
+        .unwrap()
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// What a sandbox reports about its network: its namespace and its interfaces.
+const REPORT: &str =
+    "readlink /proc/self/ns/net; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; id -u";
+
+#[test]
+fn sandboxes_get_fresh_isolated_sets_from_the_pool() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new();
+    s.start_pool();
+    // Four sandboxes alive at once, each on a set from the pool (`require`: none may create
+    // its own), each holding its namespace until all have reported. The pool keeps three
+    // ready and makes the next while one is used: a launch that finds it empty waits a little.
+    let mut children = Vec::new();
+    for _ in 0..4 {
+        let start = Instant::now();
+        loop {
+            let mut child = s
+                .command("require", &format!("{REPORT}; sleep 1"))
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut first = String::new();
+            let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+            std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+            if !first.is_empty() {
+                children.push((child, first, out));
+                break;
+            }
+            let o = child.wait_with_output().unwrap();
+            assert!(
+                stderr(&o).contains("no set ready") && start.elapsed() < Duration::from_secs(10),
+                "{}",
+                stderr(&o)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let mut seen = Vec::new();
+    for (child, first, mut out) in children {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        let out = format!("{first}{rest}");
+        let lines: Vec<_> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "{out}");
+        // Only loopback, and the user keeps its own id.
+        assert_eq!(lines[1], "lo", "{out}");
+        assert_eq!(lines[2], nix_uid(), "{out}");
+        assert_ne!(lines[0], host_netns());
+        seen.push(lines[0].to_string());
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 4, "a set was handed out twice: {seen:?}");
+}
+
+#[test]
+fn loopback_works_and_protections_hold_on_a_pooled_set() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new();
+    s.start_pool();
+    let o = s.sh(
+        "require",
+        "python3 -c 'import socket; a=socket.socket(type=socket.SOCK_DGRAM); \
+         a.bind((\"127.0.0.1\",0)); b=socket.socket(type=socket.SOCK_DGRAM); \
+         b.sendto(b\"ping\", a.getsockname()); print(\"lo-ok\" if a.recv(9) == b\"ping\" else \"\")'; \
+         touch .bashrc 2>/dev/null || echo rc-refused",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "lo-ok\nrc-refused\n");
+}
+
+fn nix_uid() -> String {
+    let o = Command::new("id").arg("-u").output().unwrap();
+    stdout(&o).trim().to_string()
+}
+
+/// A fake pool that hands out this test process's own (the host's) user and network
+/// namespaces: what a launcher must never join.
+fn fake_pool(socket: &Path) -> std::process::Child {
+    let script = format!(
+        "import os, socket\n\
+         s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)\n\
+         s.bind({socket:?})\n\
+         s.listen()\n\
+         print('ready', flush=True)\n\
+         u = os.open('/proc/self/ns/user', os.O_RDONLY)\n\
+         n = os.open('/proc/self/ns/net', os.O_RDONLY)\n\
+         while True:\n\
+         \x20   c, _ = s.accept()\n\
+         \x20   socket.send_fds(c, [b'x'], [u])\n\
+         \x20   socket.send_fds(c, [b'x'], [n])\n\
+         \x20   c.close()\n",
+        socket = socket.to_str().unwrap()
+    );
+    let mut child = Command::new(PYTHON)
+        .args(["-c", &script])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert_eq!(line.trim(), "ready");
+    child
+}
+
+#[test]
+fn a_set_of_the_hosts_namespaces_is_never_joined() {
+    if !ready() {
+        return;
+    }
+    if !Path::new(PYTHON).exists() {
+        skip(&format!("{PYTHON} is not installed"));
+        return;
+    }
+    let s = Scratch::new();
+    std::fs::create_dir(s.runtime()).unwrap();
+    std::fs::set_permissions(
+        s.runtime(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let mut pool = fake_pool(&s.runtime().join("ns.sock"));
+    // Preferred: the launcher refuses the set, says so, and creates its own namespaces.
+    let o = s.sh("1", REPORT);
+    // Required: refusing the set means refusing to run.
+    let required = s.sh("require", REPORT);
+    pool.kill().unwrap();
+    pool.wait().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("not using the namespace pool's set"),
+        "{}",
+        stderr(&o)
+    );
+    let out = stdout(&o);
+    let lines: Vec<_> = out.lines().collect();
+    assert_ne!(
+        lines[0],
+        host_netns(),
+        "the sandbox joined the host's network namespace"
+    );
+    assert_eq!(lines[1], "lo", "{out}");
+    assert_eq!(required.status.code(), Some(125), "{}", stdout(&required));
+    assert!(stdout(&required).is_empty(), "{}", stdout(&required));
+}
+
+#[test]
+fn a_pool_whose_directory_is_gone_exits() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new();
+    s.start_pool();
+    let pid = s.pool_pid().expect("no pool process");
+    std::fs::remove_dir_all(s.runtime()).unwrap();
+    let start = Instant::now();
+    while Path::new(&format!("/proc/{pid}")).exists() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Re-parented to init, the pool is reaped as soon as it exits.
+    assert!(
+        !Path::new(&format!("/proc/{pid}")).exists(),
+        "the pool outlived its directory"
+    );
+}
