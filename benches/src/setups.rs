@@ -4,6 +4,8 @@
 pub const BARE: &str = "bare";
 /// `greywall exec --cached` with the built-in `default` policy (filesystem only, no network).
 pub const GREYWALL_CACHED: &str = "greywall exec --cached";
+/// The same with the namespace pool off: the launcher creates every namespace itself.
+pub const GREYWALL_NO_POOL: &str = "greywall exec --cached, no namespace pool";
 /// `greywall exec --cached` with a policy that allows network through proxyd.
 pub const GREYWALL_NETWORK: &str = "greywall exec --cached, network policy";
 /// `greywall exec --cached` right after the policy file was edited: a cache miss, so a compile.

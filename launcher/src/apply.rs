@@ -161,10 +161,11 @@ fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Supervised, Failure> {
     };
 
     // A prepared user and network namespace (`lo` already up) when the pool has one.
+    let mut waiting = None;
     let joined = plan.namespaces
         && plan.network == Network::Isolated
         && std::env::var_os(NO_USERNS_ENV).is_none()
-        && join_prepared()?;
+        && join_prepared(&mut waiting)?;
     let namespaced = if joined {
         true
     } else if plan.namespaces && std::env::var_os(NO_USERNS_ENV).is_some() {
@@ -202,11 +203,22 @@ fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Supervised, Failure> {
         } else {
             supervise::Side::Above
         };
-        match supervise::fork(rules, bridge, side)
-            .map_err(|e| Failure::step("start the create-deny supervisor", &e))?
-        {
-            Forked::Done(code) => return Ok(Supervised(code)),
-            Forked::Child(channel) => Some(channel),
+        // The supervisor the namespace pool started in the joined set, when it can do the
+        // whole job (no network bridge): no fork at all.
+        let handed = match waiting.take() {
+            Some(w) if bridge.is_none() && side == supervise::Side::Beside => {
+                w.hand_over(plan).ok()
+            }
+            _ => None,
+        };
+        match handed {
+            Some(channel) => Some(channel),
+            None => match supervise::fork(rules, bridge, side)
+                .map_err(|e| Failure::step("start the create-deny supervisor", &e))?
+            {
+                Forked::Done(code) => return Ok(Supervised(code)),
+                Forked::Child(channel) => Some(channel),
+            },
         }
     };
     sys::seccomp::set_no_new_privs()
@@ -406,7 +418,8 @@ fn check_landlock_abi(plan: &LinuxPlan) -> Result<(), Failure> {
 /// Joins a user and network namespace the pool prepared ([`crate::nspool`]) and makes the
 /// private mount namespace. `Ok(false)`: no usable set, nothing changed (the caller creates
 /// the namespaces itself); with no pool running, one is started for the next launch.
-fn join_prepared() -> Result<bool, Failure> {
+/// The supervisor the pool started for the set, if any, goes to `waiting`.
+fn join_prepared(waiting: &mut Option<supervise::Waiting>) -> Result<bool, Failure> {
     use crate::nspool::{Taken, Use};
     let mode = crate::nspool::mode();
     if mode == Use::Off {
@@ -423,7 +436,7 @@ fn join_prepared() -> Result<bool, Failure> {
         }
     };
     let dir = crate::proxyd_client::socket_dir();
-    let set = match crate::nspool::take(&dir) {
+    let mut set = match crate::nspool::take(&dir) {
         Taken::Set(set) => set,
         Taken::Empty => return unavailable("the namespace pool has no set ready"),
         Taken::NoPool => {
@@ -447,6 +460,7 @@ fn join_prepared() -> Result<bool, Failure> {
     }
     set.join_network()
         .map_err(|e| Failure::step("setns(CLONE_NEWNET) into the prepared namespace", &e))?;
+    *waiting = set.take_supervisor();
     sys::ns::unshare_mounts().map_err(|e| {
         let f = Failure::step("unshare(CLONE_NEWNS)", &e);
         if matches!(

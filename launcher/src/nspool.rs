@@ -8,6 +8,8 @@
 //! network namespace it owns, with `lo` up. A launcher takes one set (each is handed out once,
 //! then the daemon's descriptors are closed), checks it, joins both (`setns`), and makes its
 //! private mount namespace as before. The daemon makes the next set while the command runs.
+//! Each set also comes with a create-deny supervisor already waiting in its user namespace
+//! ([`crate::supervise::Waiting`]): the launch hands it the plan instead of forking one.
 //!
 //! The daemon listens on `ns.sock` in greywall's runtime directory (0700, the directory
 //! proxyd uses, which no sandbox can see), answers only its own user (`SO_PEERCRED`), and
@@ -44,10 +46,12 @@ const CHECK_EVERY_MS: libc::c_int = 1000;
 /// (tests, and checking a deployment).
 pub const ENV: &str = "GREYWALL_NS_POOL";
 
-/// A user namespace and a network namespace it owns, with `lo` up, from the pool.
+/// A user namespace and a network namespace it owns, with `lo` up, from the pool; and a
+/// supervisor waiting in that user namespace ([`crate::supervise::Waiting`]).
 pub struct Prepared {
     user: OwnedFd,
     net: OwnedFd,
+    supervisor: Option<OwnedFd>,
 }
 
 /// How launches use the pool ([`ENV`]).
@@ -84,7 +88,11 @@ pub fn take(dir: &Path) -> Taken {
     let user = notify::recv_fd(sock.as_fd());
     let net = notify::recv_fd(sock.as_fd());
     match (user, net) {
-        (Ok(Some(user)), Ok(Some(net))) => Taken::Set(Prepared { user, net }),
+        (Ok(Some(user)), Ok(Some(net))) => Taken::Set(Prepared {
+            user,
+            net,
+            supervisor: notify::recv_fd(sock.as_fd()).ok().flatten(),
+        }),
         _ => Taken::Empty,
     }
 }
@@ -118,6 +126,11 @@ impl Prepared {
     /// Joins the network namespace (after [`Prepared::join_user`]).
     pub fn join_network(&self) -> io::Result<()> {
         ns::enter(self.net.as_fd(), libc::CLONE_NEWNET)
+    }
+
+    /// The supervisor waiting in this set's user namespace, if the pool started one.
+    pub fn take_supervisor(&mut self) -> Option<crate::supervise::Waiting> {
+        self.supervisor.take().map(crate::supervise::Waiting::new)
     }
 }
 
@@ -213,7 +226,16 @@ fn serve(dir: &Path) -> io::Result<()> {
             let user = notify::recv_fd(channel.as_fd());
             let net = notify::recv_fd(channel.as_fd());
             match (user, net) {
-                (Ok(Some(user)), Ok(Some(net))) => ready.push(Prepared { user, net }),
+                (Ok(Some(user)), Ok(Some(net))) => {
+                    // A supervisor for the launch that takes this set, waiting in its user
+                    // namespace; without one, that launch forks its own.
+                    let supervisor = start_supervisor(&user).ok();
+                    ready.push(Prepared {
+                        user,
+                        net,
+                        supervisor,
+                    });
+                }
                 _ => broken = true,
             }
         }
@@ -228,7 +250,11 @@ fn serve(dir: &Path) -> io::Result<()> {
             // An empty pool closes the connection: the launcher makes its own.
             if let Some(set) = ready.pop() {
                 let _ = notify::send_fd(conn.as_fd(), set.user.as_fd())
-                    .and_then(|()| notify::send_fd(conn.as_fd(), set.net.as_fd()));
+                    .and_then(|()| notify::send_fd(conn.as_fd(), set.net.as_fd()))
+                    .and_then(|()| match &set.supervisor {
+                        Some(s) => notify::send_fd(conn.as_fd(), s.as_fd()),
+                        None => Ok(()),
+                    });
             }
         }
     }
@@ -237,6 +263,30 @@ fn serve(dir: &Path) -> io::Result<()> {
         let _ = std::fs::remove_file(&socket);
     }
     Ok(())
+}
+
+/// Forks a process into the set's user namespace that waits for a launch to hand it a plan
+/// and then supervises it; returns the launch's end of its socket.
+fn start_supervisor(user: &OwnedFd) -> io::Result<OwnedFd> {
+    let (ours, theirs) = notify::socketpair()?;
+    match notify::fork()? {
+        Fork::Child => {
+            // Nothing of the pool's: a waiting supervisor that held another set's socket
+            // would keep that set's supervisor waiting after the pool is gone.
+            if ns::enter(user.as_fd(), libc::CLONE_NEWUSER).is_err()
+                || seqpacket::close_all_but(theirs.as_fd()).is_err()
+            {
+                notify::exit_now(1);
+            }
+            let code = match crate::supervise::wait_for_hand_over(theirs) {
+                Some(c) if c == ExitCode::SUCCESS => 0,
+                Some(_) => 1,
+                None => 0,
+            };
+            notify::exit_now(code)
+        }
+        Fork::Parent(_) => Ok(ours),
+    }
 }
 
 /// Forks a child that makes one set and sends both namespaces back on the returned socket

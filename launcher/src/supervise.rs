@@ -92,6 +92,8 @@ use crate::bridge::Bridge;
 use self::path::{Errno, Located, Object, Task};
 use self::rules::Components;
 use crate::sys::notify::{self, Fork, Listener, Notif, Response, Status};
+use crate::sys::{ns, seqpacket};
+use greywall_compiler::plan::LinuxPlan;
 
 /// Signals the supervisor passes on to the command.
 const FORWARDED: [libc::c_int; 5] = [
@@ -209,6 +211,62 @@ fn fork_beside(rules: Rules, bridge: Option<Bridge>) -> io::Result<Forked> {
     }
 }
 
+/// The process name of a supervisor beside its command.
+pub const SUPERVISOR_NAME: &std::ffi::CStr = c"gw-supervisor";
+
+/// Largest plan a waiting supervisor accepts (one message on its socket).
+const MAX_HANDED_PLAN: usize = 1 << 20;
+
+/// A supervisor the namespace pool started ahead ([`crate::nspool`]): a process already in
+/// the prepared user namespace (so it may read the memory of what runs there), waiting on
+/// this socket for a launch to hand it a plan. Using it saves the launch its fork.
+pub struct Waiting(OwnedFd);
+
+impl Waiting {
+    pub fn new(fd: OwnedFd) -> Waiting {
+        Waiting(fd)
+    }
+
+    /// Hands the plan to the waiting supervisor: it takes the create-deny rules from it,
+    /// joins this process's mount namespace (the sandbox's view), writes to this process's
+    /// standard error, and watches this process through a pidfd. The returned channel takes
+    /// the seccomp listener, as a forked supervisor's does.
+    pub fn hand_over(self, plan: &LinuxPlan) -> io::Result<Channel> {
+        let bytes = plan.encode();
+        if bytes.len() > MAX_HANDED_PLAN {
+            return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
+        }
+        seqpacket::send(self.0.as_fd(), &bytes)?;
+        let pidfd = notify::pidfd_open(notify::pid())?;
+        let mounts = ns::open_own("mnt")?;
+        notify::send_fd(self.0.as_fd(), pidfd.as_fd())?;
+        notify::send_fd(self.0.as_fd(), mounts.as_fd())?;
+        notify::send_fd(self.0.as_fd(), io::stderr().as_fd())?;
+        Ok(Channel {
+            fd: self.0,
+            middle: None,
+        })
+    }
+}
+
+/// In a process the pool forked into a prepared user namespace: waits for a launch's plan
+/// ([`Waiting::hand_over`]), then supervises that launch. `None` when no launch came (the
+/// pool ended, or the launch used its own supervisor).
+pub fn wait_for_hand_over(channel: OwnedFd) -> Option<ExitCode> {
+    let bytes = seqpacket::recv(channel.as_fd(), MAX_HANDED_PLAN).ok()??;
+    let plan = LinuxPlan::decode(&bytes).ok()?;
+    let pidfd = notify::recv_fd(channel.as_fd()).ok()??;
+    let mounts = notify::recv_fd(channel.as_fd()).ok()??;
+    let stderr = notify::recv_fd(channel.as_fd()).ok()??;
+    let _ = seqpacket::set_stderr(stderr.as_fd());
+    let s = Supervisor::beside(pidfd, Rules::new(&plan.create_deny).ok()?, None);
+    if let Err(e) = ns::enter(mounts.as_fd(), libc::CLONE_NEWNS) {
+        return Some(s.abort("join the sandbox's mount namespace", &e));
+    }
+    drop((bytes, stderr, mounts));
+    Some(s.run(channel))
+}
+
 fn fork_above(rules: Rules, bridge: Option<Bridge>) -> io::Result<Forked> {
     let (ours, theirs) = notify::socketpair()?;
     let mut blocked = FORWARDED.to_vec();
@@ -309,6 +367,8 @@ impl Supervisor {
         // (a pipe the caller reads to its end, a terminal) is not the supervisor's to hold.
         let _ = notify::ignore(&IGNORED_BESIDE);
         let _ = notify::to_dev_null(&[libc::STDIN_FILENO, libc::STDOUT_FILENO]);
+        // What `ps` shows: this process supervises a sandbox (it is not the command).
+        let _ = notify::set_name(SUPERVISOR_NAME);
         Supervisor {
             rules,
             command: Command::Apart { pidfd: Some(pidfd) },

@@ -310,3 +310,82 @@ fn a_pool_whose_directory_is_gone_exits() {
         "the pool outlived its directory"
     );
 }
+
+/// The children of `parent` whose process name is `name` (from `/proc/PID/stat`, which is
+/// readable for processes that are not dumpable).
+fn children_named(parent: u32, name: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = &stat[open + 1..close];
+        let ppid = stat[close + 1..]
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok());
+        if comm == name && ppid == Some(parent) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+#[test]
+fn the_pools_supervisor_serves_the_launch_and_fails_closed_when_killed() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new();
+    s.start_pool();
+    let pool = s.pool_pid().expect("no pool process");
+    let mut child = s
+        .command(
+            "require",
+            "echo started; read line; echo x > plain && echo plain-ok; \
+             echo x > .bashrc && echo rc-ok; echo end",
+        )
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    std::io::BufRead::read_line(&mut out, &mut first).unwrap();
+    assert_eq!(first, "started\n");
+    // The launch forked no supervisor: the pool's, waiting in the set's user namespace, took
+    // the plan (and renamed itself).
+    let handed = children_named(pool, "gw-supervisor");
+    assert_eq!(handed.len(), 1, "supervisors handed a launch: {handed:?}");
+    let _ = Command::new("kill")
+        .args(["-KILL", &handed[0].to_string()])
+        .status();
+    let start = Instant::now();
+    while Path::new(&format!("/proc/{}/stat", handed[0])).exists()
+        && children_named(pool, "gw-supervisor").contains(&handed[0])
+        && start.elapsed() < Duration::from_secs(10)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    std::io::Write::write_all(&mut stdin, b"go\n").unwrap();
+    drop(stdin);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    child.wait().unwrap();
+    // Nobody answers the filter's questions: no create gets through.
+    assert_eq!(rest, "end\n");
+    let ws = s.dir.path().join("ws");
+    assert!(!ws.join("plain").exists() && !ws.join(".bashrc").exists());
+}

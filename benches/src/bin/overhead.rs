@@ -302,6 +302,8 @@ struct Setup {
     command: String,
     prefix: Vec<OsString>,
     before: Before,
+    /// Environment set for this setup only, on top of the suite's.
+    env: Vec<(String, OsString)>,
 }
 
 #[derive(Clone)]
@@ -378,6 +380,7 @@ impl Bench {
         self.before(&s.before);
         let argv: Vec<OsString> = s.prefix.iter().chain(&w.argv).cloned().collect();
         let mut c = self.command(&argv).ok_or("empty command")?;
+        c.envs(s.env.iter().map(|(k, v)| (k, v)));
         quiet(&mut c);
         let t = Instant::now();
         let status = c.status().map_err(|e| e.to_string())?;
@@ -735,6 +738,7 @@ fn setups(b: &mut Bench, gw: &Path) -> Vec<Setup> {
         command,
         prefix,
         before: Before::Nothing,
+        env: Vec::new(),
     };
     let gws = gw.as_os_str().to_os_string();
     let mut s = vec![
@@ -746,6 +750,14 @@ fn setups(b: &mut Bench, gw: &Path) -> Vec<Setup> {
             vec![gws.clone(), "exec".into(), "--cached".into(), "--".into()],
         ),
     ];
+    s.push(Setup {
+        env: vec![("GREYWALL_NS_POOL".into(), "0".into())],
+        ..simple(
+            GREYWALL_NO_POOL,
+            "GREYWALL_NS_POOL=0 greywall exec --cached -- CMD (the default policy; the launcher creates its namespaces itself)".into(),
+            vec![gws.clone(), "exec".into(), "--cached".into(), "--".into()],
+        )
+    });
     let proxyd = gw.with_file_name("greywall-proxyd");
     let proxy_works = proxyd.is_file()
         && Command::new(&proxyd).arg("--help").output().is_ok_and(|o| {
@@ -781,6 +793,7 @@ fn setups(b: &mut Bench, gw: &Path) -> Vec<Setup> {
         command: "greywall exec --cached -s edited.json -- CMD, the policy rewritten before every run (compile + cache store)".into(),
         prefix: vec![gws, "exec".into(), "--cached".into(), "-s".into(), edited.into(), "--".into()],
         before: Before::EditPolicy(b.root.join("policies/edited.json")),
+        env: Vec::new(),
     });
     match ["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"]
         .into_iter()
@@ -1072,6 +1085,7 @@ fn steps(b: &mut Bench, gw: &Path, rounds: usize) -> Vec<Cell> {
         command: "true".into(),
         prefix: vec![],
         before: Before::Nothing,
+        env: Vec::new(),
     }];
     for (i, (name, plan)) in step_plans(&full).into_iter().enumerate() {
         let file = dir.join(format!("step{i}.plan"));
@@ -1084,6 +1098,7 @@ fn steps(b: &mut Bench, gw: &Path, rounds: usize) -> Vec<Cell> {
             command: format!("greywall __exec-plan {} -- true", file.display()),
             prefix: vec![gw.into(), "__exec-plan".into(), file.into(), "--".into()],
             before: Before::Nothing,
+            env: Vec::new(),
         });
     }
     let w = Workload {

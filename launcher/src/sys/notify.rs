@@ -126,6 +126,12 @@ pub fn exit_now(code: libc::c_int) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// `prctl(PR_SET_NAME)`: the name `ps` shows for this process (at most 15 bytes).
+pub fn set_name(name: &CStr) -> io::Result<()> {
+    // SAFETY: `name` is NUL-terminated; the kernel copies at most 16 bytes of it.
+    super::check(unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) }).map(drop)
+}
+
 /// How a child process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {

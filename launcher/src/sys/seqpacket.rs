@@ -111,3 +111,74 @@ pub fn new_session() -> io::Result<()> {
     // SAFETY: setsid takes no arguments and changes only this process's attributes.
     super::check(unsafe { libc::setsid() }).map(drop)
 }
+
+/// Sends `bytes` as one message (`MSG_NOSIGNAL`: a closed peer is an error, not a signal).
+pub fn send(fd: BorrowedFd<'_>, bytes: &[u8]) -> io::Result<()> {
+    loop {
+        // SAFETY: `bytes` is readable for its length; send only reads it.
+        let n = unsafe {
+            libc::send(
+                fd.as_raw_fd(),
+                bytes.as_ptr().cast(),
+                bytes.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            return if usize::try_from(n).ok() == Some(bytes.len()) {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(libc::EMSGSIZE))
+            };
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// Receives one message of at most `max` bytes. `Ok(None)`: the peer closed the socket.
+pub fn recv(fd: BorrowedFd<'_>, max: usize) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = vec![0u8; max];
+    loop {
+        // SAFETY: `buf` is writable for `max` bytes; recv writes at most that many.
+        let n = unsafe { libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), max, 0) };
+        if n >= 0 {
+            let n = usize::try_from(n).unwrap_or(0);
+            if n == 0 {
+                return Ok(None);
+            }
+            buf.truncate(n);
+            return Ok(Some(buf));
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// Closes every descriptor of this process except 0, 1, 2 and `keep` (`close_range(2)`).
+pub fn close_all_but(keep: BorrowedFd<'_>) -> io::Result<()> {
+    let keep = libc::c_uint::try_from(keep.as_raw_fd())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?;
+    for (first, last) in [(3, keep.saturating_sub(1)), (keep + 1, libc::c_uint::MAX)] {
+        if first > last {
+            continue;
+        }
+        // SAFETY: close_range takes integers; the descriptors it closes are owned by nothing
+        // this process still uses (the caller says so).
+        let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0) };
+        if ret == -1 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Points standard error at the file `fd` names.
+pub fn set_stderr(fd: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: dup2 takes two descriptors; `fd` stays open across the call.
+    super::check(unsafe { libc::dup2(fd.as_raw_fd(), libc::STDERR_FILENO) }).map(drop)
+}
