@@ -73,7 +73,17 @@ pub fn exec_plan_file(plan: &Path, argv: &[OsString]) -> ExitCode {
 /// Applies `plan` and execs `argv`. Returns only on failure, or in the create-deny
 /// supervisor once the command has ended (with its status).
 pub fn run(plan: &LinuxPlan, argv: &[OsString]) -> ExitCode {
-    match launch(plan, argv) {
+    run_asked(plan, argv, None)
+}
+
+/// [`run`], with the namespace pool already asked for a set ([`crate::nspool::request`]):
+/// `Some(None)` when it was asked and none listened.
+pub fn run_asked(
+    plan: &LinuxPlan,
+    argv: &[OsString],
+    asked: Option<Option<crate::nspool::Request>>,
+) -> ExitCode {
+    match launch(plan, argv, asked) {
         Ok(Supervised(code)) => code,
         Err(f) => f.exit(),
     }
@@ -115,7 +125,11 @@ impl Failure {
 /// side returns only on failure.
 struct Supervised(ExitCode);
 
-fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Supervised, Failure> {
+fn launch(
+    plan: &LinuxPlan,
+    argv: &[OsString],
+    asked: Option<Option<crate::nspool::Request>>,
+) -> Result<Supervised, Failure> {
     if plan.pid_namespace {
         return Err(Failure::Setup(
             "PID namespaces are not supported yet".into(),
@@ -165,7 +179,7 @@ fn launch(plan: &LinuxPlan, argv: &[OsString]) -> Result<Supervised, Failure> {
     let joined = plan.namespaces
         && plan.network == Network::Isolated
         && std::env::var_os(NO_USERNS_ENV).is_none()
-        && join_prepared(&mut waiting)?;
+        && join_prepared(asked, &mut waiting)?;
     let namespaced = if joined {
         true
     } else if plan.namespaces && std::env::var_os(NO_USERNS_ENV).is_some() {
@@ -419,7 +433,10 @@ fn check_landlock_abi(plan: &LinuxPlan) -> Result<(), Failure> {
 /// private mount namespace. `Ok(false)`: no usable set, nothing changed (the caller creates
 /// the namespaces itself); with no pool running, one is started for the next launch.
 /// The supervisor the pool started for the set, if any, goes to `waiting`.
-fn join_prepared(waiting: &mut Option<supervise::Waiting>) -> Result<bool, Failure> {
+fn join_prepared(
+    asked: Option<Option<crate::nspool::Request>>,
+    waiting: &mut Option<supervise::Waiting>,
+) -> Result<bool, Failure> {
     use crate::nspool::{Taken, Use};
     let mode = crate::nspool::mode();
     if mode == Use::Off {
@@ -436,7 +453,8 @@ fn join_prepared(waiting: &mut Option<supervise::Waiting>) -> Result<bool, Failu
         }
     };
     let dir = crate::proxyd_client::socket_dir();
-    let mut set = match crate::nspool::take(&dir) {
+    let asked = asked.unwrap_or_else(|| crate::nspool::request(&dir));
+    let mut set = match asked.map_or(Taken::NoPool, crate::nspool::Request::answer) {
         Taken::Set(set) => set,
         Taken::Empty => return unavailable("the namespace pool has no set ready"),
         Taken::NoPool => {

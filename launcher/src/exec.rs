@@ -117,6 +117,11 @@ pub fn run(
     let cache = cache_root().map(Cache::new);
     let inv = invocation(&cwd, profile_key(settings, profile).as_deref());
 
+    // The namespace pool answers while the cache is checked (a plan without a network
+    // namespace of its own, rare, leaves the set unused).
+    let mut asked =
+        (cached && backend == Backend::Native && crate::nspool::mode() != crate::nspool::Use::Off)
+            .then(|| crate::nspool::request(&crate::proxyd_client::socket_dir()));
     let hit = match (&cache, cached) {
         (Some(cache), true) => fresh_key(cache, &inv).map(|key| (cache, key)),
         _ => None,
@@ -127,7 +132,7 @@ pub fn run(
                 if let Some(plan) = read_plan(&cache.plan_path(&key), &key)
                     && crate::bridge::ruleset_intact(&plan)
                 {
-                    return crate::apply::run(&plan, argv);
+                    return crate::apply::run_asked(&plan, argv, asked.take());
                 }
             }
             Backend::Bwrap => {
@@ -167,7 +172,7 @@ pub fn run(
         None
     };
     match (backend, written) {
-        (Backend::Native, _) => crate::apply::run(&compiled.plan, argv),
+        (Backend::Native, _) => crate::apply::run_asked(&compiled.plan, argv, asked),
         (Backend::Bwrap, Some(w)) => run_bwrap(&w.bwrap, &w.inner_plan, argv),
         (Backend::Bwrap, None) => fail("the bwrap backend needs the artifact cache"),
     }

@@ -80,20 +80,29 @@ pub enum Taken {
     NoPool,
 }
 
-/// A prepared set from the pool in `dir`.
-pub fn take(dir: &Path) -> Taken {
-    let Ok(sock) = seqpacket::connect(&dir.join(SOCKET)) else {
-        return Taken::NoPool;
-    };
-    let user = notify::recv_fd(sock.as_fd());
-    let net = notify::recv_fd(sock.as_fd());
-    match (user, net) {
-        (Ok(Some(user)), Ok(Some(net))) => Taken::Set(Prepared {
-            user,
-            net,
-            supervisor: notify::recv_fd(sock.as_fd()).ok().flatten(),
-        }),
-        _ => Taken::Empty,
+/// A request sent to the pool, whose answer has not been read yet.
+pub struct Request(OwnedFd);
+
+/// Asks the pool in `dir` for a set; `None` when no pool listens. The pool answers while the
+/// launcher goes on (checking its cache, say), so reading the answer later rarely waits.
+pub fn request(dir: &Path) -> Option<Request> {
+    seqpacket::connect(&dir.join(SOCKET)).ok().map(Request)
+}
+
+impl Request {
+    /// The pool's answer.
+    pub fn answer(self) -> Taken {
+        let sock = self.0;
+        let user = notify::recv_fd(sock.as_fd());
+        let net = notify::recv_fd(sock.as_fd());
+        match (user, net) {
+            (Ok(Some(user)), Ok(Some(net))) => Taken::Set(Prepared {
+                user,
+                net,
+                supervisor: notify::recv_fd(sock.as_fd()).ok().flatten(),
+            }),
+            _ => Taken::Empty,
+        }
     }
 }
 
