@@ -366,7 +366,13 @@ fn the_pools_supervisor_serves_the_launch_and_fails_closed_when_killed() {
     assert_eq!(first, "started\n");
     // The launch forked no supervisor: the pool's, waiting in the set's user namespace, took
     // the plan (and renamed itself).
-    let handed = children_named(pool, "gw-supervisor");
+    // (It renames itself once it has the plan, which may be after the command started.)
+    let start = Instant::now();
+    let mut handed = children_named(pool, "gw-supervisor");
+    while handed.is_empty() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+        handed = children_named(pool, "gw-supervisor");
+    }
     assert_eq!(handed.len(), 1, "supervisors handed a launch: {handed:?}");
     let _ = Command::new("kill")
         .args(["-KILL", &handed[0].to_string()])
