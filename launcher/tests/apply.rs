@@ -6,6 +6,8 @@
 //! `GREYWALL_REQUIRE_KERNEL=1` it fails instead.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::ExitStatusExt;
@@ -23,13 +25,7 @@ use greywall_compiler::plan::{
 const GREYWALL: &str = env!("CARGO_BIN_EXE_greywall");
 const PYTHON: &str = "/usr/bin/python3";
 
-/// Reports a missing kernel feature: fails under `GREYWALL_REQUIRE_KERNEL=1`, else says so.
-fn skip(reason: &str) {
-    if std::env::var_os("GREYWALL_REQUIRE_KERNEL").is_some_and(|v| v == "1") {
-        panic!("GREYWALL_REQUIRE_KERNEL=1 but {reason}");
-    }
-    eprintln!("SKIP: {reason}");
-}
+use common::skip;
 
 /// The running Landlock ABI, as the launcher itself reports it for a plan that asks too much.
 fn landlock_abi() -> u32 {
@@ -829,7 +825,11 @@ fn without_user_namespaces_landlock_handles_the_network() {
     assert_eq!(stdout(&out), "connected\n");
 
     // Demanding user namespaces fails closed.
-    let out = case.run_plan(&outer, &argv, &[("GREYWALL_REQUIRE", "landlock,userns"), NO_POOL]);
+    let out = case.run_plan(
+        &outer,
+        &argv,
+        &[("GREYWALL_REQUIRE", "landlock,userns"), NO_POOL],
+    );
     assert_code(&out, 125);
     assert!(
         stderr(&out).contains("user namespaces are unavailable (EPERM)"),

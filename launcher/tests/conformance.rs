@@ -54,6 +54,10 @@
 //! user; those lines accept both.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
+use common::skip;
+
 use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::os::linux::net::SocketAddrExt;
@@ -77,20 +81,6 @@ const EXTERNAL_UDP: &str = "198.51.100.7:9";
 
 /// Every errno `DENIED` stands for.
 const DENIALS: &[&str] = &["EACCES", "EPERM", "EROFS", "EBUSY", "EXDEV"];
-
-// ---- Skips ---------------------------------------------------------------------------------
-
-fn required() -> bool {
-    std::env::var_os("GREYWALL_REQUIRE_KERNEL").is_some_and(|v| v == "1")
-}
-
-/// Reports a missing kernel feature: fails under `GREYWALL_REQUIRE_KERNEL=1`, else says so.
-fn skip(reason: &str) {
-    if required() {
-        panic!("GREYWALL_REQUIRE_KERNEL=1 but {reason}");
-    }
-    eprintln!("SKIP: {reason}");
-}
 
 /// What `greywall check` says about this machine.
 struct Kernel {

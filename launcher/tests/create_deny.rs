@@ -9,6 +9,8 @@
 //! `GREYWALL_REQUIRE_KERNEL=1` it fails instead.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
@@ -26,13 +28,6 @@ const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// The workspace is writable; `*.key` files must not be written.
 const POLICY: &str = r#"{"filesystem": {"allowWrite": ["."], "denyWrite": ["**/*.key"]}}"#;
-
-fn skip(reason: &str) {
-    if std::env::var_os("GREYWALL_REQUIRE_KERNEL").is_some_and(|v| v == "1") {
-        panic!("GREYWALL_REQUIRE_KERNEL=1 but {reason}");
-    }
-    eprintln!("SKIP: {reason}");
-}
 
 /// A scratch directory: `home/`, `cache/`, the policy, and the workspace `ws/`, outside /tmp
 /// (the sandbox's /tmp is private).
@@ -71,13 +66,18 @@ impl Scratch {
             .arg("-s")
             .arg(self.dir.path().join("policy.json"))
             .arg("--")
-            .args(argv)
-            .current_dir(self.ws())
+            .args(argv);
+        self.environment(&mut cmd);
+        cmd
+    }
+
+    /// The workspace, a clean environment with the scratch home and cache.
+    fn environment(&self, cmd: &mut Command) {
+        cmd.current_dir(self.ws())
             .env_clear()
             .env("HOME", self.dir.path().join("home"))
             .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
             .env("PATH", PATH);
-        cmd
     }
 
     /// The same, under an outer launcher whose filter makes user namespaces unavailable:
@@ -91,12 +91,8 @@ impl Scratch {
             .args(["--", GREYWALL, "exec", "-s"])
             .arg(self.dir.path().join("policy.json"))
             .arg("--")
-            .args(argv)
-            .current_dir(self.ws())
-            .env_clear()
-            .env("HOME", self.dir.path().join("home"))
-            .env("XDG_CACHE_HOME", self.dir.path().join("cache"))
-            .env("PATH", PATH);
+            .args(argv);
+        self.environment(&mut cmd);
         cmd
     }
 
@@ -136,7 +132,7 @@ fn ready() -> bool {
     if o.status.code() == Some(0) {
         return true;
     }
-    skip(&format!(
+    common::skip(&format!(
         "the launcher cannot run here: {}",
         stderr(&o).trim()
     ));
@@ -147,7 +143,7 @@ fn python() -> bool {
     if Path::new(PYTHON).exists() {
         return true;
     }
-    skip(&format!("{PYTHON} is not installed"));
+    common::skip(&format!("{PYTHON} is not installed"));
     false
 }
 
@@ -815,17 +811,6 @@ fn signal(pid: u32, name: &str) {
     assert_code(&o, 0);
 }
 
-fn alive(pid: i32) -> bool {
-    // A zombie (its new parent has not reaped it yet) is dead for this purpose.
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .map(|(_, rest)| rest.trim_start().starts_with('Z'))
-        })
-        .is_some_and(|zombie| !zombie)
-}
-
 #[test]
 fn the_command_dies_with_a_supervisor_above() {
     if !ready() {
@@ -838,7 +823,7 @@ fn the_command_dies_with_a_supervisor_above() {
         "echo $$; while :; do sleep 0.05; done",
     ]));
     let command: i32 = first.parse().unwrap();
-    assert!(alive(command));
+    assert!(common::alive(command.unsigned_abs()));
     let supervisor = i32::try_from(child.id()).unwrap();
     if command == supervisor {
         signal(child.id(), "KILL");
@@ -847,10 +832,10 @@ fn the_command_dies_with_a_supervisor_above() {
     signal(child.id(), "KILL");
     child.wait().unwrap();
     let start = Instant::now();
-    while alive(command) && start.elapsed() < Duration::from_secs(10) {
+    while common::alive(command.unsigned_abs()) && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let survived = alive(command);
+    let survived = common::alive(command.unsigned_abs());
     if survived {
         signal(command.unsigned_abs(), "KILL");
     }
@@ -861,32 +846,17 @@ fn the_command_dies_with_a_supervisor_above() {
 /// line (which names the scratch directory). Its fdinfo would name the command exactly, but
 /// the supervisor is not dumpable, so only root could read it.
 fn supervisor_of(s: &Scratch, command: u32) -> Option<u32> {
-    let needle = s.dir.path().join("policy.json");
-    let needle = needle.to_str()?;
-    for proc_entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = proc_entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(cmdline) = std::fs::read(proc_entry.path().join("cmdline")) else {
-            continue;
-        };
-        let words: Vec<_> = cmdline
-            .split(|b| *b == 0)
-            .map(String::from_utf8_lossy)
-            .collect();
-        if pid != command
-            && alive(i32::try_from(pid).ok()?)
-            && words.first().is_some_and(|w| w.ends_with("greywall"))
-            && words.iter().any(|w| w == needle)
-        {
-            return Some(pid);
-        }
-    }
-    None
+    let policy = s.dir.path().join("policy.json");
+    let policy = policy.to_str()?;
+    common::processes()
+        .into_iter()
+        .find(|p| {
+            p.pid != command
+                && !p.zombie
+                && p.argv.first().is_some_and(|w| w.ends_with("greywall"))
+                && p.argv.iter().any(|w| w == policy)
+        })
+        .map(|p| p.pid)
 }
 
 #[test]
@@ -901,23 +871,13 @@ fn a_killed_supervisor_leaves_the_sandbox_closed() {
     let mut cmd = s.command(&[
         "/bin/sh",
         "-c",
-        "echo $$; read line; echo x > plain && echo plain-ok; echo x > .bashrc && echo rc-ok; echo end",
+        &format!("echo $$; {}", common::CREATE_AFTER_A_LINE),
     ]);
     cmd.env("GREYWALL_NS_POOL", "0");
     let (mut child, mut out, first) = spawn(cmd);
     assert_eq!(first.parse::<u32>().unwrap(), child.id());
     let supervisor = supervisor_of(&s, child.id()).expect("no supervisor beside the command");
-    signal(supervisor, "KILL");
-    let start = Instant::now();
-    while alive(i32::try_from(supervisor).unwrap()) && start.elapsed() < Duration::from_secs(10) {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut stdin = child.stdin.take().unwrap();
-    std::io::Write::write_all(&mut stdin, b"go\n").unwrap();
-    drop(stdin);
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
-    child.wait().unwrap();
+    let rest = common::kill_then_continue(supervisor, &mut child, &mut out);
     // Nobody answers the filter's questions: every create fails (ENOSYS), none slips through.
     assert_eq!(rest, "end\n");
     assert!(!s.at("plain").exists() && !s.at(".bashrc").exists());

@@ -24,6 +24,8 @@
 //! as a normal user.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -41,16 +43,7 @@ const REFUSALS: &[&str] = &[
     "EACCES", "EPERM", "EROFS", "EBUSY", "EXDEV", "ENOENT", "empty",
 ];
 
-fn required() -> bool {
-    std::env::var_os("GREYWALL_REQUIRE_KERNEL").is_some_and(|v| v == "1")
-}
-
-fn skip(reason: &str) {
-    if required() {
-        panic!("GREYWALL_REQUIRE_KERNEL=1 but {reason}");
-    }
-    eprintln!("SKIP: {reason}");
-}
+use common::skip;
 
 fn write_file(path: &Path, text: &str, mode: u32) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();

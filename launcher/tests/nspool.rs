@@ -4,6 +4,8 @@
 //! gone does not linger.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -11,13 +13,6 @@ use std::time::{Duration, Instant};
 const GREYWALL: &str = env!("CARGO_BIN_EXE_greywall");
 const PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 const PYTHON: &str = "/usr/bin/python3";
-
-fn skip(reason: &str) {
-    if std::env::var_os("GREYWALL_REQUIRE_KERNEL").is_some_and(|v| v == "1") {
-        panic!("GREYWALL_REQUIRE_KERNEL=1 but {reason}");
-    }
-    eprintln!("SKIP: {reason}");
-}
 
 /// A workspace with its own HOME, cache and runtime directory (where the pool's socket
 /// goes), outside /tmp.
@@ -74,26 +69,14 @@ impl Scratch {
     fn pool_pid(&self) -> Option<u32> {
         let dir = self.runtime();
         let dir = dir.to_str()?;
-        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            let words: Vec<_> = cmdline
-                .split(|b| *b == 0)
-                .map(String::from_utf8_lossy)
-                .collect();
-            if words.iter().any(|w| w == "__ns-pool") && words.iter().any(|w| w == dir) {
-                return Some(pid);
-            }
-        }
-        None
+        common::processes()
+            .into_iter()
+            .find(|p| {
+                !p.zombie
+                    && p.argv.iter().any(|w| w == "__ns-pool")
+                    && p.argv.iter().any(|w| w == dir)
+            })
+            .map(|p| p.pid)
     }
 }
 
@@ -120,7 +103,7 @@ fn ready() -> bool {
     if o.status.code() == Some(0) {
         return true;
     }
-    skip(&format!(
+    common::skip(&format!(
         "the launcher cannot run here: {}",
         stderr(&o).trim()
     ));
@@ -256,7 +239,7 @@ fn a_set_of_the_hosts_namespaces_is_never_joined() {
         return;
     }
     if !Path::new(PYTHON).exists() {
-        skip(&format!("{PYTHON} is not installed"));
+        common::skip(&format!("{PYTHON} is not installed"));
         return;
     }
     let s = Scratch::new();
@@ -301,44 +284,19 @@ fn a_pool_whose_directory_is_gone_exits() {
     let pid = s.pool_pid().expect("no pool process");
     std::fs::remove_dir_all(s.runtime()).unwrap();
     let start = Instant::now();
-    while Path::new(&format!("/proc/{pid}")).exists() && start.elapsed() < Duration::from_secs(10) {
+    while common::alive(pid) && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    // Re-parented to init, the pool is reaped as soon as it exits.
-    assert!(
-        !Path::new(&format!("/proc/{pid}")).exists(),
-        "the pool outlived its directory"
-    );
+    assert!(!common::alive(pid), "the pool outlived its directory");
 }
 
-/// The children of `parent` whose process name is `name` (from `/proc/PID/stat`, which is
-/// readable for processes that are not dumpable).
+/// The children of `parent` whose process name is `name`.
 fn children_named(parent: u32, name: &str) -> Vec<u32> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
-            continue;
-        };
-        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
-            continue;
-        };
-        let comm = &stat[open + 1..close];
-        let ppid = stat[close + 1..]
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok());
-        if comm == name && ppid == Some(parent) {
-            found.push(pid);
-        }
-    }
-    found
+    common::processes()
+        .into_iter()
+        .filter(|p| p.parent == Some(parent) && p.name == name && !p.zombie)
+        .map(|p| p.pid)
+        .collect()
 }
 
 #[test]
@@ -352,8 +310,7 @@ fn the_pools_supervisor_serves_the_launch_and_fails_closed_when_killed() {
     let mut child = s
         .command(
             "require",
-            "echo started; read line; echo x > plain && echo plain-ok; \
-             echo x > .bashrc && echo rc-ok; echo end",
+            &format!("echo started; {}", common::CREATE_AFTER_A_LINE),
         )
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -374,22 +331,7 @@ fn the_pools_supervisor_serves_the_launch_and_fails_closed_when_killed() {
         handed = children_named(pool, "gw-supervisor");
     }
     assert_eq!(handed.len(), 1, "supervisors handed a launch: {handed:?}");
-    let _ = Command::new("kill")
-        .args(["-KILL", &handed[0].to_string()])
-        .status();
-    let start = Instant::now();
-    while Path::new(&format!("/proc/{}/stat", handed[0])).exists()
-        && children_named(pool, "gw-supervisor").contains(&handed[0])
-        && start.elapsed() < Duration::from_secs(10)
-    {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let mut stdin = child.stdin.take().unwrap();
-    std::io::Write::write_all(&mut stdin, b"go\n").unwrap();
-    drop(stdin);
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
-    child.wait().unwrap();
+    let rest = common::kill_then_continue(handed[0], &mut child, &mut out);
     // Nobody answers the filter's questions: no create gets through.
     assert_eq!(rest, "end\n");
     let ws = s.dir.path().join("ws");
