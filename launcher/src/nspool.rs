@@ -143,6 +143,27 @@ impl Prepared {
     }
 }
 
+/// What `greywall check` says about the pool (without asking it for a set, which would use
+/// one up): whether one holds the lock of this user's runtime directory.
+pub fn status() -> String {
+    if mode() == Use::Off {
+        return format!("off ({ENV}=0)");
+    }
+    let dir = crate::proxyd_client::socket_dir();
+    let held = std::fs::OpenOptions::new()
+        .read(true)
+        .open(dir.join(LOCK))
+        .ok()
+        .map(|f| f.try_lock_shared().is_err());
+    match held {
+        Some(true) => format!("running ({})", dir.join(SOCKET).display()),
+        _ => format!(
+            "not running (the next launch starts it, in {})",
+            dir.display()
+        ),
+    }
+}
+
 /// Starts the pool daemon for `dir` in the background, unless one holds its lock. The
 /// launcher waits only for the first of the daemon's two forks.
 pub fn start(dir: &Path) {

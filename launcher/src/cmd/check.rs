@@ -179,6 +179,7 @@ pub fn run(settings: Option<&Path>) -> ExitCode {
     );
     let _ = writeln!(out, "  bwrap            {}", bwrap_status());
     let _ = writeln!(out, "  launcher         {}", launcher_linkage());
+    let _ = writeln!(out, "  namespace pool   {}", crate::nspool::status());
 
     let compiled = match crate::exec::compile_here(settings, None) {
         Ok(c) => c,
