@@ -108,7 +108,9 @@ pub enum Command {
     /// Internal: can this process create namespaces? (a child of `check`)
     ProbeUserns,
     /// Internal: the namespace pool daemon for a runtime directory ([`crate::nspool`]).
-    NsPool { dir: PathBuf },
+    NsPool {
+        dir: PathBuf,
+    },
     /// Internal: apply an already compiled plan file and exec (tests, the bwrap backend).
     ExecPlan {
         plan: PathBuf,

@@ -33,6 +33,8 @@ pub fn loopback_up() -> io::Result<()> {
     super::check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS as _, &raw mut req) })?;
     req.flags |= libc::IFF_UP as libc::c_short;
     // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
-    super::check(unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &raw const req) })?;
+    super::check(unsafe {
+        libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS as _, &raw const req)
+    })?;
     Ok(())
 }
