@@ -489,12 +489,13 @@ input_struct! {
         /// (`socks5://` or `socks5h://`, with host and port), for example greyproxy.
         #[schemars(example = &"socks5h://localhost:43052")]
         "proxyUrl" => proxy_url: Spanned<String>,
-        /// An upstream HTTP proxy that greywall's proxy forwards allowed traffic to
-        /// (`http://` or `https://`, with host and port).
+        /// Greywall's `HTTP(S)_PROXY` on macOS (`http://` or `https://`, with host and port).
+        /// Not used by greywall, whose proxy chains only to `proxyUrl`; set alone with
+        /// `allowedDomains`, launches fail rather than connect around it.
         #[schemars(example = &"http://localhost:43051")]
         "httpProxyUrl" => http_proxy_url: Spanned<String>,
-        /// The DNS server (`host:port`) greywall's proxy uses to resolve names. Absent: the
-        /// system resolver.
+        /// The DNS server (`host:port`) that answers the sandbox's DNS queries for allowed
+        /// names. Absent: greywall-proxyd's system resolver.
         #[schemars(example = &"127.0.0.1:53")]
         "dnsAddr" => dns_addr: Spanned<String>,
     }

@@ -26,7 +26,9 @@
 //! - **connect** is denied when the policy has no network rules (the sandbox then has no
 //!   network at all); otherwise greywall-proxyd's own name decision
 //!   ([`crate::egress::EgressRules::decide`]) answers: a `deniedDomains` rule wins, an
-//!   `allowedDomains` rule must match. In relaxed mode (`"*"`) only `deniedDomains` filters.
+//!   `allowedDomains` rule must match. In relaxed mode (`"*"`) the sandbox shares the host
+//!   network and no proxy runs: every connection is allowed, also to a `deniedDomains` entry
+//!   (the answer names the entry and says nothing enforces it).
 //!
 //! # What it cannot see
 //!
@@ -878,11 +880,12 @@ impl Decider<'_> {
         }
         // The proxy's own decision, in two steps: the name (or address literal) against the
         // rules, then an address literal against the classes refused unless named. In relaxed
-        // mode the host network is shared: only the first step filters, and only clients that
-        // use the proxy.
+        // mode the host network is shared and no proxy runs: nothing refuses anything, and a
+        // matching deny entry is only named.
         let relaxed = mode == NetworkMode::Relaxed;
         let rules = egress::rules(self.policy, &Sources::new());
         let mut v = rules.decide(host, port);
+        let unenforced_deny = relaxed && v.reason == EgressReason::DeniedByRule;
         let literal = matches!(Host::parse(host), Some(Host::Addr(_)));
         if !relaxed && let Some(Host::Addr(addr)) = Host::parse(host) {
             v = rules.check_address(&v, addr, port, false);
@@ -914,7 +917,7 @@ impl Decider<'_> {
                 "an allowedDomains rule matches {target}; the connection goes through greywall's proxy, which still refuses it if the name resolves to a loopback, private or metadata address no rule names"
             ),
             EgressReason::DeniedByRule if relaxed => format!(
-                "a deniedDomains rule matches {target} (in relaxed mode only clients that use the proxy are filtered)"
+                "a deniedDomains rule matches {target}, but relaxed mode (\"*\" in allowedDomains) shares the host network and runs no proxy: nothing enforces the rule, and the connection is made"
             ),
             EgressReason::DeniedByRule => {
                 format!("a deniedDomains rule matches {target}, and a deny wins")
@@ -929,7 +932,7 @@ impl Decider<'_> {
             ),
         };
         Decision {
-            allowed: v.allowed,
+            allowed: v.allowed || unenforced_deny,
             rule,
             because,
         }

@@ -94,6 +94,8 @@ codes! {
     Duplicate = "W509", "duplicate-rule", Warning, "The same rule appears twice.";
     NoEffect = "W510", "rule-has-no-effect", Warning, "A rule can never match or never changes a decision.";
     OrBoolean = "W511", "boolean-cannot-be-unset", Warning, "A `false` that an inherited `true` overrides: greywall.json booleans are OR-merged.";
+    HttpProxyUrlUnused = "W520", "http-proxy-url-unused", Warning, "`httpProxyUrl` is set but changes nothing: the sandbox's HTTP proxy is greywall's own.";
+    HttpProxyUrlUnsupported = "E521", "http-proxy-url-unsupported", Error, "`httpProxyUrl` names an HTTP proxy the sandbox's traffic would not go through: greywall chains only to a SOCKS5 `proxyUrl`.";
     SeatbeltUnexpressible = "E850", "not-expressible-on-macos", Error, "A rule the Seatbelt profile cannot express exactly; greywall refuses to compile the macOS profile rather than enforce something else.";
     GwSyntax = "E600", "gw-syntax-error", Error, "A `.gw` policy is not well formed: an unclosed `{` or `[`, or a stray `}`.";
     GwUnterminatedString = "E601", "gw-unterminated-string", Error, "A string in a `.gw` policy has no closing quote on its line.";

@@ -34,6 +34,7 @@ pub struct EgressRules {
     allow: Vec<Rule>,
     deny: Vec<Rule>,
     upstream: Option<Upstream>,
+    dns: Option<DnsServer>,
 }
 
 /// One rule, with the text and place it was written.
@@ -102,6 +103,15 @@ pub struct Upstream {
     pub port: u16,
     pub username: Option<String>,
     pub password: Option<String>,
+}
+
+/// The DNS server the sandbox's allowed queries are forwarded to (`network.dnsAddr`), instead
+/// of proxyd's system resolver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsServer {
+    pub host: String,
+    pub port: u16,
 }
 
 /// A decision and why.
@@ -353,6 +363,48 @@ impl EgressRules {
         self.upstream.as_ref()
     }
 
+    /// The DNS server allowed queries go to (`network.dnsAddr`), if the policy names one.
+    pub fn dns(&self) -> Option<&DnsServer> {
+        self.dns.as_ref()
+    }
+
+    /// The name decision for a DNS query: may the sandbox learn the addresses of `host`?
+    /// Yes when the rules allow the name on at least one port: a `deniedDomains` entry
+    /// without a port refuses it, one with a port only takes that port away. Address
+    /// literals are refused (a resolver is never asked for them).
+    pub fn decide_name(&self, host: &Host) -> Verdict {
+        if !matches!(host, Host::Name(_)) {
+            return verdict(false, None, Reason::BadHost);
+        }
+        // Any port matches a rule without one; `1` stands for "some port".
+        if let Some(r) = self
+            .deny
+            .iter()
+            .find(|r| r.pattern.port().is_none() && r.matches(host, 1))
+        {
+            return verdict(false, Some(r), Reason::DeniedByRule);
+        }
+        let mut refusal = None;
+        for r in &self.allow {
+            match r.pattern.port() {
+                None if r.matches(host, 1) => {
+                    return verdict(true, Some(r), Reason::AllowedByRule);
+                }
+                None => {}
+                Some(p) => {
+                    let v = self.decide_host(host, p);
+                    if v.allowed {
+                        return v;
+                    }
+                    if v.reason == Reason::DeniedByRule {
+                        refusal.get_or_insert(v);
+                    }
+                }
+            }
+        }
+        refusal.unwrap_or_else(|| verdict(false, None, Reason::NotAllowed))
+    }
+
     /// The name decision: the requested host (as the client wrote it) and port.
     pub fn decide(&self, host: &str, port: u16) -> Verdict {
         let Some(host) = Host::parse(host) else {
@@ -419,6 +471,7 @@ impl EgressRules {
             allow: self.allow.iter().map(Rule::to_ref).collect(),
             deny: self.deny.iter().map(Rule::to_ref).collect(),
             upstream: self.upstream.clone(),
+            dns: self.dns.clone(),
         };
         let mut bytes = serde_json::to_vec(&wire).unwrap_or_default();
         bytes.push(b'\n');
@@ -458,14 +511,25 @@ impl EgressRules {
         {
             return Err(EgressError::Upstream(u.scheme.clone()));
         }
+        if let Some(d) = &wire.dns
+            && (d.host.is_empty() || d.port == 0)
+        {
+            return Err(EgressError::Dns(format!("{}:{}", d.host, d.port)));
+        }
         Ok(EgressRules::new(
             read(wire.allow)?,
             read(wire.deny)?,
             wire.upstream,
+            wire.dns,
         ))
     }
 
-    fn new(mut allow: Vec<Rule>, mut deny: Vec<Rule>, upstream: Option<Upstream>) -> Self {
+    fn new(
+        mut allow: Vec<Rule>,
+        mut deny: Vec<Rule>,
+        upstream: Option<Upstream>,
+        dns: Option<DnsServer>,
+    ) -> Self {
         for list in [&mut allow, &mut deny] {
             list.sort_by(|a, b| (&a.text, &a.origin).cmp(&(&b.text, &b.origin)));
             list.dedup_by(|a, b| a.text == b.text && a.origin == b.origin);
@@ -474,6 +538,7 @@ impl EgressRules {
             allow,
             deny,
             upstream,
+            dns,
         }
     }
 }
@@ -488,8 +553,13 @@ pub enum EgressError {
     Version(u32),
     #[error("egress rule `{text}` is invalid: {message}")]
     Pattern { text: String, message: String },
-    #[error("upstream proxy scheme `{0}` is not socks5 or socks5h")]
+    #[error(
+        "upstream proxy scheme `{0}` is not supported: greywall-proxyd chains only to a SOCKS5 \
+         proxy (`proxyUrl`, socks5:// or socks5h://), not to an HTTP proxy (`httpProxyUrl`)"
+    )]
     Upstream(String),
+    #[error("DNS server `{0}` needs a host and a port other than 0")]
+    Dns(String),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -499,6 +569,9 @@ struct Wire {
     allow: Vec<RuleRef>,
     deny: Vec<RuleRef>,
     upstream: Option<Upstream>,
+    /// Absent (not `null`) without `dnsAddr`, so rule sets without it keep their bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dns: Option<DnsServer>,
 }
 
 /// Builds the rule set of a policy. `sources` names the origins (`file:line:col`).
@@ -509,7 +582,15 @@ pub fn rules(policy: &Policy, sources: &Sources) -> EgressRules {
         origin: sources.locate(e.origin),
     };
     let net = &policy.network;
-    let upstream = net.proxy_url.value.as_ref().map(|u| {
+    // `httpProxyUrl` alone asks for an HTTP upstream proxy. proxyd chains only to SOCKS5, so
+    // the rule set names it and proxyd refuses it ([`EgressRules::from_bytes`]): the launch
+    // fails instead of connecting around the proxy. With `proxyUrl` set, that one is used.
+    let upstream_url = net
+        .proxy_url
+        .value
+        .as_ref()
+        .or(net.http_proxy_url.value.as_ref());
+    let upstream = upstream_url.map(|u| {
         let (username, password) = match u.userinfo.as_deref().map(|i| i.split_once(':')) {
             Some(Some((n, p))) => (Some(n.to_string()), Some(p.to_string())),
             Some(None) => (u.userinfo.clone(), None),
@@ -523,10 +604,15 @@ pub fn rules(policy: &Policy, sources: &Sources) -> EgressRules {
             password,
         }
     });
+    let dns = net.dns_addr.value.as_ref().map(|d| DnsServer {
+        host: d.host.clone(),
+        port: d.port,
+    });
     EgressRules::new(
         net.allowed_domains.iter().map(rule).collect(),
         net.denied_domains.iter().map(rule).collect(),
         upstream,
+        dns,
     )
 }
 
@@ -761,6 +847,83 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(b.to_bytes(), bytes);
         assert_eq!(a.allow.len(), 3);
+    }
+
+    #[test]
+    fn dns_names_follow_the_name_rules_on_any_port() {
+        let r = policy(
+            r#"{"allowedDomains": ["*.example.com", "api.test:443", "both.test:443", "ssh.test:22", "*"],
+               "deniedDomains": ["evil.example.com", "both.test:443", "ssh.test:22"]}"#,
+        );
+        let name = |h: &str| r.decide_name(&Host::parse(h).unwrap());
+        assert!(name("a.example.com").allowed);
+        assert!(name("A.Example.COM.").allowed, "case and trailing dot");
+        let v = name("evil.example.com");
+        assert!(!v.allowed);
+        assert_eq!(v.reason, Reason::DeniedByRule);
+        assert_eq!(v.rule.unwrap().text, "evil.example.com");
+        // A deny on one port takes only that port: `*` still allows the others.
+        assert!(name("both.test").allowed);
+        assert!(!name("127.0.0.1").allowed, "literals are not names");
+
+        let r = policy(
+            r#"{"allowedDomains": ["api.test:443", "both.test:443"], "deniedDomains": ["both.test:443"]}"#,
+        );
+        let name = |h: &str| r.decide_name(&Host::parse(h).unwrap());
+        let v = name("api.test");
+        assert!(v.allowed);
+        assert_eq!(v.rule.unwrap().text, "api.test:443");
+        let v = name("both.test");
+        assert!(!v.allowed, "its only allowed port is denied");
+        assert_eq!(v.reason, Reason::DeniedByRule);
+        let v = name("other.test");
+        assert_eq!((v.allowed, v.reason), (false, Reason::NotAllowed));
+        assert!(
+            !policy("{}")
+                .decide_name(&Host::parse("a.test").unwrap())
+                .allowed
+        );
+    }
+
+    #[test]
+    fn dns_server_is_carried_only_when_set() {
+        let plain = policy(r#"{"allowedDomains": ["a.test"]}"#);
+        assert!(plain.dns().is_none());
+        let text = String::from_utf8(plain.to_bytes()).unwrap();
+        assert!(!text.contains("dns"), "{text}");
+        let r = policy(r#"{"allowedDomains": ["a.test"], "dnsAddr": "localhost:43053"}"#);
+        assert_eq!(
+            r.dns(),
+            Some(&DnsServer {
+                host: "localhost".into(),
+                port: 43053
+            })
+        );
+        let bytes = r.to_bytes();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(
+            text.contains(r#""dns":{"host":"localhost","port":43053}"#),
+            "{text}"
+        );
+        assert_eq!(EgressRules::from_bytes(&bytes).unwrap(), r);
+        let zero = text.replace("43053", "0");
+        assert!(EgressRules::from_bytes(zero.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn http_proxy_url_alone_makes_a_rule_set_proxyd_refuses() {
+        let r =
+            policy(r#"{"allowedDomains": ["a.test"], "httpProxyUrl": "http://localhost:43051"}"#);
+        assert_eq!(r.upstream().map(|u| u.scheme.as_str()), Some("http"));
+        let e = EgressRules::from_bytes(&r.to_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("httpProxyUrl"), "{e}");
+        let both = policy(
+            r#"{"allowedDomains": ["a.test"], "httpProxyUrl": "http://localhost:43051", "proxyUrl": "socks5://localhost:43052"}"#,
+        );
+        assert_eq!(both.upstream().map(|u| u.port), Some(43052));
+        assert!(EgressRules::from_bytes(&both.to_bytes()).is_ok());
     }
 
     #[test]

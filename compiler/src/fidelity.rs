@@ -153,7 +153,8 @@ pub fn report(policy: &Policy, resolved: &Resolved, kernel: &KernelFacts) -> Vec
                     Some(e.origin),
                     Level::Unenforceable(
                         "relaxed mode shares the host network and starts no proxy: nothing \
-                         filters the denied domains"
+                         filters the denied domains (filtering them would need the sandbox's own \
+                         network namespace, where clients that ignore HTTP_PROXY have no route)"
                             .into(),
                     ),
                 );
@@ -165,13 +166,67 @@ pub fn report(policy: &Policy, resolved: &Resolved, kernel: &KernelFacts) -> Vec
         .origin
         .filter(|_| net.local_outbound() && net.mode() != NetworkMode::Relaxed)
     {
+        let named = net.allowed_domains.iter().any(|e| {
+            use crate::pattern::domain::DomainPattern;
+            match &e.value {
+                DomainPattern::OnPort(h, _) => match h.as_ref() {
+                    DomainPattern::Exact(n) => n == "localhost",
+                    DomainPattern::Ip(ip) => ip.is_loopback(),
+                    _ => false,
+                },
+                _ => false,
+            }
+        });
         row(
             "network.allowLocalOutbound".into(),
             Some(o),
-            Level::Unenforceable(
-                "host loopback services are not bridged into the sandbox yet (stricter)".into(),
-            ),
+            if named {
+                Level::Exact
+            } else {
+                Level::Approximated(
+                    "only host services named with their port (`localhost:5432`) are bridged \
+                     into the sandbox; none is named, so none is reachable (stricter)"
+                        .into(),
+                )
+            },
         );
+    }
+    if let Some(o) = net
+        .http_proxy_url
+        .origin
+        .filter(|_| net.http_proxy_url.value.is_some())
+    {
+        let level = match (net.mode(), &net.proxy_url.value) {
+            (NetworkMode::Isolated, _) => {
+                Level::Approximated("not used: the policy allows no network".into())
+            }
+            (NetworkMode::Filtered, Some(_)) => Level::Approximated(
+                "not used: HTTP_PROXY inside is greywall's own proxy, and greywall-proxyd sends \
+                 every allowed connection through proxyUrl"
+                    .into(),
+            ),
+            (NetworkMode::Filtered, None) => Level::Unenforceable(
+                "greywall-proxyd chains only to a SOCKS5 proxyUrl: it refuses this rule set, \
+                 and the command does not run"
+                    .into(),
+            ),
+            (NetworkMode::Relaxed, _) => Level::Unenforceable(
+                "relaxed mode shares the host network and sets no proxy".into(),
+            ),
+        };
+        row("network.httpProxyUrl".into(), Some(o), level);
+    }
+    if let Some(o) = net.dns_addr.origin.filter(|_| net.dns_addr.value.is_some()) {
+        let level = match net.mode() {
+            NetworkMode::Filtered => Level::Exact,
+            NetworkMode::Isolated => {
+                Level::Approximated("not used: the policy allows no network".into())
+            }
+            NetworkMode::Relaxed => {
+                Level::Unenforceable("relaxed mode shares the host network and its resolver".into())
+            }
+        };
+        row("network.dnsAddr".into(), Some(o), level);
     }
     if !net.allow_all_unix_sockets.value {
         row(
@@ -304,7 +359,7 @@ pub fn report_macos(policy: &Policy) -> Vec<Row> {
                     format!("network.deniedDomains {}", e.value),
                     Some(e.origin),
                     Level::Unenforceable(
-                        "relaxed mode allows every connection; only clients that use the proxy are filtered".into(),
+                        "relaxed mode allows every connection and starts no proxy: nothing filters the denied domains".into(),
                     ),
                 );
             }

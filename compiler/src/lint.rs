@@ -4,7 +4,8 @@
 //! - dangerous grants: write access to `/` or the home directory (E500), to files that run
 //!   code later (E501), to `$PATH` directories (E502), to greywall's own state (E503); read
 //!   access to credentials (E504); the Docker or Podman socket (E505);
-//! - network: wildcards over shared-hosting domains (W506), relaxed mode (W507);
+//! - network: wildcards over shared-hosting domains (W506), relaxed mode (W507), an
+//!   `httpProxyUrl` greywall does not use (W520) or cannot honour (E521);
 //! - rules shadowed by broader ones (W508) and rules that never change a decision (W510).
 //!
 //! Duplicates (W509) are found while merging, in [`crate::merge`].
@@ -95,6 +96,7 @@ pub fn lint(policy: &Policy, sources: &Sources, root: SourceId, env: &LintEnv) -
     l.credentials(policy);
     l.sockets(policy);
     l.domains(policy);
+    l.http_proxy_url(policy);
     l.shadowing(policy);
     l.no_effect(policy);
     let mut diags = l.diags;
@@ -380,7 +382,7 @@ impl Linter<'_> {
                     Diagnostic::new(Code::RelaxedNetwork, "`*` turns on relaxed network mode")
                         .at(e.origin)
                         .label("the sandbox shares the host network")
-                        .note("only clients that honour HTTP_PROXY are filtered; anything else connects anywhere, including the local network and cloud metadata")
+                        .note("no proxy runs in relaxed mode: deniedDomains are not enforced, and every client connects anywhere, including the local network and cloud metadata")
                         .help("list the domains the command needs instead"),
                 );
                 continue;
@@ -559,6 +561,52 @@ impl Linter<'_> {
     fn push(&mut self, d: Diagnostic) {
         self.diags.push(d);
     }
+
+    /// `httpProxyUrl`: Greywall used it on macOS only, as `HTTP(S)_PROXY`. greywall's sandbox
+    /// always gets greywall's own HTTP proxy, which greywall-proxyd chains to `proxyUrl` (SOCKS5)
+    /// and nothing else, so the setting is never used. Harmless when no traffic could miss the
+    /// proxy it names (no network, or a `proxyUrl`); an error otherwise, since the traffic would
+    /// go around it.
+    fn http_proxy_url(&mut self, policy: &Policy) {
+        use crate::model::NetworkMode;
+        let net = &policy.network;
+        let (Some(url), Some(origin)) = (&net.http_proxy_url.value, net.http_proxy_url.origin)
+        else {
+            return;
+        };
+        let d = match (net.mode(), &net.proxy_url.value) {
+            (NetworkMode::Isolated, _) => Diagnostic::new(
+                Code::HttpProxyUrlUnused,
+                "`httpProxyUrl` is not used",
+            )
+            .at(origin)
+            .label("the policy allows no network")
+            .help("remove `httpProxyUrl`"),
+            (NetworkMode::Filtered, Some(upstream)) => Diagnostic::new(
+                Code::HttpProxyUrlUnused,
+                "`httpProxyUrl` is not used",
+            )
+            .at(origin)
+            .label("HTTP_PROXY inside the sandbox is greywall's own proxy")
+            .note(format!(
+                "greywall-proxyd sends every allowed connection, HTTP included, through `proxyUrl` ({upstream})"
+            ))
+            .help("remove `httpProxyUrl`"),
+            (mode, _) => Diagnostic::new(
+                Code::HttpProxyUrlUnsupported,
+                format!("the sandbox's traffic would not go through `httpProxyUrl` ({url})"),
+            )
+            .at(origin)
+            .label("greywall cannot use an HTTP upstream proxy")
+            .note(if mode == NetworkMode::Relaxed {
+                "relaxed mode shares the host network and sets no proxy"
+            } else {
+                "HTTP_PROXY inside the sandbox is greywall's own proxy, and greywall-proxyd chains only to a SOCKS5 `proxyUrl`: it refuses this rule set, so the command does not run"
+            })
+            .help("set `proxyUrl` to the same proxy's SOCKS5 address (greyproxy: `socks5://localhost:43052`) and remove `httpProxyUrl`"),
+        };
+        self.push(d);
+    }
 }
 
 fn grant_is_open_reads(span: Option<Span>, fs: &crate::model::Filesystem) -> bool {
@@ -585,4 +633,48 @@ fn container_socket(span: Span, what: &str) -> Diagnostic {
     .at(span)
     .note("whoever can talk to the container engine is root on the host")
     .help("allow only the sockets the command needs, and never a container engine's")
+}
+
+#[cfg(test)]
+mod http_proxy_url_tests {
+    use super::*;
+    use crate::load::{Input, load};
+
+    fn codes(network: &str) -> Vec<&'static str> {
+        let l = load(&Input::Text {
+            name: "greywall.json".into(),
+            text: format!("{{\"network\": {network}}}"),
+            dir: ".".into(),
+        });
+        let Some(p) = l.policy.as_ref() else {
+            return vec!["no policy"];
+        };
+        lint(p, &l.sources, SourceId(0), &LintEnv::default())
+            .iter()
+            .map(|d| d.code.id())
+            .filter(|c| matches!(*c, "W520" | "E521"))
+            .collect()
+    }
+
+    #[test]
+    fn http_proxy_url_is_an_error_where_traffic_would_miss_it() {
+        let http = r#""httpProxyUrl": "http://localhost:43051""#;
+        assert_eq!(codes(&format!("{{{http}}}")), ["W520"], "no network");
+        assert_eq!(
+            codes(&format!(
+                r#"{{{http}, "allowedDomains": ["a.test"], "proxyUrl": "socks5://localhost:43052"}}"#
+            )),
+            ["W520"],
+            "chained to proxyUrl"
+        );
+        assert_eq!(
+            codes(&format!(r#"{{{http}, "allowedDomains": ["a.test"]}}"#)),
+            ["E521"]
+        );
+        assert_eq!(
+            codes(&format!(r#"{{{http}, "allowedDomains": ["*"]}}"#)),
+            ["E521"]
+        );
+        assert!(codes(r#"{"allowedDomains": ["a.test"]}"#).is_empty());
+    }
 }

@@ -10,8 +10,10 @@
 //!    directory open (the sandbox's view hides it), and binds the host side of `-p` ports on
 //!    the host's `127.0.0.1`;
 //! 2. inside the new network namespace ([`Prepared::bind_inside`]): binds `127.0.0.1` on the
-//!    HTTP and SOCKS ports, and on each host port the policy lets the sandbox reach
-//!    (`allowLocalOutbound` with `localhost:PORT` entries), then reads proxyd's answer to the
+//!    HTTP and SOCKS ports, on each host port the policy lets the sandbox reach
+//!    (`allowLocalOutbound` with `localhost:PORT` entries), and on port 53 (UDP and TCP) for
+//!    DNS, binds a `resolv.conf` naming `127.0.0.1` read-only over `/etc/resolv.conf` (the
+//!    launcher is in the sandbox's mount namespace by then), then reads proxyd's answer to the
 //!    registration (a token that lives as long as that connection, or a refusal: the command
 //!    does not start). proxyd checks the rule set while the launcher builds the sandbox, so
 //!    the round trip costs the launch little;
@@ -20,16 +22,21 @@
 //!    proxyd, writes `GW1 CONNECT <token> http|socks5`, and copies bytes both ways with
 //!    non-blocking sockets and one buffer per direction. A host port is reached through
 //!    proxyd's SOCKS5 side (so proxyd's rules and audit log see it too); a `-p` port by a
-//!    connection to the server inside.
+//!    connection to the server inside. DNS over TCP is spliced the same way behind
+//!    `GW1 DNS <token> tcp`; DNS datagrams go over one `GW1 DNS <token> udp` connection, each
+//!    with a two-byte length and an id of the bridge's own ([`DnsRelay`]), and the answers go
+//!    back to the client that asked.
 //!
 //! Nothing here runs for a plan without egress and without `-p`.
 
-use std::ffi::OsString;
+use std::collections::HashMap;
+use std::ffi::{CStr, CString, OsString};
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use greywall_compiler::plan::{Egress, LinuxPlan, Network};
 
@@ -37,6 +44,14 @@ use crate::proxyd_client::{self, Pending, Registration};
 
 /// Bytes buffered per direction of a spliced connection.
 const BUF: usize = 64 * 1024;
+/// The DNS port inside the sandbox.
+const DNS_PORT: u16 = 53;
+/// DNS datagrams waiting for proxyd's answer; the oldest is forgotten past this.
+const DNS_PENDING: usize = 256;
+/// How long a DNS datagram waits for its answer before it is forgotten (clients retry).
+const DNS_WAIT: Duration = Duration::from_secs(10);
+/// Bytes of queries waiting to be written to proxyd; datagrams beyond are dropped.
+const DNS_BACKLOG: usize = 256 * 1024;
 
 /// Network options from the command line (`greywall exec -p PORT -m`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -189,6 +204,8 @@ enum Target {
     HostPort(u16),
     /// A server inside the sandbox (`-p`), from the host's side.
     Inside(u16),
+    /// proxyd's DNS side, for a client's DNS-over-TCP connection.
+    Dns,
 }
 
 struct Listener {
@@ -203,6 +220,10 @@ impl Prepared {
         if let Some(e) = &plan.egress {
             let mut wanted = vec![(e.http_port, Target::Http), (e.socks_port, Target::Socks)];
             wanted.extend(e.local_outbound.iter().map(|p| (*p, Target::HostPort(*p))));
+            // A host service named on port 53 keeps its port; DNS then has UDP only.
+            if !wanted.iter().any(|(p, _)| *p == DNS_PORT) {
+                wanted.push((DNS_PORT, Target::Dns));
+            }
             for (port, target) in wanted {
                 let sock = bind_loopback(port).map_err(|err| {
                     format!("cannot listen on 127.0.0.1:{port} inside the sandbox: {err}")
@@ -216,6 +237,13 @@ impl Prepared {
                 target: Target::Inside(port),
             });
         }
+        let dns = match &plan.egress {
+            Some(_) => {
+                bind_resolv_conf()?;
+                Some(DnsRelay::bind()?)
+            }
+            None => None,
+        };
         let registration = self.registration.map(Pending::finish).transpose()?;
         let mut watch = None;
         if let Some(reg) = &registration {
@@ -240,9 +268,52 @@ impl Prepared {
             registered: true,
             watch,
             watch_buf: Vec::new(),
+            dns,
             conns: Vec::new(),
         })
     }
+}
+
+/// Where the sandbox's resolvers look.
+const RESOLV_CONF: &CStr = c"/etc/resolv.conf";
+/// What they find there: the bridge answers DNS on the sandbox's own `127.0.0.1:53`.
+const RESOLV_CONF_TEXT: &[u8] = b"# greywall: names are resolved by greywall-proxyd through \
+the sandbox's bridge, and only those the policy allows\nnameserver 127.0.0.1\n";
+/// Where the file is written first: the sandbox's private `/dev/shm` (a tmpfs of its own mount
+/// namespace; a file opened outside that namespace cannot be bind-mounted in it). It is
+/// removed once bound, so nothing is left there.
+const RESOLV_CONF_SOURCE: &str = "/dev/shm/.greywall-resolv.conf";
+
+/// Binds a resolv.conf naming `127.0.0.1` read-only over `/etc/resolv.conf` (over the file it
+/// links to, when it is a symlink). Call in the sandbox's mount namespace, after its view is
+/// built. Without one (or with a dangling link) there is nothing to cover: resolvers then ask
+/// `127.0.0.1` by default.
+fn bind_resolv_conf() -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+
+    use crate::sys::mount;
+    if !mount::exists(RESOLV_CONF) {
+        return Ok(());
+    }
+    let fail = |what: &str, e: io::Error| format!("cannot {what} /etc/resolv.conf: {e}");
+    let source = format!("{RESOLV_CONF_SOURCE}.{}", std::process::id());
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&source)
+        .and_then(|mut f| f.write_all(RESOLV_CONF_TEXT));
+    let bound = written
+        .map_err(|e| fail(&format!("write {source} for"), e))
+        .and_then(|()| {
+            let c = CString::new(source.as_str())
+                .map_err(|e| fail("name the source of", io::Error::other(e)))?;
+            mount::bind(&c, RESOLV_CONF).map_err(|e| fail("bind a resolv.conf over", e))?;
+            mount::set_read_only(RESOLV_CONF, false).map_err(|e| fail("make read-only", e))
+        });
+    let _ = std::fs::remove_file(&source);
+    bound
 }
 
 /// The supervisor's half: listeners, the registration, and the spliced connections.
@@ -253,6 +324,8 @@ pub struct Bridge {
     registered: bool,
     watch: Option<UnixStream>,
     watch_buf: Vec<u8>,
+    /// DNS datagrams on `127.0.0.1:53` inside.
+    dns: Option<DnsRelay>,
     conns: Vec<Conn>,
 }
 
@@ -279,6 +352,12 @@ impl Bridge {
             self.watch.as_ref().map_or(-1, AsRawFd::as_raw_fd),
             libc::POLLIN,
         ));
+        let (udp, up) = self
+            .dns
+            .as_ref()
+            .map_or(((-1, 0), (-1, 0)), DnsRelay::events);
+        out.push(pollfd(udp.0, udp.1));
+        out.push(pollfd(up.0, up.1));
         for c in &self.conns {
             let (a, b) = c.events();
             out.push(pollfd(c.client.fd(), a));
@@ -291,7 +370,8 @@ impl Bridge {
         let nl = self.listeners.len();
         let (listen, rest) = fds.split_at(nl.min(fds.len()));
         let (reg, rest) = rest.split_at(1.min(rest.len()));
-        let (watch, conns) = rest.split_at(1.min(rest.len()));
+        let (watch, rest) = rest.split_at(1.min(rest.len()));
+        let (dns, conns) = rest.split_at(2.min(rest.len()));
         // Connections first: accepting below appends to the list the descriptors describe.
         for (c, pair) in self.conns.iter_mut().zip(conns.chunks(2)) {
             if pair.iter().any(|p| p.revents != 0) {
@@ -304,6 +384,12 @@ impl Bridge {
         }
         if watch.first().is_some_and(|p| p.revents != 0) {
             self.watch_event();
+        }
+        if dns.iter().any(|p| p.revents != 0)
+            && let Some(d) = &mut self.dns
+        {
+            let reg = self.registration.as_ref().filter(|_| self.registered);
+            d.ready(reg, dns.first().is_some_and(|p| p.revents != 0));
         }
         let ready: Vec<usize> = (0..listen.len())
             .filter(|i| listen[*i].revents != 0)
@@ -382,6 +468,14 @@ impl Bridge {
                 let _ = s.set_nodelay(true);
                 (Stream::Tcp(s), Vec::new(), None)
             }
+            Target::Dns => {
+                let reg = self.registration.as_ref().filter(|_| self.registered)?;
+                (
+                    Stream::Unix(reg.connect().ok()?),
+                    reg.dns_preamble("tcp"),
+                    None,
+                )
+            }
             Target::Http | Target::Socks | Target::HostPort(_) => {
                 let reg = self.registration.as_ref().filter(|_| self.registered)?;
                 let s = reg.connect().ok()?;
@@ -414,6 +508,177 @@ impl Bridge {
             socks_reply,
             done: false,
         })
+    }
+}
+
+/// DNS datagrams from inside, carried over one `GW1 DNS <token> udp` connection to proxyd.
+///
+/// Each query gets an id of the relay's own (several clients may pick the same one), goes to
+/// proxyd behind a two-byte length, and its answer goes back to the client that asked, with
+/// the client's id. Queries that wait more than [`DNS_WAIT`] are forgotten; if proxyd closes
+/// the connection, waiting queries are dropped (clients retry) and the next query opens a new
+/// one.
+struct DnsRelay {
+    sock: UdpSocket,
+    upstream: Option<UnixStream>,
+    /// Framed queries (after the first line) not yet written to proxyd.
+    out: Vec<u8>,
+    /// Bytes from proxyd not yet a whole answer.
+    input: Vec<u8>,
+    /// The relay's id → the client, its id, and when it asked.
+    pending: HashMap<u16, (SocketAddr, u16, Instant)>,
+    next_id: u16,
+}
+
+impl DnsRelay {
+    fn bind() -> Result<DnsRelay, String> {
+        let sock = UdpSocket::bind(SocketAddr::from(([127, 0, 0, 1], DNS_PORT)))
+            .and_then(|s| s.set_nonblocking(true).map(|()| s))
+            .map_err(|e| {
+                format!("cannot listen on 127.0.0.1:{DNS_PORT}/udp inside the sandbox: {e}")
+            })?;
+        Ok(DnsRelay {
+            sock,
+            upstream: None,
+            out: Vec::new(),
+            input: Vec::new(),
+            pending: HashMap::new(),
+            next_id: 0,
+        })
+    }
+
+    /// `(fd, events)` for the datagram socket and the connection to proxyd.
+    fn events(&self) -> ((RawFd, libc::c_short), (RawFd, libc::c_short)) {
+        let udp = if self.out.len() < DNS_BACKLOG {
+            libc::POLLIN
+        } else {
+            0
+        };
+        let up = match &self.upstream {
+            Some(u) => {
+                let mut ev = libc::POLLIN;
+                if !self.out.is_empty() {
+                    ev |= libc::POLLOUT;
+                }
+                (u.as_raw_fd(), ev)
+            }
+            None => (-1, 0),
+        };
+        ((self.sock.as_raw_fd(), udp), up)
+    }
+
+    fn ready(&mut self, reg: Option<&Registration>, datagrams: bool) {
+        let now = Instant::now();
+        self.pending
+            .retain(|_, (_, _, t)| now.duration_since(*t) < DNS_WAIT);
+        if datagrams {
+            self.receive(reg, now);
+        }
+        if self.upstream.is_some() && self.exchange().is_err() {
+            self.upstream = None;
+            self.out.clear();
+            self.input.clear();
+            self.pending.clear();
+        }
+    }
+
+    /// Reads the waiting datagrams and queues them for proxyd.
+    fn receive(&mut self, reg: Option<&Registration>, now: Instant) {
+        let mut buf = [0u8; 4096];
+        for _ in 0..64 {
+            let (n, from) = match self.sock.recv_from(&mut buf) {
+                Ok(x) => x,
+                Err(_) => return,
+            };
+            // Shorter than a header: not a query.
+            let Some(msg) = buf.get(..n).filter(|m| m.len() >= 12) else {
+                continue;
+            };
+            if self.out.len() >= DNS_BACKLOG {
+                continue;
+            }
+            if self.upstream.is_none() {
+                // Without a live registration there is nowhere to ask.
+                let Some((reg, s)) = reg.and_then(|r| {
+                    let s = r.connect().ok()?;
+                    s.set_nonblocking(true).ok()?;
+                    Some((r, s))
+                }) else {
+                    continue;
+                };
+                self.upstream = Some(s);
+                self.out = reg.dns_preamble("udp");
+                self.input.clear();
+                self.pending.clear();
+            }
+            if self.pending.len() >= DNS_PENDING
+                && let Some(oldest) = self
+                    .pending
+                    .iter()
+                    .min_by_key(|(_, (_, _, t))| *t)
+                    .map(|(id, _)| *id)
+            {
+                self.pending.remove(&oldest);
+            }
+            let mut id = self.next_id;
+            while self.pending.contains_key(&id) {
+                id = id.wrapping_add(1);
+            }
+            self.next_id = id.wrapping_add(1);
+            self.pending
+                .insert(id, (from, u16::from_be_bytes([msg[0], msg[1]]), now));
+            let len = u16::try_from(n).unwrap_or(u16::MAX);
+            self.out.extend_from_slice(&len.to_be_bytes());
+            self.out.extend_from_slice(&id.to_be_bytes());
+            self.out.extend_from_slice(&msg[2..]);
+        }
+    }
+
+    /// Writes queued queries and reads answers; an error ends the connection.
+    fn exchange(&mut self) -> io::Result<()> {
+        let Some(up) = &self.upstream else {
+            return Ok(());
+        };
+        while !self.out.is_empty() {
+            match (&*up).write(&self.out) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.out.drain(..n);
+                }
+                Err(e) if would_block(&e) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let mut buf = [0u8; 8192];
+        loop {
+            match (&*up).read(&mut buf) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => self.input.extend_from_slice(&buf[..n]),
+                Err(e) if would_block(&e) => break,
+                Err(e) => return Err(e),
+            }
+        }
+        let mut at = 0;
+        while let Some(len) = self
+            .input
+            .get(at..at + 2)
+            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
+        {
+            let Some(msg) = self.input.get(at + 2..at + 2 + len) else {
+                break;
+            };
+            if let Some(head) = msg.get(..2)
+                && let Some((client, client_id, _)) =
+                    self.pending.remove(&u16::from_be_bytes([head[0], head[1]]))
+            {
+                let mut reply = msg.to_vec();
+                reply[..2].copy_from_slice(&client_id.to_be_bytes());
+                let _ = self.sock.send_to(&reply, client);
+            }
+            at += 2 + len;
+        }
+        self.input.drain(..at);
+        Ok(())
     }
 }
 
@@ -641,6 +906,62 @@ mod tests {
         assert_eq!(socks_reply_len(&name).unwrap(), Some(10));
         assert!(socks_reply_len(&[5, 0, 5, 2, 0, 1, 0, 0, 0, 0, 0, 0]).is_err());
         assert!(socks_reply_len(&[5, 0xff]).is_err());
+    }
+
+    #[test]
+    fn dns_datagrams_with_the_same_id_get_their_own_answers() {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_nonblocking(true).unwrap();
+        let at = sock.local_addr().unwrap();
+        let (up, proxyd) = UnixStream::pair().unwrap();
+        up.set_nonblocking(true).unwrap();
+        let mut relay = DnsRelay {
+            sock,
+            upstream: Some(up),
+            out: Vec::new(),
+            input: Vec::new(),
+            pending: HashMap::new(),
+            next_id: 7,
+        };
+        let clients: Vec<UdpSocket> = (0..2)
+            .map(|_| UdpSocket::bind("127.0.0.1:0").unwrap())
+            .collect();
+        for (i, c) in clients.iter().enumerate() {
+            let mut q = vec![0x11, 0x11, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+            q.push(b'a' + i as u8);
+            c.send_to(&q, at).unwrap();
+        }
+        // Both datagrams go to proxyd, framed, with the relay's ids 7 and 8.
+        let mut framed = Vec::new();
+        for _ in 0..50 {
+            relay.ready(None, true);
+            let _ = proxyd.set_nonblocking(true);
+            let mut buf = [0u8; 256];
+            if let Ok(n) = (&proxyd).read(&mut buf) {
+                framed.extend_from_slice(&buf[..n]);
+            }
+            if framed.len() >= 2 * 15 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(&framed[..4], &[0, 13, 0, 7]);
+        assert_eq!(&framed[15..19], &[0, 13, 0, 8]);
+        assert_eq!((framed[14], framed[29]), (b'a', b'b'));
+        // Answers in the other order, one of them split across two reads.
+        let answer = |id: u8, mark: u8| [0, 3, 0, id, mark];
+        (&proxyd).write_all(&answer(8, b'B')).unwrap();
+        (&proxyd).write_all(&answer(7, b'A')[..2]).unwrap();
+        relay.ready(None, false);
+        (&proxyd).write_all(&answer(7, b'A')[2..]).unwrap();
+        relay.ready(None, false);
+        for (c, mark) in clients.iter().zip([b'A', b'B']) {
+            c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 16];
+            let (n, from) = c.recv_from(&mut buf).unwrap();
+            assert_eq!((&buf[..n], from), (&[0x11, 0x11, mark][..], at));
+        }
+        assert!(relay.pending.is_empty());
     }
 
     #[test]

@@ -10,7 +10,6 @@ use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -96,15 +95,21 @@ pub fn connect_or_start(dir: &Path) -> Result<UnixStream, String> {
         .mode(0o600)
         .open(dir.join(STDERR))
         .map_err(|e| format!("cannot open {}: {e}", dir.join(STDERR).display()))?;
-    // Detached: its own process group (terminal signals to the command's group miss it), no
-    // terminal on its standard streams. It outlives this launcher and exits when idle.
+    // Detached: proxyd makes itself the leader of a session of its own at once
+    // (`--new-session`, setsid), so the terminal's and the session's signals miss it; no
+    // terminal on its standard streams; its standard error goes to `proxyd.stderr`, which it
+    // keeps bounded (`--stderr`: rotated to `proxyd.stderr.1` past 1 MiB). The file is also
+    // its standard error from the start, so that a failure before it parses its arguments is
+    // there too. It outlives this launcher and exits when idle.
     let mut child = Command::new(&bin)
         .arg("--socket")
         .arg(&sock)
+        .arg("--new-session")
+        .arg("--stderr")
+        .arg(dir.join(STDERR))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::from(stderr))
-        .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
     let start = Instant::now();
@@ -277,6 +282,12 @@ impl Registration {
     /// it ahead of the client's bytes).
     pub fn connect_preamble(&self, proto: &str) -> Vec<u8> {
         format!("GW1 CONNECT {} {proto}\n", self.token).into_bytes()
+    }
+
+    /// A DNS connection: `GW1 DNS <token> udp|tcp`, not yet sent; DNS messages with a
+    /// two-byte length follow both ways.
+    pub fn dns_preamble(&self, transport: &str) -> Vec<u8> {
+        format!("GW1 DNS {} {transport}\n", self.token).into_bytes()
     }
 
     /// `GW1 WATCH <token>`: proxyd streams this sandbox's decisions on the connection.

@@ -388,6 +388,14 @@ fn proxyd_pids(socket: &Path) -> Vec<u32> {
     pids
 }
 
+/// `(process group, session)` of a process, from `/proc/PID/stat`.
+fn group_and_session(pid: u32) -> (u32, u32) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    (f[2].parse().unwrap(), f[3].parse().unwrap())
+}
+
 /// Ends the daemons a launcher started on `socket` (only those: found by their socket).
 struct Reap(PathBuf);
 
@@ -1086,6 +1094,24 @@ fn the_launcher_starts_one_proxyd_and_restarts_a_killed_one() {
     }
     let pids = proxyd_pids(&lab.socket());
     assert_eq!(pids.len(), 1, "one daemon: {pids:?}");
+    // Detached: a session (and process group) of its own, not the test's (the launcher's);
+    // its standard error is a file it keeps bounded.
+    let (group, session) = group_and_session(pids[0]);
+    assert_eq!(
+        (group, session),
+        (pids[0], pids[0]),
+        "proxyd is a session leader"
+    );
+    assert_ne!(group_and_session(std::process::id()).1, pids[0]);
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", pids[0])).unwrap();
+    let stderr_file = lab.runtime().join("greywall/proxyd.stderr");
+    let mut want = b"\0--new-session\0--stderr\0".to_vec();
+    want.extend_from_slice(stderr_file.as_os_str().as_encoded_bytes());
+    assert!(
+        cmdline.windows(want.len()).any(|w| w == want.as_slice()),
+        "{}",
+        String::from_utf8_lossy(&cmdline)
+    );
     let started = std::fs::read_to_string(lab.runtime().join("greywall/proxyd.stderr")).unwrap();
     assert_eq!(
         started.matches("listening on").count(),
@@ -1305,4 +1331,261 @@ fn exposed_ports_reach_a_server_inside() {
     assert_eq!(got, "from inside: ping");
     let status = child.wait().unwrap();
     assert!(status.success());
+}
+
+/// Sends DNS queries to the sandbox's `127.0.0.1:53` (UDP, and one over TCP) and prints one
+/// line per answer: name, transport, id, response code, answer count, and the Extended DNS
+/// Error text (or `-`).
+const DNS_QUERY_PY: &str = r#"
+import socket, struct, sys
+def query(name, qid):
+    out = struct.pack(">HHHHHH", qid, 0x0100, 1, 0, 0, 1)
+    for label in name.split("."):
+        out += bytes([len(label)]) + label.encode()
+    out += b"\0" + struct.pack(">HH", 1, 1)
+    return out + b"\0" + struct.pack(">HHIH", 41, 1232, 0, 0)
+def show(name, how, r):
+    i = r.find(b"greywall:")
+    text = r[i:].decode("ascii", "replace") if i >= 0 else "-"
+    print(name, how, r[:2].hex(), r[3] & 15, struct.unpack(">H", r[6:8])[0], text)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+u.settimeout(5)
+for n, name in enumerate(sys.argv[1:]):
+    u.sendto(query(name, 0x4700 + n), ("127.0.0.1", 53))
+    show(name, "udp", u.recvfrom(4096)[0])
+t = socket.create_connection(("127.0.0.1", 53), timeout=5)
+for name in sys.argv[1:]:
+    m = query(name, 0x5100)
+    t.sendall(struct.pack(">H", len(m)) + m)
+    head = b""
+    while len(head) < 2:
+        head += t.recv(2 - len(head))
+    want, r = struct.unpack(">H", head)[0], b""
+    while len(r) < want:
+        r += t.recv(want - len(r))
+    show(name, "tcp", r)
+"#;
+
+#[test]
+fn names_resolve_inside_the_sandbox_only_when_the_policy_allows_them() {
+    if !ready() {
+        return;
+    }
+    let lab = Lab::new(
+        r#"{
+  "network": {
+    "allowedDomains": ["allowed.test", "*.wild.test"],
+    "deniedDomains": ["denied.test", "bad.wild.test"]
+  },
+  "filesystem": {"allowWrite": ["."]}
+}"#,
+    );
+    // Every name is mapped, so only the policy can keep one from resolving.
+    let _proxyd = Proxyd::start(
+        &lab,
+        &[
+            "allowed.test",
+            "denied.test",
+            "x.wild.test",
+            "bad.wild.test",
+            "other.test",
+        ],
+    );
+    // glibc's resolver (getent), through the bind-mounted resolv.conf.
+    let o = lab.sh(
+        "cat /etc/resolv.conf; for n in allowed.test ALLOWED.test. x.wild.test denied.test \
+         bad.wild.test other.test; do a=$(getent ahosts $n | head -n 1 | cut -d' ' -f1); \
+         echo \"$n $a\"; done",
+    );
+    let out = stdout(&o);
+    assert_eq!(code(&o), 0, "{out}{}", stderr(&o));
+    assert!(out.contains("\nnameserver 127.0.0.1\n"), "{out}");
+    for allowed in ["allowed.test", "ALLOWED.test.", "x.wild.test"] {
+        assert!(
+            out.lines().any(|l| l == format!("{allowed} 127.0.0.1")),
+            "{allowed} resolves: {out}{}",
+            stderr(&o)
+        );
+    }
+    for refused in ["denied.test", "bad.wild.test", "other.test"] {
+        assert!(
+            out.lines().any(|l| l == format!("{refused} ")),
+            "{refused} must not resolve: {out}"
+        );
+    }
+    // getent's own exit status (no pipe): 2 for a name that does not resolve.
+    let o = lab.sh("getent hosts allowed.test; echo \"allowed $?\"; getent hosts denied.test; echo \"denied $?\"");
+    let out = stdout(&o);
+    assert!(
+        out.contains("127.0.0.1") && out.contains("allowed.test"),
+        "{out}"
+    );
+    assert!(out.contains("\nallowed 0\n"), "{out}");
+    assert!(out.contains("\ndenied 2\n"), "{out}{}", stderr(&o));
+    // python asks getaddrinfo too.
+    let o = lab.run(&[
+        "exec",
+        "--",
+        "python3",
+        "-c",
+        "import socket\nprint(socket.getaddrinfo('allowed.test', 80, socket.AF_INET)[0][4][0])\n\
+         try:\n  socket.getaddrinfo('denied.test', 80)\n  print('denied resolved')\n\
+         except socket.gaierror as e:\n  print('denied refused')",
+    ]);
+    assert_eq!(stdout(&o), "127.0.0.1\ndenied refused\n", "{}", stderr(&o));
+    // Node: getaddrinfo (`dns.lookup`) and its own DNS client (`dns.resolve4`, c-ares).
+    if Command::new("node").arg("--version").output().is_ok() {
+        let o = lab.run(&[
+            "exec",
+            "--",
+            "node",
+            "-e",
+            "const dns = require('dns').promises;\n\
+             const show = (p) => p.then((a) => JSON.stringify(a), (e) => e.code);\n\
+             (async () => { for (const [k, p] of [\n\
+               ['lookup', () => dns.lookup('allowed.test', 4).then((a) => a.address)],\n\
+               ['resolve4', () => dns.resolve4('allowed.test')],\n\
+               ['denied', () => dns.resolve4('denied.test')]]) console.log(k, await show(p())); })();",
+        ]);
+        assert_eq!(
+            stdout(&o),
+            "lookup \"127.0.0.1\"\nresolve4 [\"127.0.0.1\"]\ndenied EREFUSED\n",
+            "{}",
+            stderr(&o)
+        );
+    } else {
+        eprintln!("note: node is not installed: Node's resolvers are not checked");
+    }
+    // Raw queries, over UDP and TCP: REFUSED (5) with the reason, NOERROR (0) with one
+    // answer, the client's own id back.
+    std::fs::write(lab.work().join("dnsq.py"), DNS_QUERY_PY).unwrap();
+    let o = lab.run(&[
+        "exec",
+        "--",
+        "python3",
+        "dnsq.py",
+        "allowed.test",
+        "denied.test",
+        "other.test",
+    ]);
+    let out = stdout(&o);
+    assert_eq!(code(&o), 0, "{out}{}", stderr(&o));
+    let lines: Vec<&str> = out.lines().collect();
+    let origin = format!("{}:4:23", lab.work().join("greywall.json").display());
+    assert_eq!(
+        lines,
+        vec![
+            "allowed.test udp 4700 0 1 -".to_string(),
+            format!("denied.test udp 4701 5 0 greywall: denied by rule (denied.test ({origin}))"),
+            "other.test udp 4702 5 0 greywall: no allowedDomains rule matches".to_string(),
+            "allowed.test tcp 5100 0 1 -".to_string(),
+            format!("denied.test tcp 5100 5 0 greywall: denied by rule (denied.test ({origin}))"),
+            "other.test tcp 5100 5 0 greywall: no allowedDomains rule matches".to_string(),
+        ],
+        "{}",
+        stderr(&o)
+    );
+    // Each refusal is in the audit log, with its rule; allowed names are not logged.
+    let log = std::fs::read_to_string(lab.audit_log()).unwrap();
+    let dns: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["proto"] == "dns")
+        .collect();
+    assert!(dns.iter().all(|v| v["decision"] == "deny"), "{log}");
+    assert!(
+        dns.iter()
+            .any(|v| v["host"] == "denied.test" && v["rule"]["text"] == "denied.test"),
+        "{log}"
+    );
+    assert!(dns.iter().any(|v| v["host"] == "bad.wild.test"), "{log}");
+    for v in &dns {
+        let keys: BTreeSet<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, AUDIT_KEYS.iter().copied().collect(), "{v}");
+    }
+}
+
+#[test]
+fn http_proxy_url_without_proxy_url_refuses_to_run() {
+    if !ready() {
+        return;
+    }
+    // greywall-proxyd cannot chain to an HTTP proxy: the launch stops rather than connect
+    // around the proxy the policy names.
+    let lab = Lab::new(
+        r#"{"network": {"allowedDomains": ["allowed.test"], "httpProxyUrl": "http://localhost:43051"},
+            "filesystem": {"allowWrite": ["."]}}"#,
+    );
+    let _proxyd = Proxyd::start(&lab, &["allowed.test"]);
+    let o = lab.run(&["exec", "--", "sh", "-c", "touch ran"]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("refused the rule set: upstream proxy scheme `http` is not supported"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!lab.work().join("ran").exists(), "the command ran");
+    // With proxyUrl as well, proxyUrl is the upstream and the command runs.
+    std::fs::write(
+        lab.work().join("greywall.json"),
+        r#"{"network": {"allowedDomains": ["allowed.test"], "httpProxyUrl": "http://localhost:43051",
+            "proxyUrl": "socks5://localhost:43052"}, "filesystem": {"allowWrite": ["."]}}"#,
+    )
+    .unwrap();
+    let o = lab.run(&["exec", "--", "sh", "-c", "touch ran"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(lab.work().join("ran").exists());
+}
+
+/// A DNS server on 127.0.0.1 (UDP) that answers every query with one `A` record,
+/// 192.0.2.53, and records the names it is asked.
+fn dns_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = sock.local_addr().unwrap().port();
+    let seen = asked.clone();
+    thread::spawn(move || {
+        let mut buf = [0u8; 1500];
+        while let Ok((n, from)) = sock.recv_from(&mut buf) {
+            let q = &buf[..n];
+            // The question: labels from offset 12, then type and class.
+            let (mut at, mut labels) = (12, Vec::new());
+            while at < n && q[at] != 0 {
+                let len = usize::from(q[at]);
+                labels.push(String::from_utf8_lossy(&q[at + 1..at + 1 + len]).into_owned());
+                at += 1 + len;
+            }
+            let end = at + 5;
+            seen.lock().unwrap().push(labels.join("."));
+            let mut r = vec![q[0], q[1], 0x81, 0x80, 0, 1, 0, 1, 0, 0, 0, 0];
+            r.extend_from_slice(&q[12..end]);
+            r.extend_from_slice(&[0xc0, 0x0c, 0, 1, 0, 1, 0, 0, 0, 60, 0, 4, 192, 0, 2, 53]);
+            let _ = sock.send_to(&r, from);
+        }
+    });
+    (port, asked)
+}
+
+#[test]
+fn dns_addr_answers_the_allowed_names() {
+    if !ready() {
+        return;
+    }
+    let (port, asked) = dns_server();
+    let lab = Lab::new(&format!(
+        r#"{{"network": {{"allowedDomains": ["fwd.test", "mapped.test"], "deniedDomains": ["x.fwd.test"],
+             "dnsAddr": "127.0.0.1:{port}"}}, "filesystem": {{"allowWrite": ["."]}}}}"#
+    ));
+    let _proxyd = Proxyd::start(&lab, &["mapped.test"]);
+    let o = lab.sh("for n in fwd.test mapped.test x.fwd.test other.test; do \
+         a=$(getent hosts $n | cut -d' ' -f1); echo \"$n $a\"; done");
+    assert_eq!(
+        stdout(&o),
+        "fwd.test 192.0.2.53\nmapped.test 127.0.0.1\nx.fwd.test \nother.test \n",
+        "{}",
+        stderr(&o)
+    );
+    // glibc asks for A and AAAA; only the allowed name that is not mapped reaches the server.
+    let seen: BTreeSet<String> = asked.lock().unwrap().iter().cloned().collect();
+    assert_eq!(seen, BTreeSet::from(["fwd.test".to_string()]));
 }

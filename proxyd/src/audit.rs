@@ -1,10 +1,10 @@
 //! The audit log: one JSON object per line per connection, appended to the log file and
 //! streamed to the sandbox's `GW1 WATCH` connections.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -73,25 +73,53 @@ impl Record {
 /// The log file (append-only, 0600), or nowhere.
 #[derive(Debug)]
 pub struct Log {
-    file: Option<Mutex<File>>,
+    file: Option<Mutex<Bounded>>,
+}
+
+/// The open log, its size, and where it rotates.
+#[derive(Debug)]
+struct Bounded {
+    file: File,
+    path: PathBuf,
+    len: u64,
+    /// Past this many bytes the log is renamed to `<log>.1` and a new one started (0: never).
+    max: u64,
+}
+
+impl Bounded {
+    fn append(&mut self, buf: &[u8]) -> io::Result<()> {
+        let add = buf.len() as u64;
+        if self.max > 0 && self.len > 0 && self.len + add > self.max {
+            std::fs::rename(&self.path, crate::daemon::rotated(&self.path))?;
+            self.file = crate::daemon::open_append(&self.path)?;
+            self.len = 0;
+        }
+        self.file.write_all(buf)?;
+        self.len += add;
+        Ok(())
+    }
 }
 
 impl Log {
-    /// Opens (creating it 0600 and its directory 0700) the log at `path`.
-    pub fn open(path: &Path) -> io::Result<Log> {
+    /// Opens (creating it 0600 and its directory 0700) the log at `path`; once it would grow
+    /// past `max` bytes it is renamed to `<path>.1` (replacing the previous one) and a new log
+    /// is started (`max` 0: never).
+    pub fn open(path: &Path, max: u64) -> io::Result<Log> {
         if let Some(dir) = path.parent() {
             std::fs::DirBuilder::new()
                 .recursive(true)
                 .mode(0o700)
                 .create(dir)?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(path)?;
+        let file = crate::daemon::open_append(path)?;
+        let len = file.metadata()?.len();
         Ok(Log {
-            file: Some(Mutex::new(file)),
+            file: Some(Mutex::new(Bounded {
+                file,
+                path: path.to_path_buf(),
+                len,
+                max,
+            })),
         })
     }
 
@@ -107,7 +135,7 @@ impl Log {
         buf.extend_from_slice(line.as_bytes());
         buf.push(b'\n');
         let r = match f.lock() {
-            Ok(mut f) => f.write_all(&buf),
+            Ok(mut f) => f.append(&buf),
             Err(_) => Err(io::Error::other("log lock poisoned")),
         };
         if let Err(e) = r {

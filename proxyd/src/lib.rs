@@ -5,7 +5,10 @@
 //! behind [`dial::Net`], so refusals are tested without sockets.
 
 pub mod audit;
+pub mod daemon;
 pub mod dial;
+pub mod dns;
+pub mod dns_answer;
 pub mod http_proxy;
 pub mod line;
 pub mod paths;

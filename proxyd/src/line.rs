@@ -24,6 +24,14 @@ impl Proto {
     }
 }
 
+/// How the sandbox's client sent the DNS queries a `GW1 DNS` connection carries (it decides
+/// how large an answer may be).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DnsTransport {
+    Udp,
+    Tcp,
+}
+
 /// A 32-byte token, as sent in hex.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Token(pub [u8; 32]);
@@ -60,6 +68,11 @@ pub enum Command {
     },
     Watch {
         token: Token,
+    },
+    /// DNS queries follow, each behind a two-byte length (see [`crate::dns_answer`]).
+    Dns {
+        token: Token,
+        transport: DnsTransport,
     },
     Ping,
 }
@@ -104,6 +117,14 @@ pub fn parse(line: &[u8]) -> Result<Command, LineError> {
                 "http" => Proto::Http,
                 "socks5" => Proto::Socks5,
                 _ => return Err(LineError("protocol must be http or socks5")),
+            },
+        }),
+        ["GW1", "DNS", token, transport] => Ok(Command::Dns {
+            token: Token::from_hex(token).ok_or(LineError("token must be 64 hex digits"))?,
+            transport: match *transport {
+                "udp" => DnsTransport::Udp,
+                "tcp" => DnsTransport::Tcp,
+                _ => return Err(LineError("DNS transport must be udp or tcp")),
             },
         }),
         ["GW1", "WATCH", token] => Ok(Command::Watch {
@@ -168,6 +189,22 @@ mod tests {
             parse(format!("GW1 WATCH {H}").as_bytes()),
             Ok(Command::Watch { .. })
         ));
+        assert_eq!(
+            parse(format!("GW1 DNS {H} udp").as_bytes()),
+            Ok(Command::Dns {
+                token: Token::from_hex(H).unwrap(),
+                transport: DnsTransport::Udp
+            })
+        );
+        assert!(matches!(
+            parse(format!("GW1 DNS {H} tcp").as_bytes()),
+            Ok(Command::Dns {
+                transport: DnsTransport::Tcp,
+                ..
+            })
+        ));
+        assert!(parse(format!("GW1 DNS {H} quic").as_bytes()).is_err());
+        assert!(parse(format!("GW1 DNS {H}").as_bytes()).is_err());
         for bad in [
             "",
             "GW1",

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use greywall_proxyd::audit::Log;
+use greywall_proxyd::daemon;
 use greywall_proxyd::dial::{Mappings, SystemNet, parse_mapping};
 use greywall_proxyd::http_proxy::DEFAULT_HEAD_TIMEOUT;
 use greywall_proxyd::paths;
@@ -30,6 +31,12 @@ Options:
       --log PATH             audit log [default: $XDG_STATE_HOME/greywall/proxyd.log,
                               else ~/.local/state/greywall/proxyd.log]
       --no-log               write no audit log
+      --log-max BYTES        rotate the audit log to <log>.1 past BYTES [default: 16777216;
+                              0: never]
+      --stderr PATH          write standard error to PATH, rotated to PATH.1 past
+                             --stderr-max BYTES [default: 1048576]
+      --new-session          leave the caller's session and terminal (setsid); the launcher
+                             starts proxyd this way
       --idle-timeout SECS    exit after SECS with no sandbox and no connection
                              [default: 600; 0: never]
       --head-timeout SECS    time a client has for a request head or handshake [default: 30]
@@ -41,11 +48,20 @@ Options:
   -V, --version              print the version
 ";
 
+/// Default bound of the audit log (and of its one rotated predecessor).
+const DEFAULT_LOG_MAX: u64 = 16 << 20;
+/// Default bound of the `--stderr` file.
+const DEFAULT_STDERR_MAX: u64 = 1 << 20;
+
 #[derive(Debug)]
 struct Args {
     socket: Option<PathBuf>,
     log: Option<PathBuf>,
     no_log: bool,
+    log_max: u64,
+    stderr: Option<PathBuf>,
+    stderr_max: u64,
+    new_session: bool,
     idle_timeout: Duration,
     head_timeout: Duration,
     resolve: Vec<String>,
@@ -63,6 +79,10 @@ fn parse_args() -> Result<Parsed, String> {
         socket: None,
         log: None,
         no_log: false,
+        log_max: DEFAULT_LOG_MAX,
+        stderr: None,
+        stderr_max: DEFAULT_STDERR_MAX,
+        new_session: false,
         idle_timeout: Duration::from_secs(600),
         head_timeout: DEFAULT_HEAD_TIMEOUT,
         resolve: Vec::new(),
@@ -74,6 +94,11 @@ fn parse_args() -> Result<Parsed, String> {
             .map(Duration::from_secs)
             .ok_or_else(|| format!("{flag} needs a whole number of seconds"))
     };
+    let bytes = |v: std::ffi::OsString, flag: &str| -> Result<u64, String> {
+        v.to_str()
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| format!("{flag} needs a whole number of bytes"))
+    };
     let mut p = lexopt::Parser::from_env();
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         let value = |p: &mut lexopt::Parser| p.value().map_err(|e| e.to_string());
@@ -81,6 +106,10 @@ fn parse_args() -> Result<Parsed, String> {
             Long("socket") => a.socket = Some(value(&mut p)?.into()),
             Long("log") => a.log = Some(value(&mut p)?.into()),
             Long("no-log") => a.no_log = true,
+            Long("log-max") => a.log_max = bytes(value(&mut p)?, "--log-max")?,
+            Long("stderr") => a.stderr = Some(value(&mut p)?.into()),
+            Long("stderr-max") => a.stderr_max = bytes(value(&mut p)?, "--stderr-max")?,
+            Long("new-session") => a.new_session = true,
             Long("idle-timeout") => a.idle_timeout = secs(value(&mut p)?, "--idle-timeout")?,
             Long("head-timeout") => a.head_timeout = secs(value(&mut p)?, "--head-timeout")?,
             Long("resolve") => a.resolve.push(
@@ -158,6 +187,25 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if args.new_session
+        && let Err(e) = daemon::new_session()
+    {
+        eprintln!("greywall-proxyd: cannot start a new session: {e}");
+        return ExitCode::from(2);
+    }
+    let stderr_file = match &args.stderr {
+        Some(p) => match daemon::StderrFile::open(p, args.stderr_max) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                eprintln!(
+                    "greywall-proxyd: cannot write standard error to {}: {e}",
+                    p.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+        None => None,
+    };
     let uid = paths::own_uid();
     raise_fd_limit();
     let mut mappings = Mappings::new();
@@ -189,7 +237,7 @@ fn main() -> ExitCode {
             paths::default_log(env("XDG_STATE_HOME").as_deref(), env("HOME").as_deref())
         });
         match path {
-            Some(p) => match Log::open(&p) {
+            Some(p) => match Log::open(&p, args.log_max) {
                 Ok(l) => l,
                 Err(e) => {
                     eprintln!(
@@ -238,6 +286,17 @@ fn main() -> ExitCode {
             env!("CARGO_PKG_VERSION"),
             socket.display()
         );
+        if let Some(f) = stderr_file {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    if let Err(e) = f.rotate_if_full() {
+                        eprintln!("greywall-proxyd: cannot rotate standard error: {e}");
+                    }
+                }
+            });
+        }
         let idle = if args.idle_timeout.is_zero() {
             Duration::MAX
         } else {

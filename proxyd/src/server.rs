@@ -63,7 +63,8 @@ impl<N: Net> State<N> {
         self.last_active.lock().ok().map(|t| t.elapsed())
     }
 
-    fn emit(&self, sandbox: Option<&Sandbox>, record: &Record) {
+    /// Writes an audit line and sends it to the sandbox's watchers.
+    pub fn emit(&self, sandbox: Option<&Sandbox>, record: &Record) {
         let line = record.to_line(SystemTime::now());
         if let Some(s) = sandbox
             && s.watch.receiver_count() > 0
@@ -314,6 +315,17 @@ async fn handle<N: Net>(state: Arc<State<N>>, mut stream: UnixStream) {
                 Proto::Http => crate::http_proxy::serve(state.clone(), sandbox, io).await,
                 Proto::Socks5 => socks(state.clone(), sandbox, io).await,
             }
+        }
+        Command::Dns { token, transport } => {
+            let Some(sandbox) = state.registry.get(&token) else {
+                control_error(
+                    &state,
+                    "DNS connection with an unknown or dead token".into(),
+                );
+                return;
+            };
+            let io = Prefixed::new(rest, stream);
+            crate::dns_answer::serve(state.clone(), sandbox, io, transport).await;
         }
         Command::Watch { token } => {
             let Some(sandbox) = state.registry.get(&token) else {

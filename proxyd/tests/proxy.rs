@@ -1211,3 +1211,265 @@ fn large_transfers_arrive_intact_both_ways() {
         assert_eq!(server.join().unwrap(), BULK, "{proto}: bytes up");
     }
 }
+
+/// A DNS server for `dnsAddr` on 127.0.0.1 (UDP and TCP on one port): answers every `A` query
+/// with 192.0.2.53, over UDP with the truncation bit (and no records) for names starting with
+/// `big`, and records the names it was asked.
+fn dns_server() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use greywall_proxyd::dns::{Query, parse_query, rcode};
+    fn reply(msg: &[u8], udp: bool) -> Option<(Vec<u8>, String)> {
+        let q: Query = parse_query(msg).ok()?;
+        let name = q.name.clone()?;
+        let limit = if udp && name.starts_with("big") {
+            0
+        } else {
+            65535
+        };
+        let a = q.answer(rcode::NOERROR, &["192.0.2.53".parse().unwrap()], 60, limit);
+        Some((a, format!("{name}/{}", if udp { "udp" } else { "tcp" })))
+    }
+    let asked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = udp.local_addr().unwrap().port();
+    let tcp = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let seen = asked.clone();
+    thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok((n, from)) = udp.recv_from(&mut buf) {
+            if let Some((a, name)) = reply(&buf[..n], true) {
+                seen.lock().unwrap().push(name);
+                let _ = udp.send_to(&a, from);
+            }
+        }
+    });
+    let seen = asked.clone();
+    thread::spawn(move || {
+        for s in tcp.incoming() {
+            let Ok(mut s) = s else { return };
+            let mut len = [0u8; 2];
+            if s.read_exact(&mut len).is_err() {
+                continue;
+            }
+            let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            if s.read_exact(&mut msg).is_err() {
+                continue;
+            }
+            if let Some((a, name)) = reply(&msg, false) {
+                seen.lock().unwrap().push(name);
+                let mut out = (a.len() as u16).to_be_bytes().to_vec();
+                out.extend_from_slice(&a);
+                let _ = s.write_all(&out);
+            }
+        }
+    });
+    (port, asked)
+}
+
+/// Sends each query on a `GW1 DNS` connection and returns the answers by id.
+fn dns_exchange(
+    d: &Daemon,
+    token: &str,
+    transport: &str,
+    queries: &[(u16, &str)],
+) -> std::collections::HashMap<u16, Vec<u8>> {
+    use greywall_proxyd::dns::build_query;
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut out = format!("GW1 DNS {token} {transport}\n").into_bytes();
+    for (id, name) in queries {
+        let q = build_query(*id, name, 1, true);
+        out.extend_from_slice(&(q.len() as u16).to_be_bytes());
+        out.extend_from_slice(&q);
+    }
+    s.write_all(&out).unwrap();
+    let mut answers = std::collections::HashMap::new();
+    while answers.len() < queries.len() {
+        let mut len = [0u8; 2];
+        s.read_exact(&mut len)
+            .unwrap_or_else(|e| panic!("{e}: {answers:?} {}", d.stderr()));
+        let mut msg = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        s.read_exact(&mut msg).unwrap();
+        answers.insert(u16::from_be_bytes([msg[0], msg[1]]), msg);
+    }
+    answers
+}
+
+#[test]
+fn dns_answers_allowed_names_forwards_to_dns_addr_and_refuses_the_rest() {
+    use greywall_proxyd::dns::{answer_addrs, rcode, rcode_of};
+    let d = Daemon::start("dns", &["--resolve", "allowed.test=127.0.0.1"]);
+    let (port, asked) = dns_server();
+    let reg = d.register(
+        "dns",
+        &format!(
+            r#"{{"allowedDomains": ["allowed.test", "fwd.test", "big.test"], "deniedDomains": ["denied.test"], "dnsAddr": "127.0.0.1:{port}"}}"#
+        ),
+    );
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    let a = dns_exchange(
+        &d,
+        &reg.token,
+        "udp",
+        &[
+            (1, "allowed.test"),
+            (2, "FWD.test."),
+            (3, "denied.test"),
+            (4, "elsewhere.test"),
+            (5, "big.test"),
+        ],
+    );
+    assert_eq!(
+        answer_addrs(&a[&1]).unwrap(),
+        vec![ip("127.0.0.1")],
+        "mapped"
+    );
+    assert_eq!(
+        answer_addrs(&a[&2]).unwrap(),
+        vec![ip("192.0.2.53")],
+        "forwarded"
+    );
+    for refused in [3, 4] {
+        assert_eq!(rcode_of(&a[&refused]), Some(rcode::REFUSED));
+        assert!(answer_addrs(&a[&refused]).unwrap().is_empty());
+    }
+    assert!(
+        String::from_utf8_lossy(&a[&3])
+            .contains("greywall: denied by rule (denied.test (dns.json:1:")
+    );
+    // A UDP client gets the truncated answer as it is (it asks again over TCP)...
+    assert_eq!(a[&5][2] & 0x02, 0x02, "TC");
+    // ...and a TCP client gets the whole answer: proxyd asks over TCP after the truncation.
+    let t = dns_exchange(&d, &reg.token, "tcp", &[(6, "big.test")]);
+    assert_eq!(answer_addrs(&t[&6]).unwrap(), vec![ip("192.0.2.53")]);
+    let mut seen = asked.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "big.test/tcp",
+            "big.test/udp",
+            "big.test/udp",
+            "fwd.test/udp"
+        ],
+        "the server never hears of refused or mapped names"
+    );
+    // Refusals are logged with their rule; answered names are not.
+    let line = d.wait_log(|v| v["proto"] == "dns" && v["host"] == "denied.test");
+    assert_eq!(line["decision"], "deny");
+    assert_eq!(line["rule"]["text"], "denied.test");
+    d.wait_log(|v| v["proto"] == "dns" && v["host"] == "elsewhere.test");
+    assert!(
+        !d.log_lines()
+            .iter()
+            .any(|v| v["proto"] == "dns" && v["decision"] == "allow")
+    );
+
+    // Without dnsAddr: the system resolver (`localhost` is in /etc/hosts), nothing forwarded.
+    let plain = d.register("plain", r#"{"allowedDomains": ["localhost", "fwd.test"]}"#);
+    let before = asked.lock().unwrap().len();
+    let a = dns_exchange(&d, &plain.token, "udp", &[(7, "localhost")]);
+    assert_eq!(rcode_of(&a[&7]), Some(rcode::NOERROR));
+    assert!(
+        answer_addrs(&a[&7]).unwrap().contains(&ip("127.0.0.1")),
+        "{:?}",
+        answer_addrs(&a[&7])
+    );
+    assert_eq!(asked.lock().unwrap().len(), before);
+
+    // A dead token: closed without an answer.
+    let token = plain.token.clone();
+    drop(plain);
+    thread::sleep(Duration::from_millis(200));
+    let mut s = UnixStream::connect(&d.socket).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(format!("GW1 DNS {token} udp\n").as_bytes())
+        .unwrap();
+    let mut buf = [0u8; 16];
+    assert_eq!(s.read(&mut buf).unwrap(), 0);
+    drop(reg);
+}
+
+/// `(process group, session)` of a process, from `/proc/PID/stat`.
+fn group_and_session(pid: u32) -> (u32, u32) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split(' ').collect();
+    (f[2].parse().unwrap(), f[3].parse().unwrap())
+}
+
+#[test]
+fn audit_log_and_stderr_are_bounded_and_new_session_detaches() {
+    let dir = scratch("bounded");
+    let err = dir.join("proxyd.stderr");
+    let d = Daemon::start(
+        "bounded",
+        &[
+            "--log-max",
+            "2000",
+            "--stderr",
+            err.to_str().unwrap(),
+            "--stderr-max",
+            "600",
+            "--new-session",
+        ],
+    );
+    let pid = d.child.id();
+    assert_eq!(
+        group_and_session(pid),
+        (pid, pid),
+        "--new-session: its own session and group"
+    );
+    assert_ne!(group_and_session(std::process::id()).1, pid);
+    // Each malformed first line writes an audit line and a line on standard error.
+    for i in 0..40 {
+        let (_, reply) = d.line(&format!("GW1 NONSENSE {i}\n"));
+        assert!(reply.starts_with("ERR"), "{reply}");
+    }
+    let rotated = |p: &Path| {
+        let mut s = p.as_os_str().to_owned();
+        s.push(".1");
+        PathBuf::from(s)
+    };
+    let log_len = std::fs::metadata(&d.log).unwrap().len();
+    let old_len = std::fs::metadata(rotated(&d.log)).unwrap().len();
+    assert!(log_len <= 2000 && old_len <= 2000, "{log_len} {old_len}");
+    let mut lines = 0;
+    for p in [rotated(&d.log), d.log.clone()] {
+        for l in std::fs::read_to_string(&p).unwrap().lines() {
+            let v: Value = serde_json::from_str(l).unwrap();
+            assert_eq!(v["proto"], "control");
+            lines += 1;
+        }
+    }
+    assert!(lines >= 5, "whole lines survive rotation: {lines}");
+    // Standard error is checked once a second.
+    let t0 = Instant::now();
+    loop {
+        let len = std::fs::metadata(&err).map(|m| m.len()).unwrap_or(u64::MAX);
+        if rotated(&err).exists() && len <= 600 {
+            break;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "stderr not rotated: {len} bytes"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    let old = std::fs::read_to_string(rotated(&err)).unwrap();
+    assert!(old.contains("malformed first line"), "{old}");
+    // Still answering, and still writing to the new file.
+    let count = || {
+        std::fs::read_to_string(&err)
+            .unwrap()
+            .matches("malformed first line")
+            .count()
+    };
+    let before = count();
+    let (_, reply) = d.line("GW1 NONSENSE again\n");
+    assert!(reply.starts_with("ERR"));
+    let t0 = Instant::now();
+    while count() <= before {
+        assert!(t0.elapsed() < Duration::from_secs(5));
+        thread::sleep(Duration::from_millis(20));
+    }
+}
