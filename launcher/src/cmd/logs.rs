@@ -125,8 +125,14 @@ fn why(v: &Value) -> String {
 }
 
 fn destination(v: &Value) -> String {
-    let port = v.get("port").and_then(Value::as_u64).unwrap_or(0);
     let host = text(v, "host");
+    // A name lookup through the sandbox's DNS bridge has no port.
+    let Some(port) = v.get("port").and_then(Value::as_u64) else {
+        return match v.get("proto").and_then(Value::as_str) {
+            Some(proto) => format!("{host} ({proto})"),
+            None => host.to_string(),
+        };
+    };
     if host.contains(':') {
         format!("[{host}]:{port}")
     } else {
@@ -170,6 +176,11 @@ mod tests {
         assert_eq!(
             denial_line(deny).unwrap(),
             "denied evil.test:443 (no rule allows evil.test)"
+        );
+        let dns = br#"{"decision":"deny","host":"denied.test","port":null,"proto":"dns"}"#;
+        assert_eq!(
+            destination(&serde_json::from_slice(dns).unwrap()),
+            "denied.test (dns)"
         );
         let allow = br#"{"decision":"allow","host":"a","port":1}"#;
         assert_eq!(denial_line(allow), None);
