@@ -1422,6 +1422,15 @@ fn names_resolve_inside_the_sandbox_only_when_the_policy_allows_them() {
     );
     assert!(out.contains("\nallowed 0\n"), "{out}");
     assert!(out.contains("\ndenied 2\n"), "{out}{}", stderr(&o));
+    // One family with AI_ADDRCONFIG (getent ahostsv4): glibc answers only where an IPv4
+    // address other than 127.0.0.1 exists, which the launcher adds on lo.
+    let o = lab.sh("getent ahostsv4 allowed.test | head -1");
+    assert!(
+        stdout(&o).starts_with("127.0.0.1 "),
+        "{}{}",
+        stdout(&o),
+        stderr(&o)
+    );
     // python asks getaddrinfo too.
     let o = lab.run(&[
         "exec",
