@@ -46,11 +46,7 @@ pub fn invocation_for(cwd: &Path, settings: Option<&Path>) -> String {
 /// Everything that decides which policy an invocation loads and how it resolves, apart from
 /// file contents (the index's dependencies cover those).
 fn invocation(cwd: &Path, settings: Option<&Path>) -> String {
-    let exe_sig = std::env::current_exe()
-        .ok()
-        .and_then(|e| cache::Signature::now(&e.to_string_lossy()))
-        .map(|s| format!("{}:{}:{}", s.ino, s.size, s.mtime_ns))
-        .unwrap_or_default();
+    let exe_sig = exe_signature();
     let settings = settings
         .map(|s| cwd.join(s).to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -75,6 +71,20 @@ fn invocation(cwd: &Path, settings: Option<&Path>) -> String {
         uid.as_bytes(),
         kernel.as_bytes(),
     ])
+}
+
+/// This greywall executable: its inode, size and modification time (empty when it cannot be
+/// found). A rebuilt or upgraded binary has another, so nothing it depends on (cached plans,
+/// the namespace pool) is taken from an older one.
+pub fn exe_signature() -> &'static str {
+    static SIGNATURE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SIGNATURE.get_or_init(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|e| cache::Signature::now(&e.to_string_lossy()))
+            .map(|s| format!("{}:{}:{}", s.ino, s.size, s.mtime_ns))
+            .unwrap_or_default()
+    })
 }
 
 /// The plan key of a fresh index entry, if there is one.

@@ -11,11 +11,12 @@
 //! Each set also comes with a create-deny supervisor already waiting in its user namespace
 //! ([`crate::supervise::Waiting`]): the launch hands it the plan instead of forking one.
 //!
-//! The daemon listens on `ns.sock` in greywall's runtime directory (0700, the directory
+//! The daemon listens on `ns-<hash>.sock` in greywall's runtime directory (0700, the directory
 //! proxyd uses, which no sandbox can see), answers only its own user (`SO_PEERCRED`), and
 //! exits after [`IDLE`] without a request. When it is not running the launcher creates the
 //! namespaces itself, as it always did, and starts the daemon in the background for the next
-//! launch (never waiting for it). `GREYWALL_NS_POOL=0` turns the pool off; `=require` makes
+//! launch (never waiting for it). Inside a greywall sandbox (`GREYWALL_SANDBOX` set) the pool
+//! is off. `GREYWALL_NS_POOL=0` turns the pool off; `=require` makes
 //! a launch that gets no set fail (exit 125) instead.
 //!
 //! What the launcher checks before joining (a set that fails any check is not used, and the
@@ -33,13 +34,21 @@ use std::time::{Duration, Instant};
 use crate::sys::notify::{self, Fork};
 use crate::sys::{ns, seqpacket};
 
-/// The daemon's socket and lock, in greywall's runtime directory.
-const SOCKET: &str = "ns.sock";
-const LOCK: &str = "ns.lock";
+/// The daemon's socket and lock in greywall's runtime directory, named for this executable
+/// (`ns-<hash>.sock`, `.lock`): a launch only ever uses a pool running the same greywall,
+/// whose waiting supervisors read its plans; a pool of an older one idles out.
+fn file(ext: &str) -> String {
+    let sig = crate::exec::exe_signature();
+    let hash = greywall_compiler::cache::content_key(sig.as_bytes());
+    format!("ns-{hash}.{ext}")
+}
 /// Sets kept ready.
 const READY: usize = 3;
 /// The daemon exits after this long without a request.
 const IDLE: Duration = Duration::from_secs(300);
+/// A pool that cannot make sets answers "none" this long after the last request, so that
+/// launches close together do not each start another one.
+const IDLE_BROKEN: Duration = Duration::from_secs(30);
 /// How often an idle daemon looks whether it is still reachable.
 const CHECK_EVERY_MS: libc::c_int = 1000;
 /// `0` turns the pool off; `require` makes a launch without a set from the pool fail
@@ -64,6 +73,11 @@ pub enum Use {
 }
 
 pub fn mode() -> Use {
+    // Inside a sandbox no namespace can be made or joined (the seccomp filter refuses
+    // `unshare` and `setns`), and a pool started there would only outlive the command.
+    if std::env::var_os("GREYWALL_SANDBOX").is_some() {
+        return Use::Off;
+    }
     match std::env::var_os(ENV) {
         Some(v) if v == "0" => Use::Off,
         Some(v) if v == "require" => Use::Require,
@@ -86,7 +100,9 @@ pub struct Request(OwnedFd);
 /// Asks the pool in `dir` for a set; `None` when no pool listens. The pool answers while the
 /// launcher goes on (checking its cache, say), so reading the answer later rarely waits.
 pub fn request(dir: &Path) -> Option<Request> {
-    seqpacket::connect(&dir.join(SOCKET)).ok().map(Request)
+    seqpacket::connect(&dir.join(file("sock")))
+        .ok()
+        .map(Request)
 }
 
 impl Request {
@@ -152,11 +168,11 @@ pub fn status() -> String {
     let dir = crate::proxyd_client::socket_dir();
     let held = std::fs::OpenOptions::new()
         .read(true)
-        .open(dir.join(LOCK))
+        .open(dir.join(file("lock")))
         .ok()
         .map(|f| f.try_lock_shared().is_err());
     match held {
-        Some(true) => format!("running ({})", dir.join(SOCKET).display()),
+        Some(true) => format!("running ({})", dir.join(file("sock")).display()),
         _ => format!(
             "not running (the next launch starts it, in {})",
             dir.display()
@@ -206,35 +222,42 @@ fn serve(dir: &Path) -> io::Result<()> {
         .create(true)
         .truncate(false)
         .write(true)
-        .open(dir.join(LOCK))?;
+        .open(dir.join(file("lock")))?;
     if lock.try_lock().is_err() {
         // Another pool serves this directory.
         return Ok(());
     }
-    let socket: PathBuf = dir.join(SOCKET);
+    // Children reap themselves: nothing here ever waits for one.
+    notify::ignore(&[libc::SIGCHLD])?;
+    // The refiller makes the sets (forking is slow, and a launch must never wait for it);
+    // this process only hands them out. Forked before the listener exists, so that it never
+    // holds it: a launch never connects to a pool whose server is gone.
+    let refiller = start_refiller()?;
+    let socket: PathBuf = dir.join(file("sock"));
     // A socket file left by a pool that died: nobody holds the lock, so nobody serves it.
     let _ = std::fs::remove_file(&socket);
     let listener = seqpacket::listen(&socket)?;
     let bound = std::fs::symlink_metadata(&socket).map(|m| m.ino())?;
-    // Children reap themselves: preparing never waits for one to be reaped.
-    notify::ignore(&[libc::SIGCHLD])?;
     let uid = crate::sys::real_uid();
     let mut ready: Vec<Prepared> = Vec::with_capacity(READY);
-    let mut pending: Option<OwnedFd> = None;
-    // Set when this machine cannot make them (no usable user namespaces): the pool then
-    // answers every launch without a set, so that none starts another pool, until idle.
+    // Set when the refiller stops (this machine cannot make sets: no usable user
+    // namespaces): the pool then answers every launch without a set, so that none starts
+    // another pool, until idle.
     let mut broken = false;
+    // Sets asked of the refiller and not received yet.
+    let mut asked = 0;
     let mut last = Instant::now();
     loop {
-        if pending.is_none() && ready.len() < READY && !broken {
-            match start_preparing() {
-                Ok(fd) => pending = Some(fd),
-                Err(_) => broken = true,
+        while !broken && ready.len() + asked < READY {
+            // One byte asks for one set.
+            if seqpacket::send(refiller.as_fd(), b"+").is_err() {
+                broken = true;
             }
+            asked += 1;
         }
         let mut fds = [
             listener.as_raw_fd(),
-            pending.as_ref().map_or(-1, |p| p.as_raw_fd()),
+            if broken { -1 } else { refiller.as_raw_fd() },
         ]
         .map(|fd| libc::pollfd {
             fd,
@@ -245,46 +268,29 @@ fn serve(dir: &Path) -> io::Result<()> {
             // Idle, or the directory is gone (a scratch runtime directory removed, another
             // pool started after ours was unlinked): nobody can reach this pool any more.
             let here = std::fs::symlink_metadata(&socket).map(|m| m.ino()).ok();
-            if last.elapsed() >= IDLE || here != Some(bound) {
+            let idle = if broken { IDLE_BROKEN } else { IDLE };
+            if last.elapsed() >= idle || here != Some(bound) {
                 break;
             }
             continue;
         }
-        if fds[1].revents != 0
-            && let Some(channel) = pending.take()
-        {
-            let user = notify::recv_fd(channel.as_fd());
-            let net = notify::recv_fd(channel.as_fd());
-            match (user, net) {
-                (Ok(Some(user)), Ok(Some(net))) => {
-                    // A supervisor for the launch that takes this set, waiting in its user
-                    // namespace; without one, that launch forks its own.
-                    let supervisor = start_supervisor(&user).ok();
-                    ready.push(Prepared {
-                        user,
-                        net,
-                        supervisor,
-                    });
-                }
-                _ => broken = true,
-            }
-        }
         if fds[0].revents != 0 {
             last = Instant::now();
-            let Ok(conn) = seqpacket::accept(listener.as_fd()) else {
-                continue;
-            };
-            if seqpacket::peer_uid(conn.as_fd()).ok() != Some(uid) {
-                continue;
+            if let Ok(conn) = seqpacket::accept(listener.as_fd())
+                && seqpacket::peer_uid(conn.as_fd()).ok() == Some(uid)
+                && let Some(set) = ready.pop()
+            {
+                // An empty pool closes the connection: the launcher makes its own.
+                let _ = send_set(conn.as_fd(), &set);
             }
-            // An empty pool closes the connection: the launcher makes its own.
-            if let Some(set) = ready.pop() {
-                let _ = notify::send_fd(conn.as_fd(), set.user.as_fd())
-                    .and_then(|()| notify::send_fd(conn.as_fd(), set.net.as_fd()))
-                    .and_then(|()| match &set.supervisor {
-                        Some(s) => notify::send_fd(conn.as_fd(), s.as_fd()),
-                        None => Ok(()),
-                    });
+        }
+        if fds[1].revents != 0 {
+            match receive_set(refiller.as_fd()) {
+                Some(set) => {
+                    ready.push(set);
+                    asked = asked.saturating_sub(1);
+                }
+                None => broken = true,
             }
         }
     }
@@ -293,6 +299,81 @@ fn serve(dir: &Path) -> io::Result<()> {
         let _ = std::fs::remove_file(&socket);
     }
     Ok(())
+}
+
+/// A set, as three descriptors in three messages: user namespace, network namespace, the
+/// waiting supervisor's socket.
+fn send_set(to: std::os::fd::BorrowedFd<'_>, set: &Prepared) -> io::Result<()> {
+    notify::send_fd(to, set.user.as_fd())?;
+    notify::send_fd(to, set.net.as_fd())?;
+    match &set.supervisor {
+        Some(s) => notify::send_fd(to, s.as_fd()),
+        None => Ok(()),
+    }
+}
+
+fn receive_set(from: std::os::fd::BorrowedFd<'_>) -> Option<Prepared> {
+    let user = notify::recv_fd(from).ok()??;
+    let net = notify::recv_fd(from).ok()??;
+    let supervisor = Some(notify::recv_fd(from).ok()??);
+    Some(Prepared {
+        user,
+        net,
+        supervisor,
+    })
+}
+
+/// Forks the refiller: it makes one set for each byte the server sends it, and sends the set
+/// back. It ends when it cannot make one (the server sees the socket close) or the server is
+/// gone.
+fn start_refiller() -> io::Result<OwnedFd> {
+    let (ours, theirs) = notify::socketpair()?;
+    match notify::fork()? {
+        Fork::Parent(_) => Ok(ours),
+        Fork::Child => {
+            drop(ours);
+            loop {
+                if !matches!(seqpacket::recv(theirs.as_fd(), 1), Ok(Some(_))) {
+                    notify::exit_now(0);
+                }
+                let Ok(set) = prepare() else {
+                    notify::exit_now(0);
+                };
+                if send_set(theirs.as_fd(), &set).is_err() {
+                    notify::exit_now(0);
+                }
+            }
+        }
+    }
+}
+
+/// One set: the namespaces from a short-lived child, then a supervisor waiting in them.
+fn prepare() -> io::Result<Prepared> {
+    let (ours, theirs) = notify::socketpair()?;
+    match notify::fork()? {
+        Fork::Child => {
+            drop(ours);
+            let code = match make(&theirs) {
+                Ok(()) => 0,
+                Err(_) => 1,
+            };
+            notify::exit_now(code)
+        }
+        Fork::Parent(_) => {
+            drop(theirs);
+            let user = notify::recv_fd(ours.as_fd())?;
+            let net = notify::recv_fd(ours.as_fd())?;
+            let (Some(user), Some(net)) = (user, net) else {
+                return Err(io::Error::from_raw_os_error(libc::EPERM));
+            };
+            let supervisor = Some(start_supervisor(&user)?);
+            Ok(Prepared {
+                user,
+                net,
+                supervisor,
+            })
+        }
+    }
 }
 
 /// Forks a process into the set's user namespace that waits for a launch to hand it a plan
@@ -312,23 +393,6 @@ fn start_supervisor(user: &OwnedFd) -> io::Result<OwnedFd> {
                 Some(c) if c == ExitCode::SUCCESS => 0,
                 Some(_) => 1,
                 None => 0,
-            };
-            notify::exit_now(code)
-        }
-        Fork::Parent(_) => Ok(ours),
-    }
-}
-
-/// Forks a child that makes one set and sends both namespaces back on the returned socket
-/// (then exits; it reaps itself).
-fn start_preparing() -> io::Result<OwnedFd> {
-    let (ours, theirs) = notify::socketpair()?;
-    match notify::fork()? {
-        Fork::Child => {
-            drop(ours);
-            let code = match make(&theirs) {
-                Ok(()) => 0,
-                Err(_) => 1,
             };
             notify::exit_now(code)
         }

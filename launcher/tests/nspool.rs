@@ -59,7 +59,7 @@ impl Scratch {
         let o = self.sh("1", "true");
         assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
         let start = Instant::now();
-        while !self.runtime().join("ns.sock").exists() {
+        while !self.runtime().join(pool_socket()).exists() {
             assert!(start.elapsed() < Duration::from_secs(10), "no pool socket");
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -86,6 +86,17 @@ impl Drop for Scratch {
             let _ = Command::new("kill").arg(pid.to_string()).status();
         }
     }
+}
+
+/// The pool's socket name for this greywall executable (`ns-<hash>.sock`, from its inode,
+/// size and modification time, as the launcher names it).
+fn pool_socket() -> String {
+    let sig = greywall_compiler::cache::Signature::now(GREYWALL).unwrap();
+    let sig = format!("{}:{}:{}", sig.ino, sig.size, sig.mtime_ns);
+    format!(
+        "ns-{}.sock",
+        greywall_compiler::cache::content_key(sig.as_bytes())
+    )
 }
 
 fn stderr(o: &Output) -> String {
@@ -249,7 +260,7 @@ fn a_set_of_the_hosts_namespaces_is_never_joined() {
         std::os::unix::fs::PermissionsExt::from_mode(0o700),
     )
     .unwrap();
-    let mut pool = fake_pool(&s.runtime().join("ns.sock"));
+    let mut pool = fake_pool(&s.runtime().join(pool_socket()));
     // Preferred: the launcher refuses the set, says so, and creates its own namespaces.
     let o = s.sh("1", REPORT);
     // Required: refusing the set means refusing to run.
@@ -290,11 +301,11 @@ fn a_pool_whose_directory_is_gone_exits() {
     assert!(!common::alive(pid), "the pool outlived its directory");
 }
 
-/// The children of `parent` whose process name is `name`.
-fn children_named(parent: u32, name: &str) -> Vec<u32> {
+/// The children of any of `parents` whose process name is `name`.
+fn children_named(parents: &[u32], name: &str) -> Vec<u32> {
     common::processes()
         .into_iter()
-        .filter(|p| p.parent == Some(parent) && p.name == name && !p.zombie)
+        .filter(|p| p.parent.is_some_and(|q| parents.contains(&q)) && p.name == name && !p.zombie)
         .map(|p| p.pid)
         .collect()
 }
@@ -306,7 +317,13 @@ fn the_pools_supervisor_serves_the_launch_and_fails_closed_when_killed() {
     }
     let s = Scratch::new();
     s.start_pool();
-    let pool = s.pool_pid().expect("no pool process");
+    // The pool's processes: the server, and the refiller, whose children the supervisors are.
+    let pool: Vec<u32> = common::processes()
+        .into_iter()
+        .filter(|p| p.argv.iter().any(|w| w == "__ns-pool"))
+        .filter(|p| p.argv.iter().any(|w| *w == s.runtime().to_string_lossy()))
+        .map(|p| p.pid)
+        .collect();
     let mut child = s
         .command(
             "require",
@@ -325,10 +342,10 @@ fn the_pools_supervisor_serves_the_launch_and_fails_closed_when_killed() {
     // the plan (and renamed itself).
     // (It renames itself once it has the plan, which may be after the command started.)
     let start = Instant::now();
-    let mut handed = children_named(pool, "gw-supervisor");
+    let mut handed = children_named(&pool, "gw-supervisor");
     while handed.is_empty() && start.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(10));
-        handed = children_named(pool, "gw-supervisor");
+        handed = children_named(&pool, "gw-supervisor");
     }
     assert_eq!(handed.len(), 1, "supervisors handed a launch: {handed:?}");
     let rest = common::kill_then_continue(handed[0], &mut child, &mut out);
