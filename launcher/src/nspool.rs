@@ -332,6 +332,9 @@ fn start_refiller() -> io::Result<OwnedFd> {
         Fork::Parent(_) => Ok(ours),
         Fork::Child => {
             drop(ours);
+            // Making sets is background work: it must not preempt a launch when it wakes
+            // (the sets' supervisors inherit this and leave it once a launch is theirs).
+            let _ = notify::set_batch_scheduling(true);
             loop {
                 if !matches!(seqpacket::recv(theirs.as_fd(), 1), Ok(Some(_))) {
                     notify::exit_now(0);

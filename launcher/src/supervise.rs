@@ -254,6 +254,8 @@ impl Waiting {
 /// pool ended, or the launch used its own supervisor).
 pub fn wait_for_hand_over(channel: OwnedFd) -> Option<ExitCode> {
     let bytes = seqpacket::recv(channel.as_fd(), MAX_HANDED_PLAN).ok()??;
+    // A launch is ours: its syscalls wait for our answers (the pool made us a batch process).
+    let _ = notify::set_batch_scheduling(false);
     let plan = LinuxPlan::decode(&bytes).ok()?;
     let pidfd = notify::recv_fd(channel.as_fd()).ok()??;
     let mounts = notify::recv_fd(channel.as_fd()).ok()??;

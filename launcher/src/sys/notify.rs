@@ -132,6 +132,21 @@ pub fn set_name(name: &CStr) -> io::Result<()> {
     super::check(unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr(), 0, 0, 0) }).map(drop)
 }
 
+/// `sched_setscheduler(2)` to `SCHED_BATCH` (`true`) or back to `SCHED_OTHER`: a batch
+/// process does not preempt others when it wakes up. Neither needs a privilege.
+pub fn set_batch_scheduling(batch: bool) -> io::Result<()> {
+    // SAFETY: sched_param is plain old data; all zero (priority 0, as both policies need) is a
+    // valid value whatever other fields the C library adds.
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
+    let policy = if batch {
+        libc::SCHED_BATCH
+    } else {
+        libc::SCHED_OTHER
+    };
+    // SAFETY: `param` is a valid sched_param the kernel only reads; 0 names this process.
+    super::check(unsafe { libc::sched_setscheduler(0, policy, &raw const param) }).map(drop)
+}
+
 /// How a child process ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
