@@ -49,6 +49,8 @@ const IDLE: Duration = Duration::from_secs(300);
 /// A pool that cannot make sets answers "none" this long after the last request, so that
 /// launches close together do not each start another one.
 const IDLE_BROKEN: Duration = Duration::from_secs(30);
+/// How long a launch waits for the pool's answer.
+const ANSWER_WAIT: Duration = Duration::from_millis(200);
 /// How often an idle daemon looks whether it is still reachable.
 const CHECK_EVERY_MS: libc::c_int = 1000;
 /// `0` turns the pool off; `require` makes a launch without a set from the pool fail
@@ -100,9 +102,11 @@ pub struct Request(OwnedFd);
 /// Asks the pool in `dir` for a set; `None` when no pool listens. The pool answers while the
 /// launcher goes on (checking its cache, say), so reading the answer later rarely waits.
 pub fn request(dir: &Path) -> Option<Request> {
-    seqpacket::connect(&dir.join(file("sock")))
-        .ok()
-        .map(Request)
+    let sock = seqpacket::connect(&dir.join(file("sock"))).ok()?;
+    // A pool that does not answer (stopped, wedged) costs a launch this much, once: the
+    // launch then makes its own namespaces.
+    seqpacket::set_receive_timeout(sock.as_fd(), ANSWER_WAIT).ok()?;
+    Some(Request(sock))
 }
 
 impl Request {

@@ -354,3 +354,39 @@ fn the_pools_supervisor_serves_the_launch_and_fails_closed_when_killed() {
     let ws = s.dir.path().join("ws");
     assert!(!ws.join("plain").exists() && !ws.join(".bashrc").exists());
 }
+
+#[test]
+fn a_pool_that_does_not_answer_delays_a_launch_once_and_never_blocks_it() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new();
+    s.start_pool();
+    let dir = s.runtime().to_string_lossy().into_owned();
+    let pool: Vec<_> = common::processes()
+        .into_iter()
+        .filter(|p| p.argv.iter().any(|w| w == "__ns-pool") && p.argv.iter().any(|w| *w == dir))
+        .collect();
+    let ids: Vec<u32> = pool.iter().map(|p| p.pid).collect();
+    // The server: the pool process whose parent is not one of the pool's.
+    let server = pool
+        .iter()
+        .find(|p| p.parent.is_none_or(|q| !ids.contains(&q)))
+        .expect("no pool server")
+        .pid;
+    let _ = Command::new("kill")
+        .args(["-STOP", &server.to_string()])
+        .status();
+    let started = Instant::now();
+    let o = s.sh("1", REPORT);
+    let took = started.elapsed();
+    let _ = Command::new("kill")
+        .args(["-CONT", &server.to_string()])
+        .status();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = stdout(&o);
+    let lines: Vec<_> = out.lines().collect();
+    assert_ne!(lines[0], host_netns());
+    assert_eq!(lines[1], "lo", "{out}");
+    assert!(took < Duration::from_secs(5), "the launch waited {took:?}");
+}

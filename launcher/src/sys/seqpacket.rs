@@ -182,3 +182,27 @@ pub fn set_stderr(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: dup2 takes two descriptors; `fd` stays open across the call.
     super::check(unsafe { libc::dup2(fd.as_raw_fd(), libc::STDERR_FILENO) }).map(drop)
 }
+
+/// `SO_RCVTIMEO`: a receive on `fd` gives up after `timeout` (`EAGAIN`).
+pub fn set_receive_timeout(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> io::Result<()> {
+    // SAFETY: timeval is plain old data; all-zero bytes are a valid value.
+    let mut tv: libc::timeval = unsafe { std::mem::zeroed() };
+    tv.tv_sec = timeout
+        .as_secs()
+        .try_into()
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    tv.tv_usec = timeout.subsec_micros().into();
+    let len = libc::socklen_t::try_from(size_of::<libc::timeval>())
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `tv` is a valid timeval of `len` bytes; setsockopt only reads it.
+    super::check(unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&raw const tv).cast(),
+            len,
+        )
+    })
+    .map(drop)
+}
