@@ -136,12 +136,13 @@ impl Prepared {
         let parent = ns::parent_user_namespace(self.user.as_fd())
             .map_err(|e| format!("its user namespace has no parent here: {e}"))?;
         let own = ns::open_own("user").map_err(|e| e.to_string())?;
-        if ns::identity(parent.as_fd()).ok() != ns::identity(own.as_fd()).ok() {
+        let id = |fd: &OwnedFd| ns::identity(fd.as_fd()).map_err(|e| format!("fstat: {e}"));
+        if id(&parent)? != id(&own)? {
             return Err("its user namespace is not a child of this process's".into());
         }
         let net_owner = ns::owning_user_namespace(self.net.as_fd())
             .map_err(|e| format!("its network namespace: {e}"))?;
-        if ns::identity(net_owner.as_fd()).ok() != ns::identity(self.user.as_fd()).ok() {
+        if id(&net_owner)? != id(&self.user)? {
             return Err("its network namespace belongs to another user namespace".into());
         }
         Ok(())
@@ -167,7 +168,7 @@ impl Prepared {
 /// one up): whether one holds the lock of this user's runtime directory.
 pub fn status() -> String {
     if mode() == Use::Off {
-        return format!("off ({ENV}=0)");
+        return format!("off ({ENV}=0, or inside a sandbox)");
     }
     let dir = crate::proxyd_client::socket_dir();
     let held = std::fs::OpenOptions::new()
@@ -196,7 +197,10 @@ pub fn start(dir: &Path) {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
-        .env_remove(ENV)
+        // Nothing of the launch's: not its environment, not its working directory (which
+        // the daemon would otherwise keep in use for its whole life).
+        .env_clear()
+        .current_dir("/")
         .spawn();
     if let Ok(mut child) = child {
         let _ = child.wait();

@@ -365,7 +365,7 @@ fn a_pool_that_does_not_answer_delays_a_launch_once_and_never_blocks_it() {
     let dir = s.runtime().to_string_lossy().into_owned();
     let pool: Vec<_> = common::processes()
         .into_iter()
-        .filter(|p| p.argv.iter().any(|w| w == "__ns-pool") && p.argv.iter().any(|w| *w == dir))
+        .filter(|p| p.argv.iter().any(|w| w == "__ns-pool") && p.argv.contains(&dir))
         .collect();
     let ids: Vec<u32> = pool.iter().map(|p| p.pid).collect();
     // The server: the pool process whose parent is not one of the pool's.
