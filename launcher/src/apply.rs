@@ -217,11 +217,23 @@ fn launch(
         } else {
             supervise::Side::Above
         };
-        // The supervisor the namespace pool started in the joined set, when it can do the
-        // whole job (no network bridge): no fork at all.
+        // The supervisor the namespace pool started in the joined set takes the plan and the
+        // network bridge: no fork at all.
+        let mut bridge = bridge;
         let handed = match waiting.take() {
-            Some(w) if bridge.is_none() && side == supervise::Side::Beside => {
-                w.hand_over(plan).ok()
+            Some(w) if side == supervise::Side::Beside => {
+                let had_bridge = bridge.is_some();
+                match w.hand_over(plan, bridge.take()) {
+                    Ok(channel) => Some(channel),
+                    // The bridge went with it: there is nothing left to fork a supervisor for.
+                    Err(e) if had_bridge => {
+                        return Err(Failure::step(
+                            "hand the network bridge to the namespace pool's supervisor",
+                            &e,
+                        ));
+                    }
+                    Err(_) => None,
+                }
             }
             _ => None,
         };

@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::ffi::{CStr, CString, OsString};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -337,7 +337,106 @@ fn pollfd(fd: RawFd, events: libc::c_short) -> libc::pollfd {
     }
 }
 
+/// A bridge as text and descriptors, to hand to the namespace pool's waiting supervisor
+/// ([`crate::supervise::Waiting`]) instead of forking one.
+pub struct Parts {
+    pub text: String,
+    pub fds: Vec<OwnedFd>,
+}
+
+impl Target {
+    fn word(self) -> String {
+        match self {
+            Target::Http => "http".into(),
+            Target::Socks => "socks".into(),
+            Target::HostPort(p) => format!("host:{p}"),
+            Target::Inside(p) => format!("inside:{p}"),
+            Target::Dns => "dns".into(),
+        }
+    }
+
+    fn parse(word: &str) -> Option<Target> {
+        Some(match word {
+            "http" => Target::Http,
+            "socks" => Target::Socks,
+            "dns" => Target::Dns,
+            _ => match word.split_once(':')? {
+                ("host", p) => Target::HostPort(p.parse().ok()?),
+                ("inside", p) => Target::Inside(p.parse().ok()?),
+                _ => return None,
+            },
+        })
+    }
+}
+
 impl Bridge {
+    /// This bridge, just bound (nothing relayed yet), as [`Parts`]: a line per listener
+    /// (`L target`), the registration (`R id token`), `W` for a watch connection and `D` for
+    /// the DNS socket, with their descriptors in that order.
+    pub fn into_parts(self) -> Option<Parts> {
+        if !self.conns.is_empty() || !self.registered {
+            return None;
+        }
+        let mut text = String::new();
+        let mut fds: Vec<OwnedFd> = Vec::new();
+        for l in self.listeners {
+            text.push_str(&format!("L {}\n", l.target.word()));
+            fds.push(l.sock.into());
+        }
+        if let Some(r) = self.registration {
+            text.push_str(&format!("R {} {}\n", r.sandbox_id, r.token));
+            fds.push(r.connection.into());
+            fds.push(r.dir);
+        }
+        if let Some(w) = self.watch {
+            text.push_str("W\n");
+            fds.push(w.into());
+        }
+        if let Some(d) = self.dns {
+            if d.upstream.is_some() || !d.pending.is_empty() {
+                return None;
+            }
+            text.push_str("D\n");
+            fds.push(d.sock.into());
+        }
+        Some(Parts { text, fds })
+    }
+
+    /// The bridge [`Bridge::into_parts`] described; `None` when the parts do not fit.
+    pub fn from_parts(parts: Parts) -> Option<Bridge> {
+        let mut fds = parts.fds.into_iter();
+        let mut bridge = Bridge {
+            listeners: Vec::new(),
+            registration: None,
+            registered: true,
+            watch: None,
+            watch_buf: Vec::new(),
+            dns: None,
+            conns: Vec::new(),
+        };
+        for line in parts.text.lines() {
+            let words: Vec<&str> = line.split(' ').collect();
+            match words.as_slice() {
+                ["L", target] => bridge.listeners.push(Listener {
+                    sock: TcpListener::from(fds.next()?),
+                    target: Target::parse(target)?,
+                }),
+                ["R", id, token] => {
+                    bridge.registration = Some(Registration {
+                        connection: UnixStream::from(fds.next()?),
+                        sandbox_id: (*id).to_string(),
+                        token: (*token).to_string(),
+                        dir: fds.next()?,
+                    });
+                }
+                ["W"] => bridge.watch = Some(UnixStream::from(fds.next()?)),
+                ["D"] => bridge.dns = Some(DnsRelay::with(UdpSocket::from(fds.next()?))),
+                _ => return None,
+            }
+        }
+        fds.next().is_none().then_some(bridge)
+    }
+
     /// Appends the descriptors to poll, in the order [`Bridge::ready`] expects.
     pub fn pollfds(&self, out: &mut Vec<libc::pollfd>) {
         for l in &self.listeners {
@@ -537,14 +636,19 @@ impl DnsRelay {
             .map_err(|e| {
                 format!("cannot listen on 127.0.0.1:{DNS_PORT}/udp inside the sandbox: {e}")
             })?;
-        Ok(DnsRelay {
+        Ok(DnsRelay::with(sock))
+    }
+
+    /// A relay on a bound, non-blocking datagram socket, nothing asked yet.
+    fn with(sock: UdpSocket) -> DnsRelay {
+        DnsRelay {
             sock,
             upstream: None,
             out: Vec::new(),
             input: Vec::new(),
             pending: HashMap::new(),
             next_id: 0,
-        })
+        }
     }
 
     /// `(fd, events)` for the datagram socket and the connection to proxyd.

@@ -231,7 +231,7 @@ impl Waiting {
     /// joins this process's mount namespace (the sandbox's view), writes to this process's
     /// standard error, and watches this process through a pidfd. The returned channel takes
     /// the seccomp listener, as a forked supervisor's does.
-    pub fn hand_over(self, plan: &LinuxPlan) -> io::Result<Channel> {
+    pub fn hand_over(self, plan: &LinuxPlan, bridge: Option<Bridge>) -> io::Result<Channel> {
         let bytes = plan.encode();
         if bytes.len() > MAX_HANDED_PLAN {
             return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
@@ -242,6 +242,22 @@ impl Waiting {
         notify::send_fd(self.0.as_fd(), pidfd.as_fd())?;
         notify::send_fd(self.0.as_fd(), mounts.as_fd())?;
         notify::send_fd(self.0.as_fd(), io::stderr().as_fd())?;
+        // The network bridge, when there is one: a text message (never empty, which would
+        // read as the end), then its descriptors.
+        let parts = match bridge {
+            Some(b) => b
+                .into_parts()
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::EINVAL))?,
+            None => crate::bridge::Parts {
+                text: String::new(),
+                fds: Vec::new(),
+            },
+        };
+        let head = format!("bridge {}\n{}", parts.fds.len(), parts.text);
+        seqpacket::send(self.0.as_fd(), head.as_bytes())?;
+        for fd in &parts.fds {
+            notify::send_fd(self.0.as_fd(), fd.as_fd())?;
+        }
         Ok(Channel {
             fd: self.0,
             middle: None,
@@ -260,8 +276,24 @@ pub fn wait_for_hand_over(channel: OwnedFd) -> Option<ExitCode> {
     let pidfd = notify::recv_fd(channel.as_fd()).ok()??;
     let mounts = notify::recv_fd(channel.as_fd()).ok()??;
     let stderr = notify::recv_fd(channel.as_fd()).ok()??;
+    let head = seqpacket::recv(channel.as_fd(), MAX_HANDED_PLAN).ok()??;
+    let head = String::from_utf8(head).ok()?;
+    let (first, text) = head.split_once('\n')?;
+    let count: usize = first.strip_prefix("bridge ")?.parse().ok()?;
+    let mut fds = Vec::with_capacity(count);
+    for _ in 0..count {
+        fds.push(notify::recv_fd(channel.as_fd()).ok()??);
+    }
+    let bridge = if text.is_empty() && fds.is_empty() {
+        None
+    } else {
+        Some(Bridge::from_parts(crate::bridge::Parts {
+            text: text.to_string(),
+            fds,
+        })?)
+    };
     let _ = seqpacket::set_stderr(stderr.as_fd());
-    let s = Supervisor::beside(pidfd, Rules::new(&plan.create_deny).ok()?, None);
+    let s = Supervisor::beside(pidfd, Rules::new(&plan.create_deny).ok()?, bridge);
     if let Err(e) = ns::enter(mounts.as_fd(), libc::CLONE_NEWNS) {
         return Some(s.abort("join the sandbox's mount namespace", &e));
     }

@@ -1598,3 +1598,44 @@ fn dns_addr_answers_the_allowed_names() {
     let seen: BTreeSet<String> = asked.lock().unwrap().iter().cloned().collect();
     assert_eq!(seen, BTreeSet::from(["fwd.test".to_string()]));
 }
+
+#[test]
+fn the_namespace_pools_supervisor_carries_the_bridge() {
+    if !ready() {
+        return;
+    }
+    let lab = Lab::new(&policy(&["allowed.test"]));
+    let _proxyd = Proxyd::start(&lab, &["allowed.test"]);
+    let port = web_server("the allowed server");
+    let url = format!("http://allowed.test:{port}/");
+    // The first launch starts the pool; wait until a launch gets a set.
+    let start = Instant::now();
+    loop {
+        let o = lab
+            .command(&["exec", "--", "true"])
+            .env("GREYWALL_NS_POOL", "require")
+            .output()
+            .unwrap();
+        if code(&o) == 0 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "{}", stderr(&o));
+        thread::sleep(Duration::from_millis(50));
+    }
+    // With `require`, the launch joins a set and hands the bridge (listeners, the proxyd
+    // registration, the DNS socket) to the set's waiting supervisor, or fails: it never forks
+    // its own supervisor then.
+    let o = lab
+        .command(&curl(&["-f", &url]))
+        .env("GREYWALL_NS_POOL", "require")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(stdout(&o), "hello from the allowed server\n");
+    let o = lab
+        .command(&["exec", "--", "getent", "hosts", "allowed.test"])
+        .env("GREYWALL_NS_POOL", "require")
+        .output()
+        .unwrap();
+    assert!(stdout(&o).contains("allowed.test"), "{}", stderr(&o));
+}
