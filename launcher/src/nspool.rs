@@ -45,7 +45,7 @@ fn file(ext: &str) -> String {
 /// Sets kept ready.
 const READY: usize = 3;
 /// The daemon exits after this long without a request.
-const IDLE: Duration = Duration::from_secs(300);
+const IDLE: Duration = Duration::from_secs(120);
 /// A pool that cannot make sets answers "none" this long after the last request, so that
 /// launches close together do not each start another one.
 const IDLE_BROKEN: Duration = Duration::from_secs(30);
