@@ -1,21 +1,30 @@
 //! Measures the real `greywall-proxyd` binary; reports, asserts nothing.
 //!
-//! `cargo bench -p greywall-proxyd --bench measure` (release build; `GREYWALL_PROXYD_BIN=PATH`
-//! measures another binary instead, to compare two builds in turn). Talks to proxyd's Unix
+//! `cargo bench -p greywall-proxyd --bench measure [-- SECTION...]` (release build; sections:
+//! `throughput`, `latency`, `concurrency`; none named: all). `GREYWALL_PROXYD_BIN=PATH`
+//! measures another binary instead, to compare two builds in turn. Talks to proxyd's Unix
 //! socket directly (`GW1 CONNECT <token> http` + `CONNECT host:port`), so the figures are
 //! proxyd's own cost, without the launcher's bridge. Traffic stays on loopback: the servers
 //! listen on 127.0.0.2, reached by name through `--resolve`.
 //!
-//! - throughput: one 1 GiB download through a CONNECT tunnel vs directly, interleaved, 3 runs;
+//! - throughput: a bulk download of `BULK` bytes, directly (TCP to the server) and through a
+//!   CONNECT tunnel (the Unix socket to proxyd, TCP from proxyd to the same server), in
+//!   `PAIRS` interleaved pairs whose order alternates, for each size in `CHUNKS`. The server
+//!   and the client are plain threads doing blocking `write`/`read`, the same code both ways,
+//!   so neither pays for a runtime; the tunnel has proxyd as a third party on the same cores,
+//!   which is what it costs. A pair during which other processes used more than
+//!   `OTHER_LOAD_MAX` of the CPUs is left out (and said so). Reported: medians of each, the
+//!   median of the per-pair ratios with its quartiles, and proxyd's CPU time per GiB;
 //! - latency: connect + 1-byte echo round trip, direct vs tunnelled, interleaved, 1000 each;
 //! - concurrency: 1000 tunnels open at once, each then does an echo round trip;
 //! - RSS of the daemon idle with one registration, and after the concurrency run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use greywall_compiler::egress;
@@ -24,7 +33,15 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream, UnixStream};
 
-const BULK: u64 = 1 << 30;
+/// Bytes per download.
+const BULK: u64 = 512 << 20;
+/// Interleaved direct/tunnel pairs.
+const PAIRS: usize = 15;
+/// A pair during which other work took more than this share of the CPUs (%) is left out.
+const OTHER_LOAD_MAX: f64 = 10.0;
+/// The sizes of each `write` of the bulk server and each `read` of its client: a typical
+/// client buffer, and a large one (with which direct loopback TCP is at its fastest here).
+const CHUNKS: [usize; 2] = [64 << 10, 1 << 20];
 const LAT_RUNS: usize = 1000;
 const TUNNELS: usize = 1000;
 
@@ -37,24 +54,97 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap()
 }
 
+/// User + system CPU time of a process (all its threads), in milliseconds.
+fn cpu_ms(pid: u32) -> u64 {
+    cpu_ms_of(&format!("/proc/{pid}/stat"))
+}
+
+fn cpu_ms_of(path: &str) -> u64 {
+    let stat = std::fs::read_to_string(path).unwrap();
+    // Fields after the command name (which may hold spaces) end with ')'.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = rest
+        .split(' ')
+        .skip(11)
+        .take(2)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    // USER_HZ is 100 on Linux.
+    (f[0] + f[1]) * 10
+}
+
+/// The machine's CPU time so far, from `/proc/stat`, in ticks: busy, total, stolen by the
+/// host, and interrupt handling (hard and soft, where the kernel accounts it apart).
+fn machine_ticks() -> [u64; 4] {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    let total: u64 = f.iter().sum();
+    // user nice system idle iowait irq softirq steal
+    [total - f[3] - f[4], total, f[7], f[5] + f[6]]
+}
+
+/// The kernel threads that process packets when interrupts fall behind (`ksoftirqd/N`): on
+/// loopback that is the bench's own traffic, not other work.
+fn packet_threads() -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.starts_with("ksoftirqd/"))
+        })
+        .collect()
+}
+
+/// Runs `f`; also says how much of the machine's CPU time went meanwhile to other work than
+/// this bench, `daemon` and the packets between them (% of all CPUs: other processes, and time
+/// stolen by the host).
+fn others<T>(daemon: u32, f: impl FnOnce() -> T) -> (T, f64) {
+    let kernel = packet_threads();
+    let ours = || {
+        cpu_ms_of("/proc/self/stat")
+            + cpu_ms(daemon)
+            + kernel
+                .iter()
+                .map(|p| cpu_ms_of(&format!("/proc/{p}/stat")))
+                .sum::<u64>()
+    };
+    let (a, a_ours) = (machine_ticks(), ours());
+    let r = f();
+    let (b, b_ours) = (machine_ticks(), ours());
+    let total = (b[1] - a[1]).max(1) as f64;
+    // Ticks are 10 ms (USER_HZ 100).
+    let ours = (b_ours - a_ours) as f64 / 10.0 + (b[3] - a[3]) as f64;
+    let other = (b[0] - a[0] + b[2] - a[2]) as f64 - ours;
+    (r, (100.0 * other / total).max(0.0))
+}
+
 fn pct(v: &mut [f64], p: f64) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
-/// Sends `BULK` bytes to each connection.
-async fn bulk_server() -> u16 {
-    let l = TcpListener::bind("127.0.0.2:0").await.unwrap();
+/// Sends `BULK` bytes to each connection in `chunk`-sized writes, from a thread of its own.
+fn bulk_server(chunk: usize) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
     let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        loop {
-            let (mut c, _) = l.accept().await.unwrap();
-            tokio::spawn(async move {
-                let buf = vec![0u8; 256 * 1024];
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let mut c = c.unwrap();
+            std::thread::spawn(move || {
+                let buf = vec![0u8; chunk];
                 let mut left = BULK;
                 while left > 0 {
                     let n = left.min(buf.len() as u64) as usize;
-                    if c.write_all(&buf[..n]).await.is_err() {
+                    if c.write_all(&buf[..n]).is_err() {
                         return;
                     }
                     left -= n as u64;
@@ -63,6 +153,100 @@ async fn bulk_server() -> u16 {
         }
     });
     port
+}
+
+/// Reads until EOF; the number of bytes.
+fn drain_blocking(r: &mut impl Read, chunk: usize, mut total: u64) -> u64 {
+    let mut buf = vec![0u8; chunk];
+    loop {
+        match r.read(&mut buf).unwrap() {
+            0 => return total,
+            n => total += n as u64,
+        }
+    }
+}
+
+/// Downloads from the bulk server directly; MiB/s.
+fn download_direct(port: u16, chunk: usize) -> f64 {
+    let t = Instant::now();
+    let mut s = std::net::TcpStream::connect(("127.0.0.2", port)).unwrap();
+    assert_eq!(drain_blocking(&mut s, chunk, 0), BULK);
+    BULK as f64 / t.elapsed().as_secs_f64() / (1 << 20) as f64
+}
+
+/// Downloads from the bulk server through a CONNECT tunnel; MiB/s.
+fn download_tunnel(socket: &Path, token: &str, port: u16, chunk: usize) -> f64 {
+    let t = Instant::now();
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.write_all(
+        format!("GW1 CONNECT {token} http\nCONNECT bench.test:{port} HTTP/1.1\r\nHost: bench.test:{port}\r\n\r\n")
+            .as_bytes(),
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    let body = loop {
+        let n = s.read(&mut buf).unwrap();
+        assert!(n > 0, "proxyd closed the tunnel before its answer");
+        head.extend_from_slice(&buf[..n]);
+        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break (head.len() - i - 4) as u64;
+        }
+    };
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{head:?}");
+    assert_eq!(drain_blocking(&mut s, chunk, body), BULK);
+    BULK as f64 / t.elapsed().as_secs_f64() / (1 << 20) as f64
+}
+
+/// Interleaved direct and tunnelled downloads (the order alternates from pair to pair).
+fn throughput(d: &Daemon, chunk: usize) {
+    println!("throughput, {} KiB reads and writes:", chunk >> 10);
+    let port = bulk_server(chunk);
+    let (mut direct, mut tunnelled, mut ratios, mut cpu) = (vec![], vec![], vec![], vec![]);
+    for i in 0..PAIRS {
+        let tunnel = || {
+            let c = cpu_ms(d.pid);
+            let r = download_tunnel(&d.socket, &d.token, port, chunk);
+            (r, cpu_ms(d.pid) - c)
+        };
+        let ((a, ao), ((b, ms), bo));
+        if i % 2 == 0 {
+            (a, ao) = others(d.pid, || download_direct(port, chunk));
+            ((b, ms), bo) = others(d.pid, tunnel);
+        } else {
+            ((b, ms), bo) = others(d.pid, tunnel);
+            (a, ao) = others(d.pid, || download_direct(port, chunk));
+        }
+        let kept = ao.max(bo) <= OTHER_LOAD_MAX;
+        println!(
+            "  pair {:2}: direct {a:4.0} MiB/s, tunnel {b:4.0} MiB/s ({:3.0}%), proxyd CPU {ms:3} ms; other load {ao:2.0}% / {bo:2.0}%{}",
+            i + 1,
+            100.0 * b / a,
+            if kept { "" } else { " (left out)" },
+        );
+        if kept {
+            cpu.push(ms as f64 / (BULK as f64 / (1u64 << 30) as f64));
+            direct.push(a);
+            tunnelled.push(b);
+            ratios.push(b / a);
+        }
+    }
+    if ratios.is_empty() {
+        println!("throughput: every pair ran beside other work; run it again on a quieter machine");
+        return;
+    }
+    println!(
+        "throughput, {} KiB reads, {} MiB downloads, {} of {PAIRS} interleaved pairs kept, medians: direct {:.0} MiB/s, CONNECT tunnel {:.0} MiB/s; tunnel/direct per pair: median {:.0}% (quartiles {:.0}-{:.0}%); proxyd CPU {:.0} ms per GiB",
+        chunk >> 10,
+        BULK >> 20,
+        ratios.len(),
+        pct(&mut direct, 0.5),
+        pct(&mut tunnelled, 0.5),
+        100.0 * pct(&mut ratios, 0.5),
+        100.0 * pct(&mut ratios, 0.25),
+        100.0 * pct(&mut ratios, 0.75),
+        pct(&mut cpu, 0.5),
+    );
 }
 
 /// Echoes every byte.
@@ -104,28 +288,86 @@ async fn tunnel(socket: &Path, token: &str, port: u16) -> BufReader<UnixStream> 
     r
 }
 
-async fn drain<R: AsyncReadExt + Unpin>(mut r: R) -> u64 {
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = r.read(&mut buf).await.unwrap();
-        if n == 0 {
-            return total;
-        }
-        total += n as u64;
+async fn latency(d: &Daemon) {
+    let echo = echo_server().await;
+    let mut lat_d = Vec::new();
+    let mut lat_t = Vec::new();
+    for _ in 0..LAT_RUNS {
+        let t = Instant::now();
+        let mut s = TcpStream::connect(("127.0.0.2", echo)).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        s.write_all(b"x").await.unwrap();
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).await.unwrap();
+        lat_d.push(t.elapsed().as_secs_f64() * 1e6);
+        let t = Instant::now();
+        let mut s = tunnel(&d.socket, &d.token, echo).await;
+        s.get_mut().write_all(b"x").await.unwrap();
+        s.read_exact(&mut b).await.unwrap();
+        lat_t.push(t.elapsed().as_secs_f64() * 1e6);
     }
+    let (d50, t50) = (pct(&mut lat_d, 0.5), pct(&mut lat_t, 0.5));
+    let (d90, t90) = (pct(&mut lat_d, 0.9), pct(&mut lat_t, 0.9));
+    println!(
+        "connect + 1-byte echo, {LAT_RUNS} interleaved: direct p50 {d50:.0} us p90 {d90:.0} us; tunnel p50 {t50:.0} us p90 {t90:.0} us; added p50 {:.0} us",
+        t50 - d50
+    );
 }
 
-fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(run());
+async fn concurrency(d: &Daemon) {
+    let echo = echo_server().await;
+    let t = Instant::now();
+    let mut opens = Vec::new();
+    for _ in 0..TUNNELS {
+        let (socket, token) = (d.socket.clone(), d.token.clone());
+        opens.push(tokio::spawn(
+            async move { tunnel(&socket, &token, echo).await },
+        ));
+    }
+    let mut streams = Vec::new();
+    let mut errors = 0;
+    for o in opens {
+        match o.await {
+            Ok(s) => streams.push(s),
+            Err(_) => errors += 1,
+        }
+    }
+    let opened = t.elapsed();
+    println!(
+        "{TUNNELS} concurrent tunnels: {} open ({errors} errors) in {:.0} ms; daemon RSS {} KiB",
+        streams.len(),
+        opened.as_secs_f64() * 1e3,
+        rss_kib(d.pid)
+    );
+    let mut ok = 0;
+    for s in &mut streams {
+        let mut b = [0u8; 1];
+        if s.get_mut().write_all(b"y").await.is_ok() && s.read_exact(&mut b).await.is_ok() {
+            ok += 1;
+        }
+    }
+    println!("  echo round trip on each: {ok}/{} ok", streams.len());
+    drop(streams);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", d.pid)).map_or(0, |d| d.count());
+    println!(
+        "after closing them: daemon RSS {} KiB, {fds} open descriptors",
+        rss_kib(d.pid)
+    );
 }
 
-async fn run() {
+/// The daemon under test, with one registration.
+struct Daemon {
+    child: Child,
+    pid: u32,
+    dir: PathBuf,
+    socket: PathBuf,
+    token: String,
+    /// The registration lives as long as this connection.
+    _reg: BufReader<UnixStream>,
+}
+
+async fn start() -> Daemon {
     let dir =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("measure-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -138,7 +380,7 @@ async fn run() {
         PathBuf::from,
     );
     println!("binary: {}", bin.display());
-    let mut child = Command::new(&bin)
+    let child = Command::new(&bin)
         .arg("--socket")
         .arg(&socket)
         .args(["--no-log", "--resolve", "bench.test=127.0.0.2"])
@@ -174,91 +416,42 @@ async fn run() {
     let token = reply.split_whitespace().nth(2).unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(300)).await;
     println!("idle RSS (one registration): {} KiB", rss_kib(pid));
-
-    let bulk = bulk_server().await;
-    let echo = echo_server().await;
-    let mut direct = Vec::new();
-    let mut tunnelled = Vec::new();
-    for _ in 0..3 {
-        let t = Instant::now();
-        let n = drain(TcpStream::connect(("127.0.0.2", bulk)).await.unwrap()).await;
-        assert_eq!(n, BULK);
-        direct.push(BULK as f64 / t.elapsed().as_secs_f64() / (1 << 20) as f64);
-        let t = Instant::now();
-        let r = tunnel(&socket, &token, bulk).await;
-        let n = drain(r).await;
-        assert_eq!(n, BULK);
-        tunnelled.push(BULK as f64 / t.elapsed().as_secs_f64() / (1 << 20) as f64);
+    Daemon {
+        child,
+        pid,
+        dir,
+        socket,
+        token,
+        _reg: reg,
     }
-    let (d, t) = (pct(&mut direct, 0.5), pct(&mut tunnelled, 0.5));
-    println!(
-        "throughput, 1 GiB, median of 3: direct {d:.0} MiB/s, CONNECT tunnel {t:.0} MiB/s ({:.0}%)",
-        100.0 * t / d
-    );
+}
 
-    let mut lat_d = Vec::new();
-    let mut lat_t = Vec::new();
-    for _ in 0..LAT_RUNS {
-        let t = Instant::now();
-        let mut s = TcpStream::connect(("127.0.0.2", echo)).await.unwrap();
-        s.set_nodelay(true).unwrap();
-        s.write_all(b"x").await.unwrap();
-        let mut b = [0u8; 1];
-        s.read_exact(&mut b).await.unwrap();
-        lat_d.push(t.elapsed().as_secs_f64() * 1e6);
-        let t = Instant::now();
-        let mut s = tunnel(&socket, &token, echo).await;
-        s.get_mut().write_all(b"x").await.unwrap();
-        s.read_exact(&mut b).await.unwrap();
-        lat_t.push(t.elapsed().as_secs_f64() * 1e6);
-    }
-    let (d50, t50) = (pct(&mut lat_d, 0.5), pct(&mut lat_t, 0.5));
-    let (d90, t90) = (pct(&mut lat_d, 0.9), pct(&mut lat_t, 0.9));
-    println!(
-        "connect + 1-byte echo, {LAT_RUNS} interleaved: direct p50 {d50:.0} us p90 {d90:.0} us; tunnel p50 {t50:.0} us p90 {t90:.0} us; added p50 {:.0} us",
-        t50 - d50
-    );
-
-    let t = Instant::now();
-    let mut opens = Vec::new();
-    for _ in 0..TUNNELS {
-        let (socket, token) = (socket.clone(), token.clone());
-        opens.push(tokio::spawn(
-            async move { tunnel(&socket, &token, echo).await },
-        ));
-    }
-    let mut streams = Vec::new();
-    let mut errors = 0;
-    for o in opens {
-        match o.await {
-            Ok(s) => streams.push(s),
-            Err(_) => errors += 1,
+fn main() {
+    // `cargo bench` passes `--bench`; other arguments name the sections to run.
+    let sections: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let wanted = |s: &str| sections.is_empty() || sections.iter().any(|a| a == s);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut d = rt.block_on(start());
+    // Blocking threads, outside the runtime (whose workers sleep meanwhile).
+    if wanted("throughput") {
+        for chunk in CHUNKS {
+            throughput(&d, chunk);
         }
     }
-    let opened = t.elapsed();
-    println!(
-        "{TUNNELS} concurrent tunnels: {} open ({errors} errors) in {:.0} ms; daemon RSS {} KiB",
-        streams.len(),
-        opened.as_secs_f64() * 1e3,
-        rss_kib(pid)
-    );
-    let mut ok = 0;
-    for s in &mut streams {
-        let mut b = [0u8; 1];
-        if s.get_mut().write_all(b"y").await.is_ok() && s.read_exact(&mut b).await.is_ok() {
-            ok += 1;
-        }
+    if wanted("latency") {
+        rt.block_on(latency(&d));
     }
-    println!("  echo round trip on each: {ok}/{} ok", streams.len());
-    drop(streams);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
-    println!(
-        "after closing them: daemon RSS {} KiB, {fds} open descriptors",
-        rss_kib(pid)
-    );
-    drop(reg);
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
+    if wanted("concurrency") {
+        rt.block_on(concurrency(&d));
+    }
+    let _ = d.child.kill();
+    let _ = d.child.wait();
+    let _ = std::fs::remove_dir_all(&d.dir);
 }

@@ -47,6 +47,8 @@ where
     }
     match (socket_of(&*client), socket_of(&*upstream)) {
         (Some(c), Some(u)) => {
+            c.enlarge_send_buffer();
+            u.enlarge_send_buffer();
             let up = pump(c, u, None, Some(&counters.up));
             let down = pump(u, c, Some(&counters.down), None);
             tokio::try_join!(up, down).map(drop)
@@ -130,6 +132,18 @@ impl<'a> Sock<'a> {
         match self {
             Sock::Tcp(s) => s.try_write(buf),
             Sock::Unix(s) => s.try_write(buf),
+        }
+    }
+
+    /// Raises a Unix socket's send buffer to [`UNIX_SEND_BUFFER`] (TCP sockets size theirs
+    /// themselves). A Unix stream socket's send buffer bounds the bytes queued for its peer, so
+    /// the default (`net.core.wmem_default`, usually 208 KiB) makes a bulk direction splice a
+    /// fifth of a pipe at a time, each part a wait and a wake-up; see docs/proxyd.md. The
+    /// kernel caps the value at `net.core.wmem_max`; a refusal only costs speed.
+    fn enlarge_send_buffer(self) {
+        use nix::sys::socket::{setsockopt, sockopt::SndBuf};
+        if let Sock::Unix(s) = self {
+            let _ = setsockopt(s, SndBuf, &UNIX_SEND_BUFFER);
         }
     }
 
@@ -252,6 +266,10 @@ async fn copy(
         }
     }
 }
+
+/// The send buffer asked for on a tunnel's Unix socket (`SO_SNDBUF`: the kernel doubles it for
+/// its bookkeeping, so up to 1 MiB of bytes in flight, as much as one pipe holds).
+pub const UNIX_SEND_BUFFER: usize = 512 * 1024;
 
 /// The pipe size asked for (`F_SETPIPE_SZ`); the kernel's default is 64 KiB.
 pub const PIPE_SIZE: usize = 1 << 20;
@@ -394,6 +412,29 @@ mod tests {
             counters.get(),
             (want_up.len() as u64, to_client.len() as u64)
         );
+    }
+
+    /// The Unix side of a spliced tunnel gets the larger send buffer; the TCP side keeps the
+    /// kernel's automatic sizing.
+    #[tokio::test]
+    async fn unix_side_gets_the_larger_send_buffer() {
+        use nix::sys::socket::{getsockopt, sockopt::SndBuf};
+        let (client_far, mut client) = UnixStream::pair().unwrap();
+        let (up_far, mut upstream) = tcp_pair().await;
+        let before = (
+            getsockopt(&client, SndBuf).unwrap(),
+            getsockopt(&upstream, SndBuf).unwrap(),
+        );
+        // Both far ends end at once, so the tunnel does too.
+        drop((client_far, up_far));
+        let counters = Arc::new(Counters::default());
+        let _ = tunnel(&mut client, Vec::new(), &mut upstream, &counters).await;
+        let after = (
+            getsockopt(&client, SndBuf).unwrap(),
+            getsockopt(&upstream, SndBuf).unwrap(),
+        );
+        assert!(after.0 > before.0, "{before:?} -> {after:?}");
+        assert_eq!(after.1, before.1);
     }
 
     /// Streams that are not sockets take the buffered path, with the same results.
