@@ -149,22 +149,23 @@ pub async fn answer<N: Net>(
     if let Some(addrs) = state.mappings.get(&name) {
         return Some(q.answer(rcode::NOERROR, addrs, TTL, limit));
     }
+    // An upstream that fails: logged, and SERVFAIL for the client.
+    let servfail = |why: String| {
+        log(
+            state,
+            sandbox,
+            &shown,
+            Decision::Error,
+            &verdict,
+            Some(why),
+            started,
+        );
+        q.answer(rcode::SERVFAIL, &[], 0, limit)
+    };
     if let Some(server) = sandbox.rules.dns() {
         return Some(match forward(server, &q, tcp).await {
             Ok(reply) => reply,
-            Err(e) => {
-                let why = format!("DNS server {}:{}: {e}", server.host, server.port);
-                log(
-                    state,
-                    sandbox,
-                    &shown,
-                    Decision::Error,
-                    &verdict,
-                    Some(why),
-                    started,
-                );
-                q.answer(rcode::SERVFAIL, &[], 0, limit)
-            }
+            Err(e) => servfail(format!("DNS server {}:{}: {e}", server.host, server.port)),
         });
     }
     if !matches!(q.qtype, rtype::A | rtype::AAAA) {
@@ -174,19 +175,7 @@ pub async fn answer<N: Net>(
     Some(match state.net.resolve(&name, 0).await {
         Ok(addrs) => q.answer(rcode::NOERROR, &addrs, TTL, limit),
         Err(e) if no_such_name(&e) => q.answer(rcode::NXDOMAIN, &[], 0, limit),
-        Err(e) => {
-            let why = format!("cannot resolve: {e}");
-            log(
-                state,
-                sandbox,
-                &shown,
-                Decision::Error,
-                &verdict,
-                Some(why),
-                started,
-            );
-            q.answer(rcode::SERVFAIL, &[], 0, limit)
-        }
+        Err(e) => servfail(format!("cannot resolve: {e}")),
     })
 }
 
