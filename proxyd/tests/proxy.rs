@@ -455,11 +455,13 @@ fn https_through_connect_to_a_tls_server() {
         &format!("http://127.0.0.1:{p}"),
         &format!("https://tls.test:{port}/"),
     ]);
-    let _ = server.kill();
-    let _ = server.wait();
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("s_server"), "{}", text(&o));
+    // The server stays up until proxyd has logged the tunnel's end: killed earlier, it would
+    // reset the connection proxyd may still be closing.
     let v = d.wait_log(|v| v["host"] == "tls.test" && v["decision"] == "allow");
+    let _ = server.kill();
+    let _ = server.wait();
     assert_eq!(v["rule"]["text"], "tls.test");
     assert_eq!(v["reason"], "address mapped with --resolve");
     assert!(v["bytes_down"].as_u64().unwrap() > 500, "{v}");
