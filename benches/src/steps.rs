@@ -61,6 +61,12 @@ mod tests {
 
     /// The `default` template compiled for a scratch workspace, with every step present.
     fn full() -> LinuxPlan {
+        // The tests run in parallel and share this directory (the plan names it): one
+        // removing it while another compiles in it would change that plan.
+        static SCRATCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _one_at_a_time = SCRATCH
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let dir = std::env::temp_dir().join(format!("gw-bench-steps-{}", std::process::id()));
         let env = crate::scratch::compile_env(&dir).unwrap();
         let source = Source::Named(Input::Template("default".into()));

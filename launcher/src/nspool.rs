@@ -1,8 +1,8 @@
 //! Namespaces prepared ahead: the most expensive set-up step, off the launch path.
 //!
-//! Creating a network namespace is most of what a sandbox costs the kernel (the loopback
-//! device, and every per-namespace sysctl table of IPv4 and IPv6: about 0.7 ms on the
-//! reference VM, more than the rest of the launch together). None of it depends on the
+//! Creating a network namespace is the largest single thing a sandbox asks of the kernel
+//! (the loopback device, and every per-namespace sysctl table of IPv4 and IPv6: 0.7–0.8 ms on
+//! the reference VM). None of it depends on the
 //! policy, so a small per-user daemon, `greywall __ns-pool`, keeps a few sets ready: a new
 //! user namespace directly below the user's own, with the identity map written, and a new
 //! network namespace it owns, with `lo` up. A launcher takes one set (each is handed out once,
@@ -272,7 +272,7 @@ fn serve(dir: &Path) -> io::Result<()> {
             events: libc::POLLIN,
             revents: 0,
         });
-        if seqpacket::poll(&mut fds, CHECK_EVERY_MS)? == 0 {
+        if notify::poll(&mut fds, CHECK_EVERY_MS)? == 0 {
             // Idle, or the directory is gone (a scratch runtime directory removed, another
             // pool started after ours was unlinked): nobody can reach this pool any more.
             let here = std::fs::symlink_metadata(&socket).map(|m| m.ino()).ok();

@@ -463,7 +463,7 @@ impl Supervisor {
             if let Some(b) = &self.bridge {
                 b.pollfds(&mut fds);
             }
-            if let Err(e) = notify::poll(&mut fds) {
+            if let Err(e) = notify::poll(&mut fds, -1) {
                 return self.abort("poll", &e);
             }
             if fds[1].revents != 0

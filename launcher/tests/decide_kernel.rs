@@ -43,19 +43,7 @@ const REFUSALS: &[&str] = &[
     "EACCES", "EPERM", "EROFS", "EBUSY", "EXDEV", "ENOENT", "empty",
 ];
 
-use common::skip;
-
-fn write_file(path: &Path, text: &str, mode: u32) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-fn copy_exe(from: &str, to: &Path) {
-    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-    std::fs::copy(from, to).unwrap();
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).unwrap();
-}
+use common::{copy_exe, skip, write_file};
 
 fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()

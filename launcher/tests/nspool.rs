@@ -65,17 +65,24 @@ impl Scratch {
         }
     }
 
-    /// The pool daemon serving this scratch directory, if it runs.
-    fn pool_pid(&self) -> Option<u32> {
-        let dir = self.runtime();
-        let dir = dir.to_str()?;
+    /// The pool's live processes for this scratch directory: its server, its refiller and the
+    /// supervisors waiting in its sets.
+    fn pool_processes(&self) -> Vec<common::Proc> {
+        let dir = self.runtime().to_string_lossy().into_owned();
         common::processes()
             .into_iter()
-            .find(|p| {
-                !p.zombie
-                    && p.argv.iter().any(|w| w == "__ns-pool")
-                    && p.argv.iter().any(|w| w == dir)
+            .filter(|p| {
+                !p.zombie && p.argv.iter().any(|w| w == "__ns-pool") && p.argv.contains(&dir)
             })
+            .collect()
+    }
+
+    /// The pool's server: its process whose parent is not one of the pool's.
+    fn pool_pid(&self) -> Option<u32> {
+        let pool = self.pool_processes();
+        let ids: Vec<u32> = pool.iter().map(|p| p.pid).collect();
+        pool.iter()
+            .find(|p| p.parent.is_none_or(|q| !ids.contains(&q)))
             .map(|p| p.pid)
     }
 }
@@ -318,12 +325,7 @@ fn the_pools_supervisor_serves_the_launch_and_fails_closed_when_killed() {
     let s = Scratch::new();
     s.start_pool();
     // The pool's processes: the server, and the refiller, whose children the supervisors are.
-    let pool: Vec<u32> = common::processes()
-        .into_iter()
-        .filter(|p| p.argv.iter().any(|w| w == "__ns-pool"))
-        .filter(|p| p.argv.iter().any(|w| *w == s.runtime().to_string_lossy()))
-        .map(|p| p.pid)
-        .collect();
+    let pool: Vec<u32> = s.pool_processes().iter().map(|p| p.pid).collect();
     let mut child = s
         .command(
             "require",
@@ -362,18 +364,7 @@ fn a_pool_that_does_not_answer_delays_a_launch_once_and_never_blocks_it() {
     }
     let s = Scratch::new();
     s.start_pool();
-    let dir = s.runtime().to_string_lossy().into_owned();
-    let pool: Vec<_> = common::processes()
-        .into_iter()
-        .filter(|p| p.argv.iter().any(|w| w == "__ns-pool") && p.argv.contains(&dir))
-        .collect();
-    let ids: Vec<u32> = pool.iter().map(|p| p.pid).collect();
-    // The server: the pool process whose parent is not one of the pool's.
-    let server = pool
-        .iter()
-        .find(|p| p.parent.is_none_or(|q| !ids.contains(&q)))
-        .expect("no pool server")
-        .pid;
+    let server = s.pool_pid().expect("no pool server");
     let _ = Command::new("kill")
         .args(["-STOP", &server.to_string()])
         .status();

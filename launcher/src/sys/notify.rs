@@ -282,15 +282,16 @@ pub fn read_signal(fd: BorrowedFd<'_>) -> io::Result<Option<(libc::c_int, libc::
     }
 }
 
-/// `poll(2)` without a timeout; `EINTR` is retried.
-pub fn poll(fds: &mut [libc::pollfd]) -> io::Result<()> {
+/// `poll(2)` with a timeout in milliseconds (-1: none); `EINTR` is retried. Returns how many
+/// descriptors are ready (0 on timeout).
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usize> {
     let n = libc::nfds_t::try_from(fds.len())
         .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
     loop {
         // SAFETY: `fds` is a valid, writable array of `n` pollfd structures.
-        let ret = unsafe { libc::poll(fds.as_mut_ptr(), n, -1) };
+        let ret = unsafe { libc::poll(fds.as_mut_ptr(), n, timeout_ms) };
         if ret >= 0 {
-            return Ok(());
+            return Ok(usize::try_from(ret).unwrap_or(0));
         }
         let e = io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::EINTR) {

@@ -88,24 +88,6 @@ pub fn peer_uid(fd: BorrowedFd<'_>) -> io::Result<u32> {
     Ok(cred.uid)
 }
 
-/// `poll(2)` with a timeout in milliseconds (-1: none); `EINTR` is retried. Returns how many
-/// descriptors are ready (0 on timeout).
-pub fn poll(fds: &mut [libc::pollfd], timeout_ms: libc::c_int) -> io::Result<usize> {
-    let n = libc::nfds_t::try_from(fds.len())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    loop {
-        // SAFETY: `fds` is a valid, writable array of `n` pollfd structures.
-        let ret = unsafe { libc::poll(fds.as_mut_ptr(), n, timeout_ms) };
-        if ret >= 0 {
-            return Ok(usize::try_from(ret).unwrap_or(0));
-        }
-        let e = io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(e);
-        }
-    }
-}
-
 /// `setsid(2)`: this process leaves the caller's session and process group (a daemon).
 pub fn new_session() -> io::Result<()> {
     // SAFETY: setsid takes no arguments and changes only this process's attributes.

@@ -1,6 +1,6 @@
 //! What the launcher's kernel test suites share: saying loudly that a test cannot run here,
 //! and finding processes by what `/proc` shows of them. Each suite uses part of it.
-#![allow(dead_code, clippy::panic)]
+#![allow(dead_code, clippy::panic, clippy::unwrap_used)]
 
 /// Whether `GREYWALL_REQUIRE_KERNEL=1` (CI): then a test that cannot run fails.
 pub fn required() -> bool {
@@ -92,4 +92,20 @@ pub fn kill_then_continue(
     let _ = out.read_to_string(&mut rest);
     let _ = child.wait();
     rest
+}
+
+/// Writes `text` to `path` (creating its folders) with permission bits `mode`.
+pub fn write_file(path: &std::path::Path, text: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Copies the executable `from` to `to` (creating its folders), mode 0755.
+pub fn copy_exe(from: &str, to: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::copy(from, to).unwrap();
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
