@@ -227,7 +227,7 @@ pub fn compile_with(
             Dep::Listing { path } => StatDep::exact(path),
         });
     }
-    let deps = crate::cache::condense(deps, &env.discover.cwd, crate::cache::settled_now());
+    let deps = crate::cache::condense(deps, crate::cache::settled_now());
 
     // Fail closed: without Landlock no filesystem rule would hold.
     if env.kernel.landlock_abi == 0 {

@@ -9,6 +9,8 @@
 //! create-deny rules with the notify filter ([`seccomp::build_notify`]) that lets the
 //! launcher's supervisor refuse their creation.
 
+use std::path::Path;
+
 use crate::backend::seccomp::{self, Arch};
 use crate::model::NetworkMode;
 use crate::pattern::domain::DomainPattern;
@@ -88,14 +90,19 @@ pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
     }
     grant("/dev/shm", fs_access::READ | fs_access::WRITE);
     for d in DEVICES {
+        // `/dev/pts` is a directory; the others are device files, and a directory right on a
+        // file would cost the launcher a refused `landlock_add_rule` and a retry.
+        let listing = if *d == "/dev/pts" {
+            fs_access::READ_DIR
+        } else {
+            0
+        };
         grant(
             d,
-            fs_access::READ_FILE
-                | fs_access::WRITE_FILE
-                | fs_access::IOCTL_DEV
-                | fs_access::READ_DIR,
+            fs_access::READ_FILE | fs_access::WRITE_FILE | fs_access::IOCTL_DEV | listing,
         );
     }
+    let paths = without_covered(paths);
 
     let (network, handled_net, handled_net_no_userns) = match r.network {
         // The host network: binding a server there needs allowLocalBinding too.
@@ -197,6 +204,26 @@ pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
     plan
 }
 
+/// Leaves out the rules an ancestor's rule already grants: Landlock allows an access when a
+/// rule on the path or on any folder above it (through mount points) allows it, so a rule
+/// whose rights are all granted above adds nothing but a launch-time `open` and
+/// `landlock_add_rule` (`/usr/bin` under `/usr` in the default policy). The paths are the
+/// resolver's, free of symlinks; should one become a symlink before the launch, the rule left
+/// out would have followed it elsewhere, so leaving it out can only grant less, never more.
+fn without_covered(paths: Vec<PathRule>) -> Vec<PathRule> {
+    let covered = |r: &PathRule| {
+        paths.iter().any(|a| {
+            a.path != r.path && Path::new(&r.path).starts_with(&a.path) && r.access & !a.access == 0
+        })
+    };
+    let keep: Vec<bool> = paths.iter().map(|r| !covered(r)).collect();
+    paths
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(r, k)| k.then_some(r))
+        .collect()
+}
+
 /// Where the egress rule set is and what it hashes to (the compile step stores it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RulesetRef {
@@ -267,4 +294,46 @@ pub fn with_egress(mut plan: LinuxPlan, egress: Egress) -> LinuxPlan {
     plan.policy_hash = 0;
     plan.policy_hash = fnv1a(&plan.encode());
     plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(path: &str, access: u64) -> PathRule {
+        PathRule {
+            path: path.into(),
+            access,
+        }
+    }
+
+    #[test]
+    fn rules_granted_above_are_left_out() {
+        let rw = fs_access::READ | fs_access::WRITE;
+        let kept = without_covered(vec![
+            rule("/usr/bin", fs_access::READ),
+            rule("/usr", fs_access::READ),
+            rule("/usr/lib", fs_access::READ),
+            // More rights than its ancestor grants: kept.
+            rule("/usr/local/cache", rw),
+            // A sibling with a common prefix is not below `/usr`.
+            rule("/usrlocal", fs_access::READ),
+            rule("/home/u/ws", rw),
+            rule("/home/u/ws/.cache", fs_access::READ),
+            rule("/dev", fs_access::READ),
+            rule("/dev/null", fs_access::READ_FILE | fs_access::WRITE_FILE),
+        ]);
+        let paths: Vec<&str> = kept.iter().map(|r| r.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/usr",
+                "/usr/local/cache",
+                "/usrlocal",
+                "/home/u/ws",
+                "/dev",
+                "/dev/null"
+            ]
+        );
+    }
 }
