@@ -112,16 +112,9 @@ pub fn request(dir: &Path) -> Option<Request> {
 impl Request {
     /// The pool's answer.
     pub fn answer(self) -> Taken {
-        let sock = self.0;
-        let user = notify::recv_fd(sock.as_fd());
-        let net = notify::recv_fd(sock.as_fd());
-        match (user, net) {
-            (Ok(Some(user)), Ok(Some(net))) => Taken::Set(Prepared {
-                user,
-                net,
-                supervisor: notify::recv_fd(sock.as_fd()).ok().flatten(),
-            }),
-            _ => Taken::Empty,
+        match receive_set(self.0.as_fd()) {
+            Some(set) => Taken::Set(set),
+            None => Taken::Empty,
         }
     }
 }
@@ -309,26 +302,31 @@ fn serve(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-/// A set, as three descriptors in three messages: user namespace, network namespace, the
-/// waiting supervisor's socket.
+/// A set, as one message carrying its descriptors: user namespace, network namespace, and
+/// the waiting supervisor's socket when there is one.
 fn send_set(to: std::os::fd::BorrowedFd<'_>, set: &Prepared) -> io::Result<()> {
-    notify::send_fd(to, set.user.as_fd())?;
-    notify::send_fd(to, set.net.as_fd())?;
-    match &set.supervisor {
-        Some(s) => notify::send_fd(to, s.as_fd()),
-        None => Ok(()),
-    }
+    let mut fds = vec![set.user.as_fd(), set.net.as_fd()];
+    fds.extend(set.supervisor.as_ref().map(AsFd::as_fd));
+    seqpacket::send_with_fds(to, SET, &fds)
 }
 
+/// The one byte of a set's message.
+const SET: &[u8] = b"s";
+
 fn receive_set(from: std::os::fd::BorrowedFd<'_>) -> Option<Prepared> {
-    let user = notify::recv_fd(from).ok()??;
-    let net = notify::recv_fd(from).ok()??;
-    let supervisor = Some(notify::recv_fd(from).ok()??);
-    Some(Prepared {
-        user,
-        net,
-        supervisor,
-    })
+    let (bytes, fds) = seqpacket::recv_with_fds(from, SET.len()).ok()??;
+    if bytes != SET {
+        return None;
+    }
+    let mut fds = fds.into_iter();
+    match (fds.next(), fds.next(), fds.next(), fds.next()) {
+        (Some(user), Some(net), supervisor, None) => Some(Prepared {
+            user,
+            net,
+            supervisor,
+        }),
+        _ => None,
+    }
 }
 
 /// Forks the refiller: it makes one set for each byte the server sends it, and sends the set

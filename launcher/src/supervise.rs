@@ -236,14 +236,8 @@ impl Waiting {
         if bytes.len() > MAX_HANDED_PLAN {
             return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
         }
-        seqpacket::send(self.0.as_fd(), &bytes)?;
         let pidfd = notify::pidfd_open(notify::pid())?;
         let mounts = ns::open_own("mnt")?;
-        notify::send_fd(self.0.as_fd(), pidfd.as_fd())?;
-        notify::send_fd(self.0.as_fd(), mounts.as_fd())?;
-        notify::send_fd(self.0.as_fd(), io::stderr().as_fd())?;
-        // The network bridge, when there is one: a text message (never empty, which would
-        // read as the end), then its descriptors.
         let parts = match bridge {
             Some(b) => b
                 .into_parts()
@@ -253,10 +247,21 @@ impl Waiting {
                 fds: Vec::new(),
             },
         };
-        let head = format!("bridge {}\n{}", parts.fds.len(), parts.text);
-        seqpacket::send(self.0.as_fd(), head.as_bytes())?;
-        for fd in &parts.fds {
-            notify::send_fd(self.0.as_fd(), fd.as_fd())?;
+        // One message, one wake-up of the supervisor: the plan's length and bytes, then the
+        // network bridge's description (`bridge N`, N its descriptors, and its text); the
+        // pidfd, the mount namespace, standard error and the bridge's descriptors ride with
+        // it (past the most one message carries, the rest follow in messages of their own).
+        let mut message = Vec::with_capacity(bytes.len() + parts.text.len() + 32);
+        message.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
+        message.extend_from_slice(&bytes);
+        message.extend_from_slice(format!("bridge {}\n{}", parts.fds.len(), parts.text).as_bytes());
+        let stderr = io::stderr();
+        let mut fds = vec![pidfd.as_fd(), mounts.as_fd(), stderr.as_fd()];
+        fds.extend(parts.fds.iter().map(AsFd::as_fd));
+        let mut chunks = fds.chunks(seqpacket::MAX_FDS);
+        seqpacket::send_with_fds(self.0.as_fd(), &message, chunks.next().unwrap_or_default())?;
+        for more in chunks {
+            seqpacket::send_with_fds(self.0.as_fd(), MORE_FDS, more)?;
         }
         Ok(Channel {
             fd: self.0,
@@ -265,25 +270,41 @@ impl Waiting {
     }
 }
 
+/// The message that carries descriptors past the first message's [`seqpacket::MAX_FDS`].
+const MORE_FDS: &[u8] = b"+";
+
+/// Largest description of a network bridge handed with a plan.
+const MAX_HANDED_BRIDGE: usize = 64 << 10;
+
 /// In a process the pool forked into a prepared user namespace: waits for a launch's plan
 /// ([`Waiting::hand_over`]), then supervises that launch. `None` when no launch came (the
 /// pool ended, or the launch used its own supervisor).
 pub fn wait_for_hand_over(channel: OwnedFd) -> Option<ExitCode> {
-    let bytes = seqpacket::recv(channel.as_fd(), MAX_HANDED_PLAN).ok()??;
+    let (bytes, mut fds) =
+        seqpacket::recv_with_fds(channel.as_fd(), 4 + MAX_HANDED_PLAN + MAX_HANDED_BRIDGE)
+            .ok()??;
     // A launch is ours: its syscalls wait for our answers (the pool made us a batch process).
     let _ = notify::set_batch_scheduling(false);
-    let plan = LinuxPlan::decode(&bytes).ok()?;
-    let pidfd = notify::recv_fd(channel.as_fd()).ok()??;
-    let mounts = notify::recv_fd(channel.as_fd()).ok()??;
-    let stderr = notify::recv_fd(channel.as_fd()).ok()??;
-    let head = seqpacket::recv(channel.as_fd(), MAX_HANDED_PLAN).ok()??;
-    let head = String::from_utf8(head).ok()?;
+    let (len, rest) = bytes.split_first_chunk::<4>()?;
+    let (plan, head) = rest.split_at_checked(usize::try_from(u32::from_le_bytes(*len)).ok()?)?;
+    let plan = LinuxPlan::decode(plan).ok()?;
+    let head = std::str::from_utf8(head).ok()?;
     let (first, text) = head.split_once('\n')?;
     let count: usize = first.strip_prefix("bridge ")?.parse().ok()?;
-    let mut fds = Vec::with_capacity(count);
-    for _ in 0..count {
-        fds.push(notify::recv_fd(channel.as_fd()).ok()??);
+    let want = count.checked_add(3).filter(|&n| n <= 1024)?;
+    while fds.len() < want {
+        let (marker, more) = seqpacket::recv_with_fds(channel.as_fd(), MORE_FDS.len()).ok()??;
+        if marker != MORE_FDS || more.is_empty() {
+            return None;
+        }
+        fds.extend(more);
     }
+    if fds.len() != want {
+        return None;
+    }
+    let mut fds = fds.into_iter();
+    let (pidfd, mounts, stderr) = (fds.next()?, fds.next()?, fds.next()?);
+    let fds: Vec<OwnedFd> = fds.collect();
     let bridge = if text.is_empty() && fds.is_empty() {
         None
     } else {
@@ -297,7 +318,7 @@ pub fn wait_for_hand_over(channel: OwnedFd) -> Option<ExitCode> {
     if let Err(e) = ns::enter(mounts.as_fd(), libc::CLONE_NEWNS) {
         return Some(s.abort("join the sandbox's mount namespace", &e));
     }
-    drop((bytes, stderr, mounts));
+    drop((stderr, mounts));
     Some(s.run(channel))
 }
 

@@ -231,8 +231,7 @@ fn fake_pool(socket: &Path) -> std::process::Child {
          n = os.open('/proc/self/ns/net', os.O_RDONLY)\n\
          while True:\n\
          \x20   c, _ = s.accept()\n\
-         \x20   socket.send_fds(c, [b'x'], [u])\n\
-         \x20   socket.send_fds(c, [b'x'], [n])\n\
+         \x20   socket.send_fds(c, [b's'], [u, n])\n\
          \x20   c.close()\n",
         socket = socket.to_str().unwrap()
     );

@@ -1,6 +1,8 @@
 //! Unix `SOCK_SEQPACKET` sockets bound to a path: the namespace pool's listener and its
-//! clients ([`crate::nspool`]). Message boundaries are kept, so each descriptor passed with
-//! `SCM_RIGHTS` ([`super::notify::send_fd`]) arrives in a message of its own.
+//! clients ([`crate::nspool`]). Message boundaries are kept, so the descriptors passed with
+//! `SCM_RIGHTS` arrive with the message they were sent with ([`send_with_fds`]): a set of
+//! namespaces, or a launch handed to a waiting supervisor, is one message and one wake-up of
+//! the process receiving it.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
@@ -187,4 +189,143 @@ pub fn set_receive_timeout(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> 
         )
     })
     .map(drop)
+}
+
+/// The most descriptors one message carries here (the kernel's limit is 253).
+pub const MAX_FDS: usize = 16;
+
+/// Room for the `SCM_RIGHTS` header and [`MAX_FDS`] descriptors, aligned for `cmsghdr`.
+#[repr(C)]
+struct Control {
+    _align: [libc::cmsghdr; 0],
+    bytes: [u8; 128],
+}
+
+// SAFETY: CMSG_SPACE only computes a size from its argument.
+const CONTROL_SPACE: usize =
+    unsafe { libc::CMSG_SPACE((MAX_FDS * size_of::<libc::c_int>()) as u32) } as usize;
+const _: () = assert!(CONTROL_SPACE <= 128);
+
+/// Sends `bytes` (not empty) and `fds` (at most [`MAX_FDS`]) as one message.
+pub fn send_with_fds(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::Result<()> {
+    if bytes.is_empty() || fds.len() > MAX_FDS {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut iov = libc::iovec {
+        // sendmsg only reads through this pointer.
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
+    };
+    let mut control = Control {
+        _align: [],
+        bytes: [0; 128],
+    };
+    // SAFETY: msghdr is plain old data; all-zero bytes are a valid (empty) value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    if !fds.is_empty() {
+        let data_len = u32::try_from(fds.len() * size_of::<libc::c_int>())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        msg.msg_control = (&raw mut control.bytes).cast();
+        // SAFETY: CMSG_SPACE only computes a size.
+        msg.msg_controllen = unsafe { libc::CMSG_SPACE(data_len) } as _;
+        // SAFETY: `msg` describes a control buffer of CMSG_SPACE(data_len) <= 128 bytes,
+        // aligned for cmsghdr, so CMSG_FIRSTHDR points to its start, valid for a header and
+        // `fds.len()` ints of data, written unaligned one by one.
+        unsafe {
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            if cmsg.is_null() {
+                return Err(io::Error::from_raw_os_error(libc::EINVAL));
+            }
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(data_len) as _;
+            let data = libc::CMSG_DATA(cmsg).cast::<libc::c_int>();
+            for (i, fd) in fds.iter().enumerate() {
+                std::ptr::write_unaligned(data.add(i), fd.as_raw_fd());
+            }
+        }
+    }
+    loop {
+        // SAFETY: `msg` points to the live `iov`, `bytes` and `control` above; sendmsg only
+        // reads them.
+        let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            return if usize::try_from(n).ok() == Some(bytes.len()) {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(libc::EMSGSIZE))
+            };
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    }
+}
+
+/// Receives one message of at most `max` bytes and the descriptors that came with it (at
+/// most [`MAX_FDS`]; they are close-on-exec). `Ok(None)`: the peer closed the socket. A
+/// message or a descriptor list cut short is an error (`EPROTO`), and whatever descriptors
+/// did arrive are closed.
+pub fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    max: usize,
+) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
+    let mut buf = vec![0u8; max];
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: max,
+    };
+    let mut control = Control {
+        _align: [],
+        bytes: [0; 128],
+    };
+    // SAFETY: msghdr is plain old data; all-zero bytes are a valid (empty) value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &raw mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = (&raw mut control.bytes).cast();
+    msg.msg_controllen = CONTROL_SPACE as _;
+    let n = loop {
+        // SAFETY: `msg` points to the live, writable `iov`, `buf` and `control` above;
+        // recvmsg writes at most their sizes.
+        let n = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if n >= 0 {
+            break usize::try_from(n).unwrap_or(0);
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    };
+    let mut fds = Vec::new();
+    // SAFETY: recvmsg set `msg_controllen` to what it wrote into `control`; CMSG_FIRSTHDR and
+    // CMSG_NXTHDR only return headers that fit in it, and each header's data length bounds
+    // the ints read from it. Each descriptor read was just installed in this process by the
+    // kernel and is owned by nothing else.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_RIGHTS {
+                let header = libc::CMSG_LEN(0) as usize;
+                let len = ((*cmsg).cmsg_len as usize).saturating_sub(header);
+                let data = libc::CMSG_DATA(cmsg).cast::<libc::c_int>();
+                for i in 0..len / size_of::<libc::c_int>() {
+                    let fd = std::ptr::read_unaligned(data.add(i));
+                    fds.push(OwnedFd::from_raw_fd(fd));
+                }
+            }
+            cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+        }
+    }
+    if msg.msg_flags & (libc::MSG_CTRUNC | libc::MSG_TRUNC) != 0 {
+        return Err(io::Error::from_raw_os_error(libc::EPROTO));
+    }
+    if n == 0 && fds.is_empty() {
+        return Ok(None);
+    }
+    buf.truncate(n);
+    Ok(Some((buf, fds)))
 }
