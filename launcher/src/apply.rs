@@ -65,25 +65,23 @@ pub fn exec_plan_file(plan: &Path, argv: &[OsString]) -> ExitCode {
         }
     };
     match LinuxPlan::decode(&bytes) {
-        Ok(p) => run(&p, argv),
+        Ok(p) => run_asked(&p, Some(&bytes), argv, None),
         Err(e) => Failure::Setup(format!("{}: {e}", plan.display())).exit(),
     }
 }
 
 /// Applies `plan` and execs `argv`. Returns only on failure, or in the create-deny
-/// supervisor once the command has ended (with its status).
-pub fn run(plan: &LinuxPlan, argv: &[OsString]) -> ExitCode {
-    run_asked(plan, argv, None)
-}
-
-/// [`run`], with the namespace pool already asked for a set ([`crate::nspool::request`]):
+/// supervisor once the command has ended (with its status). `encoded`: the plan's bytes when
+/// the caller read them (handed on as they are instead of encoded again); `asked`: the
+/// namespace pool's request when it was asked for a set ([`crate::nspool::request`]),
 /// `Some(None)` when it was asked and none listened.
 pub fn run_asked(
     plan: &LinuxPlan,
+    encoded: Option<&[u8]>,
     argv: &[OsString],
     asked: Option<Option<crate::nspool::Request>>,
 ) -> ExitCode {
-    match launch(plan, argv, asked) {
+    match launch(plan, encoded, argv, asked) {
         Ok(Supervised(code)) => code,
         Err(f) => f.exit(),
     }
@@ -127,6 +125,7 @@ struct Supervised(ExitCode);
 
 fn launch(
     plan: &LinuxPlan,
+    encoded: Option<&[u8]>,
     argv: &[OsString],
     asked: Option<Option<crate::nspool::Request>>,
 ) -> Result<Supervised, Failure> {
@@ -223,7 +222,7 @@ fn launch(
         let handed = match waiting.take() {
             Some(w) if side == supervise::Side::Beside => {
                 let had_bridge = bridge.is_some();
-                match w.hand_over(plan, bridge.take()) {
+                match w.hand_over(plan, encoded, bridge.take()) {
                     Ok(channel) => Some(channel),
                     // The bridge went with it: there is nothing left to fork a supervisor for.
                     Err(e) if had_bridge => {
@@ -630,6 +629,9 @@ fn build_view(mounts: &[MountOp]) -> Result<(), Failure> {
             f
         }
     })?;
+    // The first folder hidden under an empty tmpfs; the others get a bind of that tmpfs
+    // (a bind costs the kernel a fraction of a new tmpfs).
+    let mut hidden = None;
     for (i, op) in mounts.iter().enumerate() {
         // Paths to carry over into a new tmpfs must be opened before it hides them.
         let keeps: Vec<&str> = match op {
@@ -643,7 +645,7 @@ fn build_view(mounts: &[MountOp]) -> Result<(), Failure> {
             _ => Vec::new(),
         };
         let held = hold(&keeps)?;
-        apply_mount(op)?;
+        apply_mount(op, &mut hidden)?;
         carry_over(&held)?;
     }
     if let Some(cwd) = cwd {
@@ -725,7 +727,7 @@ fn mounted(result: io::Result<()>, target: &CStr) -> io::Result<bool> {
     }
 }
 
-fn apply_mount(op: &MountOp) -> Result<(), Failure> {
+fn apply_mount(op: &MountOp, hidden: &mut Option<std::fs::File>) -> Result<(), Failure> {
     use sys::mount;
     match op {
         MountOp::Tmpfs { path, mode } => {
@@ -744,10 +746,29 @@ fn apply_mount(op: &MountOp) -> Result<(), Failure> {
             }
         }
         MountOp::HideDir { path } => {
-            // Mounted read-only from the start: it stays empty, so it needs no size limit.
             let target = c_string(path.as_bytes())?;
-            mounted(mount::tmpfs(&target, c"mode=0", true), &target)
+            if let Some(empty) = hidden {
+                // The same empty, read-only tmpfs (a bind keeps its mount's read-only, nosuid,
+                // nodev and noexec flags, and its superblock is read-only), reached through
+                // the descriptor: whatever is mounted over its first place since.
+                let source = c_string(
+                    format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(empty)).as_bytes(),
+                )?;
+                mounted(mount::bind(&source, &target), &target)
+                    .map_err(|e| Failure::step(format_args!("hide {path} under a tmpfs"), &e))?;
+                return Ok(());
+            }
+            // Mounted read-only from the start: it stays empty, so it needs no size limit.
+            let made = mounted(mount::tmpfs(&target, c"mode=0", true), &target)
                 .map_err(|e| Failure::step(format_args!("hide {path} under a tmpfs"), &e))?;
+            if made {
+                use std::os::unix::fs::OpenOptionsExt;
+                *hidden = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW)
+                    .open(path)
+                    .ok();
+            }
         }
         // Applied with the `Tmpfs` before it (see `build_view`).
         MountOp::Keep { .. } => {}

@@ -79,9 +79,9 @@ fn invocation(cwd: &Path, settings: Option<&Path>) -> String {
 pub fn exe_signature() -> &'static str {
     static SIGNATURE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SIGNATURE.get_or_init(|| {
-        std::env::current_exe()
-            .ok()
-            .and_then(|e| cache::Signature::now(&e.to_string_lossy()))
+        // `stat` follows the magic link to the running file itself: one system call, and no
+        // path that could have been replaced since the exec.
+        cache::Signature::now("/proc/self/exe")
             .map(|s| format!("{}:{}:{}", s.ino, s.size, s.mtime_ns))
             .unwrap_or_default()
     })
@@ -94,13 +94,13 @@ fn fresh_key(cache: &Cache, inv: &str) -> Option<String> {
     idx.is_fresh().then_some(idx.key)
 }
 
-/// Reads a cached plan and checks it is the one its name says.
-fn read_plan(path: &Path, key: &str) -> Option<LinuxPlan> {
+/// Reads a cached plan and checks it is the one its name says; its bytes come along.
+fn read_plan(path: &Path, key: &str) -> Option<(LinuxPlan, Vec<u8>)> {
     let bytes = std::fs::read(path).ok()?;
     if cache::content_key(&bytes) != key {
         return None;
     }
-    LinuxPlan::decode(&bytes).ok()
+    Some((LinuxPlan::decode(&bytes).ok()?, bytes))
 }
 
 pub fn run(
@@ -139,10 +139,10 @@ pub fn run(
     if let Some((cache, key)) = hit {
         match backend {
             Backend::Native => {
-                if let Some(plan) = read_plan(&cache.plan_path(&key), &key)
+                if let Some((plan, bytes)) = read_plan(&cache.plan_path(&key), &key)
                     && crate::bridge::ruleset_intact(&plan)
                 {
-                    return crate::apply::run_asked(&plan, argv, asked.take());
+                    return crate::apply::run_asked(&plan, Some(&bytes), argv, asked.take());
                 }
             }
             Backend::Bwrap => {
@@ -182,7 +182,7 @@ pub fn run(
         None
     };
     match (backend, written) {
-        (Backend::Native, _) => crate::apply::run_asked(&compiled.plan, argv, asked),
+        (Backend::Native, _) => crate::apply::run_asked(&compiled.plan, None, argv, asked),
         (Backend::Bwrap, Some(w)) => run_bwrap(&w.bwrap, &w.inner_plan, argv),
         (Backend::Bwrap, None) => fail("the bwrap backend needs the artifact cache"),
     }

@@ -231,8 +231,20 @@ impl Waiting {
     /// joins this process's mount namespace (the sandbox's view), writes to this process's
     /// standard error, and watches this process through a pidfd. The returned channel takes
     /// the seccomp listener, as a forked supervisor's does.
-    pub fn hand_over(self, plan: &LinuxPlan, bridge: Option<Bridge>) -> io::Result<Channel> {
-        let bytes = plan.encode();
+    pub fn hand_over(
+        self,
+        plan: &LinuxPlan,
+        encoded: Option<&[u8]>,
+        bridge: Option<Bridge>,
+    ) -> io::Result<Channel> {
+        let fresh;
+        let bytes = match encoded {
+            Some(b) => b,
+            None => {
+                fresh = plan.encode();
+                &fresh
+            }
+        };
         if bytes.len() > MAX_HANDED_PLAN {
             return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
         }
@@ -253,7 +265,7 @@ impl Waiting {
         // it (past the most one message carries, the rest follow in messages of their own).
         let mut message = Vec::with_capacity(bytes.len() + parts.text.len() + 32);
         message.extend_from_slice(&u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes());
-        message.extend_from_slice(&bytes);
+        message.extend_from_slice(bytes);
         message.extend_from_slice(format!("bridge {}\n{}", parts.fds.len(), parts.text).as_bytes());
         let stderr = io::stderr();
         let mut fds = vec![pidfd.as_fd(), mounts.as_fd(), stderr.as_fd()];

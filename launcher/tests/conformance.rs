@@ -680,6 +680,26 @@ fn policy_default() {
     );
 }
 
+/// Two hidden folders: the second is a bind of the first one's empty, read-only tmpfs, and
+/// hides as well (nothing readable, nothing can be made in either, as root or not).
+#[test]
+fn policy_hides_two_folders() {
+    policy_table(
+        "policy_hides_two_folders",
+        r#"{"filesystem":{"defaultDenyRead":false,"allowWrite":["."],
+            "denyRead":["~/.ssh", "~/.aws"]}}"#,
+        "
+        read $HOME/.ssh/id_rsa ENOENT|EACCES
+        read $HOME/.aws/credentials ENOENT|EACCES
+        create $HOME/.ssh/new EROFS|EACCES
+        create $HOME/.aws/new EROFS|EACCES
+        mkdir $HOME/.aws/dir EROFS|EACCES
+        read $HOME/.bashrc ok
+        read $WS/src/main.rs ok
+        ",
+    );
+}
+
 /// Like the `code` template's file rules: reads allowed except `denyRead`, writes in the
 /// workspace except `denyWrite`.
 #[test]
