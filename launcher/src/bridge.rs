@@ -18,14 +18,19 @@
 //!    does not start). proxyd checks the rule set while the launcher builds the sandbox, so
 //!    the round trip costs the launch little;
 //! 3. in the supervisor (the parent of the command, outside Landlock and seccomp), in its one
-//!    poll loop ([`Bridge::pollfds`], [`Bridge::ready`]): accepts, opens a connection to
-//!    proxyd, writes `GW1 CONNECT <token> http|socks5`, and copies bytes both ways with
-//!    non-blocking sockets and one buffer per direction. A host port is reached through
-//!    proxyd's SOCKS5 side (so proxyd's rules and audit log see it too); a `-p` port by a
-//!    connection to the server inside. DNS over TCP is spliced the same way behind
-//!    `GW1 DNS <token> tcp`; DNS datagrams go over one `GW1 DNS <token> udp` connection, each
-//!    with a two-byte length and an id of the bridge's own ([`DnsRelay`]), and the answers go
-//!    back to the client that asked.
+//!    poll loop ([`Bridge::pollfds`], [`Bridge::ready`]): accepts, and, when proxyd granted
+//!    the `adopt` feature at registration, hands the accepted socket itself to proxyd
+//!    (`GW1 ADOPT <token> http|socks5|dns-tcp|host:PORT` with the socket attached by
+//!    `SCM_RIGHTS`, on a new connection, then closes its copy): proxyd serves the client on
+//!    it, so the bridge carries no bytes of these connections. With a proxyd that did not
+//!    grant it (an older build) it opens a connection to proxyd, writes
+//!    `GW1 CONNECT <token> http|socks5` (`GW1 DNS <token> tcp` for DNS over TCP) and copies
+//!    bytes both ways with non-blocking sockets and one buffer per direction; a host port
+//!    (`allowLocalOutbound`) then goes through proxyd's SOCKS5 side with a request the bridge
+//!    writes. `-p` ports are always copied here (proxyd is not involved): a connection to the
+//!    server inside. DNS datagrams go over one `GW1 DNS <token> udp` connection, each with a
+//!    two-byte length and an id of the bridge's own ([`DnsRelay`]), and the answers go back to
+//!    the client that asked.
 //!
 //! Nothing here runs for a plan without egress and without `-p`.
 
@@ -345,6 +350,17 @@ pub struct Parts {
 }
 
 impl Target {
+    /// The `GW1 ADOPT` service word of a target proxyd serves (not `-p` ports).
+    fn service(self) -> Option<String> {
+        Some(match self {
+            Target::Http => "http".into(),
+            Target::Socks => "socks5".into(),
+            Target::Dns => "dns-tcp".into(),
+            Target::HostPort(p) => format!("host:{p}"),
+            Target::Inside(_) => return None,
+        })
+    }
+
     fn word(self) -> String {
         match self {
             Target::Http => "http".into(),
@@ -384,7 +400,8 @@ impl Bridge {
             fds.push(l.sock.into());
         }
         if let Some(r) = self.registration {
-            text.push_str(&format!("R {} {}\n", r.sandbox_id, r.token));
+            let adopt = if r.adopt { " adopt" } else { "" };
+            text.push_str(&format!("R {} {}{adopt}\n", r.sandbox_id, r.token));
             fds.push(r.connection.into());
             fds.push(r.dir);
         }
@@ -421,11 +438,17 @@ impl Bridge {
                     sock: TcpListener::from(fds.next()?),
                     target: Target::parse(target)?,
                 }),
-                ["R", id, token] => {
+                ["R", id, token, rest @ ..] => {
+                    let adopt = match rest {
+                        [] => false,
+                        ["adopt"] => true,
+                        _ => return None,
+                    };
                     bridge.registration = Some(Registration {
                         connection: UnixStream::from(fds.next()?),
                         sandbox_id: (*id).to_string(),
                         token: (*token).to_string(),
+                        adopt,
                         dir: fds.next()?,
                     });
                 }
@@ -557,8 +580,20 @@ impl Bridge {
         }
     }
 
-    /// The other end for a new client; `None` closes the client at once.
+    /// The other end for a new client; `None` closes the client at once (also once it is
+    /// handed over to proxyd).
     fn open(&self, client: TcpStream, target: Target) -> Option<Conn> {
+        if let Some(reg) = self
+            .registration
+            .as_ref()
+            .filter(|r| self.registered && r.adopt)
+            && let Some(service) = target.service()
+        {
+            // proxyd serves the client on its own socket from now on; a failure closes it,
+            // as a failed connection to proxyd does below.
+            let _ = reg.hand_over(&client, &service);
+            return None;
+        }
         client.set_nonblocking(true).ok()?;
         let _ = client.set_nodelay(true);
         let (upstream, preamble, socks_reply) = match target {

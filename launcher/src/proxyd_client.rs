@@ -2,12 +2,18 @@
 //! daemon when nobody listens (under a lock, so concurrent launches start one), register a
 //! sandbox's rule set, and open data and watch connections.
 //!
-//! The protocol is one ASCII line per request (`GW1 REGISTER|CONNECT|WATCH|PING …`), see
-//! `docs/network.md`. Nothing here runs unless a plan has an egress section.
+//! The protocol is one ASCII line per request (`GW1 REGISTER|ADOPT|CONNECT|DNS|WATCH|PING …`),
+//! see `docs/proxyd.md`. Nothing here runs unless a plan has an egress section.
+//!
+//! The registration offers the `adopt` feature; a proxyd that grants it takes accepted
+//! connections whole ([`Registration::hand_over`]), and one that does not (an older build,
+//! still running) gets today's `GW1 CONNECT` copies. A proxyd from before features refuses the
+//! offer as a malformed line; the launcher then registers again without it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::net::TcpStream;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -28,6 +34,11 @@ const MAX_LINE: usize = 4096;
 const START_WAIT: Duration = Duration::from_secs(2);
 /// How long proxyd may take to answer a registration.
 const REPLY_WAIT: Duration = Duration::from_secs(5);
+/// The feature the registration offers: the bridge hands accepted connections over.
+const ADOPT: &str = "adopt";
+/// What a proxyd from before registration features answers a line with one (its parser's
+/// fixed text for a line with an unexpected number of fields).
+const OLD_PARSER_REFUSAL: &str = "ERR unknown GW1 command or wrong number of fields";
 
 /// `$XDG_RUNTIME_DIR/greywall`, or `/tmp/greywall-<uid>`.
 pub fn socket_dir() -> PathBuf {
@@ -190,6 +201,8 @@ pub struct Registration {
     pub connection: UnixStream,
     pub sandbox_id: String,
     pub token: String,
+    /// proxyd takes accepted connections over (`GW1 ADOPT`): it granted the `adopt` feature.
+    pub adopt: bool,
     /// proxyd's socket directory, held open: the sandbox's view hides it, and data
     /// connections reach the socket through this descriptor.
     pub dir: OwnedFd,
@@ -201,6 +214,8 @@ pub struct Registration {
 pub struct Pending {
     connection: UnixStream,
     dir: OwnedFd,
+    /// The request without features, for a proxyd that does not know them.
+    plain: String,
 }
 
 /// Sends `GW1 REGISTER <ruleset> <sha256> <label>` on `connection` and opens proxyd's socket
@@ -218,7 +233,8 @@ pub fn register(
         .take(64)
         .collect();
     let label = if label.is_empty() { "-".into() } else { label };
-    let request = format!("GW1 REGISTER {ruleset} {sha256} {label}\n");
+    let plain = format!("GW1 REGISTER {ruleset} {sha256} {label}\n");
+    let request = format!("GW1 REGISTER {ruleset} {sha256} {label} {ADOPT}\n");
     (&connection)
         .write_all(request.as_bytes())
         .map_err(|e| format!("cannot register with greywall-proxyd: {e}"))?;
@@ -230,40 +246,68 @@ pub fn register(
     Ok(Pending {
         connection,
         dir: dir.into(),
+        plain,
     })
 }
 
 impl Pending {
-    /// proxyd's answer: `OK <sandbox-id> <token>`, or its `ERR` reason as the error.
+    /// proxyd's answer: `OK <sandbox-id> <token> [<feature>...]`, or its `ERR` reason as the
+    /// error. A proxyd that does not know features is asked again without them (on a new
+    /// connection, through the held directory).
     pub fn finish(self) -> Result<Registration, String> {
-        let connection = self.connection;
-        let _ = connection.set_read_timeout(Some(REPLY_WAIT));
-        let mut reader = BufReader::new(&connection);
-        let line = read_line(&mut reader)
-            .map_err(|e| format!("greywall-proxyd did not answer the registration: {e}"))?;
-        // Nothing may follow the answer before the connection closes.
-        if !reader.buffer().is_empty() {
-            return Err("greywall-proxyd sent more than one line".into());
+        let line = answer(&self.connection)?;
+        if line == OLD_PARSER_REFUSAL {
+            let again = UnixStream::connect(socket_through(&self.dir))
+                .and_then(|c| (&c).write_all(self.plain.as_bytes()).map(|()| c))
+                .map_err(|e| format!("cannot register with greywall-proxyd again: {e}"))?;
+            let line = answer(&again)?;
+            return registration(again, &line, self.dir);
         }
-        let words: Vec<&str> = line.split(' ').collect();
-        let (sandbox_id, token) = match words.as_slice() {
-            ["OK", id, token] if is_token(token) => ((*id).to_string(), (*token).to_string()),
-            ["ERR", ..] => {
-                return Err(format!(
-                    "greywall-proxyd refused the rule set: {}",
-                    line.trim_start_matches("ERR").trim()
-                ));
-            }
-            _ => return Err(format!("greywall-proxyd answered {line:?}")),
-        };
-        let _ = connection.set_read_timeout(None);
-        Ok(Registration {
-            connection,
-            sandbox_id,
-            token,
-            dir: self.dir,
-        })
+        registration(self.connection, &line, self.dir)
     }
+}
+
+/// Reads proxyd's one-line answer to a registration.
+fn answer(connection: &UnixStream) -> Result<String, String> {
+    let _ = connection.set_read_timeout(Some(REPLY_WAIT));
+    let mut reader = BufReader::new(connection);
+    let line = read_line(&mut reader)
+        .map_err(|e| format!("greywall-proxyd did not answer the registration: {e}"))?;
+    // Nothing may follow the answer before the connection closes.
+    if !reader.buffer().is_empty() {
+        return Err("greywall-proxyd sent more than one line".into());
+    }
+    Ok(line)
+}
+
+/// The registration proxyd's answer `line` describes.
+fn registration(connection: UnixStream, line: &str, dir: OwnedFd) -> Result<Registration, String> {
+    let words: Vec<&str> = line.split(' ').collect();
+    let (sandbox_id, token, features) = match words.as_slice() {
+        ["OK", id, token, features @ ..] if is_token(token) => {
+            ((*id).to_string(), (*token).to_string(), features)
+        }
+        ["ERR", ..] => {
+            return Err(format!(
+                "greywall-proxyd refused the rule set: {}",
+                line.trim_start_matches("ERR").trim()
+            ));
+        }
+        _ => return Err(format!("greywall-proxyd answered {line:?}")),
+    };
+    let _ = connection.set_read_timeout(None);
+    Ok(Registration {
+        connection,
+        sandbox_id,
+        token,
+        adopt: features.contains(&ADOPT),
+        dir,
+    })
+}
+
+/// proxyd's socket through the held directory descriptor.
+fn socket_through(dir: &OwnedFd) -> String {
+    format!("/proc/self/fd/{}/{SOCKET}", dir.as_raw_fd())
 }
 
 /// 32 bytes in hex.
@@ -275,7 +319,17 @@ impl Registration {
     /// A new connection to proxyd's socket, through the held directory (it works inside the
     /// sandbox's mount namespace, where the directory is hidden).
     pub fn connect(&self) -> io::Result<UnixStream> {
-        UnixStream::connect(format!("/proc/self/fd/{}/{SOCKET}", self.dir.as_raw_fd()))
+        UnixStream::connect(socket_through(&self.dir))
+    }
+
+    /// Hands an accepted client over to proxyd: `GW1 ADOPT <token> <service>` with the socket
+    /// attached, on a new connection that closes at once (proxyd answers nothing; it serves
+    /// the client on its socket). The caller then closes its own copy of `client`. Only when
+    /// proxyd granted `adopt`.
+    pub fn hand_over(&self, client: &TcpStream, service: &str) -> io::Result<()> {
+        let s = self.connect()?;
+        let line = format!("GW1 ADOPT {} {service}\n", self.token);
+        crate::sys::notify::send_with_fd(s.as_fd(), line.as_bytes(), client.as_fd())
     }
 
     /// A data connection: `GW1 CONNECT <token> http|socks5`, not yet sent (the bridge writes

@@ -299,9 +299,14 @@ impl Proxyd {
         Proxyd::spawn(lab, &[], c)
     }
 
-    fn spawn(lab: &Lab, names: &[&str], mut c: Command) -> Proxyd {
+    fn spawn(lab: &Lab, names: &[&str], c: Command) -> Proxyd {
+        Proxyd::spawn_on(lab, names, c, &lab.socket())
+    }
+
+    /// [`Proxyd::spawn`] listening on `socket` instead of the lab's.
+    fn spawn_on(lab: &Lab, names: &[&str], mut c: Command, socket: &Path) -> Proxyd {
         c.arg("--socket")
-            .arg(lab.socket())
+            .arg(socket)
             .arg("--log")
             .arg(lab.audit_log())
             .args(["--idle-timeout", "0"])
@@ -320,7 +325,7 @@ impl Proxyd {
         let child = c.spawn().unwrap();
         let mut p = Proxyd { child };
         let start = Instant::now();
-        while ping(&lab.socket()).is_none() {
+        while ping(socket).is_none() {
             if let Some(status) = p.child.try_wait().unwrap() {
                 panic!(
                     "greywall-proxyd exited ({status}): {}",
@@ -1638,4 +1643,287 @@ fn the_namespace_pools_supervisor_carries_the_bridge() {
         .output()
         .unwrap();
     assert!(stdout(&o).contains("allowed.test"), "{}", stderr(&o));
+    // The pool's supervisor hands connections over as a forked one does.
+    assert!(
+        adopted(&lab, &_proxyd, Some("require"), "allowed.test"),
+        "the pool's supervisor copied a connection proxyd could have taken"
+    );
+}
+
+// ---- Adoption: proxyd serves the sandbox's clients on their own sockets --------------------
+
+/// Inside: connects to the HTTP proxy port, finds the inode of the socket the bridge accepted
+/// for it (`/proc/net/tcp` of the sandbox's namespace), prints it, waits for a line on stdin,
+/// then asks for `http://NAME:PORT/` on that connection and prints the status line and
+/// whether the body came.
+const ADOPTED_PY: &str = r#"
+import socket, sys, time
+name, port = sys.argv[1], int(sys.argv[2])
+c = socket.create_connection(("127.0.0.1", 3128))
+def hexaddr(a):
+    return "%08X:%04X" % (int.from_bytes(socket.inet_aton(a[0]), "little"), a[1])
+want = (hexaddr(("127.0.0.1", 3128)), hexaddr(c.getsockname()))
+inode, start = "0", time.time()
+while inode == "0" and time.time() - start < 5:
+    for line in open("/proc/net/tcp").readlines()[1:]:
+        f = line.split()
+        if (f[1], f[2]) == want:
+            inode = f[9]
+    time.sleep(0.01)
+print(inode, flush=True)
+sys.stdin.readline()
+c.sendall(b"GET http://%s:%d/ HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n" % (name.encode(), port, name.encode()))
+data = b""
+while True:
+    b = c.recv(65536)
+    if not b:
+        break
+    data += b
+print(data.split(b"\r\n")[0].decode(), data.endswith(b"hello from the web\n"), flush=True)
+"#;
+
+/// Whether `socket:[inode]` is among a process's descriptors.
+fn holds_socket(pid: u32, inode: &str) -> bool {
+    let want = format!("socket:[{inode}]");
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .any(|e| std::fs::read_link(e.path()).is_ok_and(|l| l.as_os_str() == want.as_str()))
+        })
+        .unwrap_or(false)
+}
+
+/// Runs [`ADOPTED_PY`] in the lab's sandbox (with `GREYWALL_NS_POOL=pool` when given) against
+/// a web server named `name`, and says whether proxyd held the socket the bridge accepted
+/// (within 5 s; 1 s when it does not). The request must work either way.
+fn adopted(lab: &Lab, proxyd: &Proxyd, pool: Option<&str>, name: &str) -> bool {
+    let port = web_server("the web");
+    let mut c = lab.command(&[
+        "exec",
+        "--",
+        "python3",
+        "-c",
+        ADOPTED_PY,
+        name,
+        &port.to_string(),
+    ]);
+    if let Some(p) = pool {
+        c.env("GREYWALL_NS_POOL", p);
+    }
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut inode = String::new();
+    out.read_line(&mut inode).unwrap();
+    let inode = inode.trim().to_string();
+    if !inode.parse::<u64>().is_ok_and(|i| i > 0) {
+        let _ = child.kill();
+        let o = child.wait_with_output().unwrap();
+        panic!("no accepted socket found inside: {inode:?}; {}", stderr(&o));
+    }
+    let start = Instant::now();
+    let wait = Duration::from_secs(if proxyd.child.id() > 0 { 5 } else { 1 });
+    let mut held = holds_socket(proxyd.child.id(), &inode);
+    while !held && start.elapsed() < wait {
+        thread::sleep(Duration::from_millis(20));
+        held = holds_socket(proxyd.child.id(), &inode);
+    }
+    child.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    let mut result = String::new();
+    out.read_line(&mut result).unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(result, "HTTP/1.1 200 OK True\n", "{}", stderr(&o));
+    assert!(o.status.success(), "{}", stderr(&o));
+    held
+}
+
+#[test]
+fn the_bridge_hands_connections_to_proxyd_which_serves_them_and_logs_them() {
+    if !ready() {
+        return;
+    }
+    let lab = Lab::new(&policy(&["allowed.test"]));
+    let proxyd = Proxyd::start(&lab, &["allowed.test"]);
+    // The socket the bridge accepted inside is proxyd's now: the bridge copies nothing.
+    assert!(
+        adopted(&lab, &proxyd, None, "allowed.test"),
+        "proxyd does not hold the client's socket: the bridge copied the connection"
+    );
+    // One audit line for it, as for a copied connection: bytes both ways and a duration.
+    let entries = lab.audit(1);
+    let e = entries
+        .iter()
+        .find(|e| s(e, "host") == "allowed.test")
+        .unwrap_or_else(|| panic!("{entries:#?}"));
+    assert_eq!((s(e, "proto"), s(e, "decision")), ("http", "allow"));
+    assert!(e["bytes_up"].as_u64().unwrap() > 0, "{e}");
+    assert!(e["bytes_down"].as_u64().unwrap() > 0, "{e}");
+    assert!(e["duration_ms"].is_u64(), "{e}");
+    // SOCKS5 and DNS over TCP are handed over too, and work.
+    let port = web_server("socks");
+    let o = lab.run(&curl(&[
+        "--socks5-hostname",
+        "127.0.0.1:1080",
+        &format!("http://allowed.test:{port}/"),
+    ]));
+    assert_eq!(stdout(&o), "hello from socks\n", "{}", stderr(&o));
+    let tcp_dns = r#"
+import socket, struct
+q = struct.pack(">HHHHHH", 0x4242, 0x0100, 1, 0, 0, 0) + b"\x07allowed\x04test\x00" + struct.pack(">HH", 1, 1)
+c = socket.create_connection(("127.0.0.1", 53))
+c.sendall(struct.pack(">H", len(q)) + q)
+n = struct.unpack(">H", c.recv(2))[0]
+a = b""
+while len(a) < n:
+    a += c.recv(n - len(a))
+print(hex(struct.unpack(">H", a[:2])[0]), a[3] & 15, struct.unpack(">H", a[6:8])[0])
+"#;
+    let o = lab.run(&["exec", "--", "python3", "-c", tcp_dns]);
+    assert_eq!(stdout(&o), "0x4242 0 1\n", "{}", stderr(&o));
+}
+
+#[test]
+fn allow_local_outbound_reaches_a_host_port_through_proxyd() {
+    if !ready() {
+        return;
+    }
+    // A service on the host's loopback: answers one line with what it got.
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            let mut got = [0u8; 4];
+            if c.read_exact(&mut got).is_ok() {
+                let _ = c.write_all(
+                    format!("host service got {}\n", String::from_utf8_lossy(&got)).as_bytes(),
+                );
+            }
+        }
+    });
+    // Both spellings of the host's loopback in a rule reach it; proxyd decides on the one the
+    // rule uses and connects to 127.0.0.1.
+    for (entry, host) in [("localhost", "localhost"), ("127.0.0.1", "127.0.0.1")] {
+        let lab = Lab::new(&format!(
+            r#"{{"network": {{"allowLocalOutbound": true, "allowedDomains": ["allowed.test", "{entry}:{port}"]}}}}"#
+        ));
+        let _proxyd = Proxyd::start(&lab, &["allowed.test"]);
+        let client = format!(
+            "import socket\nc = socket.create_connection(('127.0.0.1', {port}))\nc.sendall(b'ping')\nprint(c.makefile().readline(), end='')\n"
+        );
+        let o = lab.run(&["exec", "--", "python3", "-c", &client]);
+        assert_eq!(
+            stdout(&o),
+            "host service got ping\n",
+            "{}\naudit: {:#?}",
+            stderr(&o),
+            lab.audit(1),
+        );
+        let entries = lab.audit(1);
+        let e = entries
+            .iter()
+            .find(|e| e["port"] == port)
+            .unwrap_or_else(|| panic!("{entries:#?}"));
+        // Handed over: proxyd decided it itself (`tcp`, not a SOCKS5 request of the bridge's).
+        assert_eq!(
+            (s(e, "proto"), s(e, "host"), s(e, "decision")),
+            ("tcp", host, "allow"),
+            "{e}"
+        );
+        assert_eq!(s(e, "address"), format!("127.0.0.1:{port}"), "{e}");
+        assert_eq!(
+            (e["bytes_up"].as_u64(), e["bytes_down"].as_u64()),
+            (Some(4), Some(22)),
+            "{e}"
+        );
+    }
+}
+
+/// What a proxyd from before `GW1 ADOPT` answers a line it does not know.
+const OLD_PARSER_REFUSAL: &[u8] = b"ERR unknown GW1 command or wrong number of fields\n";
+
+/// A stand-in for a proxyd of an older build, in front of the real one on `real`: it refuses
+/// the lines that build did not know (a `REGISTER` with features, `ADOPT`) as its parser did,
+/// and passes every other connection through. Returns the first lines it saw.
+fn old_proxyd_front(socket: &Path, real: PathBuf) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let l = UnixListener::bind(socket).unwrap();
+    let log = seen.clone();
+    thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            // Plain reads, as that build did: a descriptor sent along is dropped.
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut line = String::new();
+            if r.read_line(&mut line).is_err() {
+                continue;
+            }
+            let words: Vec<&str> = line.trim_end().split(' ').collect();
+            log.lock()
+                .unwrap()
+                .push(words[..words.len().min(2)].join(" "));
+            let unknown = matches!(
+                words.as_slice(),
+                ["GW1", "REGISTER", _, _, _, _, ..] | ["GW1", "ADOPT", ..]
+            );
+            if unknown {
+                let _ = (&s).write_all(OLD_PARSER_REFUSAL);
+                continue;
+            }
+            let Ok(up) = UnixStream::connect(&real) else {
+                continue;
+            };
+            let _ = (&up).write_all(line.as_bytes());
+            let _ = (&up).write_all(r.buffer());
+            let (mut a, mut b) = (s.try_clone().unwrap(), up.try_clone().unwrap());
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut a, &mut b);
+                let _ = b.shutdown(std::net::Shutdown::Write);
+            });
+            let (mut a, mut b) = (up, s);
+            thread::spawn(move || {
+                let _ = std::io::copy(&mut a, &mut b);
+                let _ = b.shutdown(std::net::Shutdown::Write);
+            });
+        }
+    });
+    seen
+}
+
+#[test]
+fn with_an_older_proxyd_the_bridge_copies_as_before() {
+    if !ready() {
+        return;
+    }
+    let lab = Lab::new(&policy(&["allowed.test"]));
+    let real = lab.runtime().join("real.sock");
+    let proxyd = Proxyd::spawn_on(
+        &lab,
+        &["allowed.test"],
+        Command::new(proxyd_binary()),
+        &real,
+    );
+    std::fs::create_dir_all(lab.socket().parent().unwrap()).unwrap();
+    std::fs::set_permissions(
+        lab.socket().parent().unwrap(),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let seen = old_proxyd_front(&lab.socket(), real);
+    assert!(
+        !adopted(&lab, &proxyd, None, "allowed.test"),
+        "proxyd holds the client's socket though it never granted adopt"
+    );
+    let lines = seen.lock().unwrap().clone();
+    // Registered twice (with the offer, refused; then without), then one copied connection.
+    assert_eq!(
+        lines.iter().filter(|l| *l == "GW1 REGISTER").count(),
+        2,
+        "{lines:?}"
+    );
+    assert!(lines.iter().any(|l| l == "GW1 CONNECT"), "{lines:?}");
+    assert!(!lines.iter().any(|l| l == "GW1 ADOPT"), "{lines:?}");
 }

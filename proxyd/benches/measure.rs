@@ -1,11 +1,12 @@
 //! Measures the real `greywall-proxyd` binary; reports, asserts nothing.
 //!
 //! `cargo bench -p greywall-proxyd --bench measure [-- SECTION...]` (release build; sections:
-//! `throughput`, `latency`, `concurrency`; none named: all). `GREYWALL_PROXYD_BIN=PATH`
-//! measures another binary instead, to compare two builds in turn. Talks to proxyd's Unix
-//! socket directly (`GW1 CONNECT <token> http` + `CONNECT host:port`), so the figures are
-//! proxyd's own cost, without the launcher's bridge. Traffic stays on loopback: the servers
-//! listen on 127.0.0.2, reached by name through `--resolve`.
+//! `throughput`, `latency`, `concurrency`, `bridge`; none named: all but `bridge`).
+//! `GREYWALL_PROXYD_BIN=PATH` measures another binary instead, to compare two builds in turn.
+//! The first three talk to proxyd's Unix socket directly (`GW1 CONNECT <token> http` +
+//! `CONNECT host:port`), so the figures are proxyd's own cost, without the launcher's bridge.
+//! Traffic stays on loopback: the servers listen on 127.0.0.2, reached by name through
+//! `--resolve`.
 //!
 //! - throughput: a bulk download of `BULK` bytes, directly (TCP to the server) and through a
 //!   CONNECT tunnel (the Unix socket to proxyd, TCP from proxyd to the same server), in
@@ -17,7 +18,13 @@
 //!   median of the per-pair ratios with its quartiles, and proxyd's CPU time per GiB;
 //! - latency: connect + 1-byte echo round trip, direct vs tunnelled, interleaved, 1000 each;
 //! - concurrency: 1000 tunnels open at once, each then does an echo round trip;
-//! - RSS of the daemon idle with one registration, and after the concurrency run.
+//! - RSS of the daemon idle with one registration, and after the concurrency run;
+//! - bridge: the whole path, curl inside `greywall exec` (the launcher's bridge, then this
+//!   proxyd) against the same curl straight to the server, a `BRIDGE_BULK` download each, over
+//!   an HTTP `CONNECT` tunnel and over SOCKS5, in `BRIDGE_ROUNDS` interleaved rounds (the
+//!   order rotates); curl's own `time_total` (so the sandbox's launch is not in it). Needs
+//!   the launcher: `GREYWALL_BIN=PATH`, else `greywall` next to the proxyd binary (`cargo
+//!   build --release -p greywall`); the launcher uses the bench's proxyd.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -43,6 +50,10 @@ const OTHER_LOAD_MAX: f64 = 10.0;
 /// client buffer, and a large one (with which direct loopback TCP is at its fastest here).
 const CHUNKS: [usize; 2] = [64 << 10, 1 << 20];
 const LAT_RUNS: usize = 1000;
+/// Bytes per download through the whole path.
+const BRIDGE_BULK: u64 = 256 << 20;
+/// Interleaved rounds of (direct, CONNECT, SOCKS5) downloads.
+const BRIDGE_ROUNDS: usize = 9;
 const TUNNELS: usize = 1000;
 
 fn rss_kib(pid: u32) -> u64 {
@@ -356,6 +367,159 @@ async fn concurrency(d: &Daemon) {
     );
 }
 
+/// An HTTP server answering every request with `len` bytes (64 KiB writes), thread per client.
+fn http_bulk_server(len: u64) -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let mut c = c.unwrap();
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if c.read(&mut b).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let _ = write!(
+                    c,
+                    "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+                );
+                let buf = vec![0u8; 64 << 10];
+                let mut left = len;
+                while left > 0 {
+                    let n = left.min(buf.len() as u64) as usize;
+                    if c.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                    left -= n as u64;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Runs curl (`argv`, a launcher command or curl itself) and returns curl's own transfer time
+/// in seconds, after checking the byte count.
+fn curl_seconds(argv: &[String], env: &[(&str, PathBuf)], cwd: &Path) -> f64 {
+    let o = Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(cwd)
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    let (size, secs) = out
+        .trim()
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("{argv:?}: {out:?} {}", String::from_utf8_lossy(&o.stderr)));
+    assert_eq!(size.parse::<u64>().unwrap(), BRIDGE_BULK, "{argv:?}");
+    secs.parse().unwrap()
+}
+
+fn bridge(d: &Daemon) {
+    let greywall = std::env::var_os("GREYWALL_BIN").map_or_else(
+        || Path::new(env!("CARGO_BIN_EXE_greywall-proxyd")).with_file_name("greywall"),
+        PathBuf::from,
+    );
+    if !greywall.exists() {
+        println!(
+            "bridge: {} is missing: `cargo build --release -p greywall`, or set GREYWALL_BIN",
+            greywall.display()
+        );
+        return;
+    }
+    println!("launcher: {}", greywall.display());
+    // Outside proxyd's socket directory, which the sandbox's view hides.
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("measure-bridge-{}", std::process::id()));
+    for sub in ["home", "work", "state"] {
+        std::fs::create_dir_all(root.join(sub)).unwrap();
+    }
+    std::fs::write(
+        root.join("work/greywall.json"),
+        r#"{"network": {"allowedDomains": ["bench.test"]}}"#,
+    )
+    .unwrap();
+    // The launcher finds the bench's proxyd at $XDG_RUNTIME_DIR/greywall/proxyd.sock.
+    let env = [
+        ("HOME", root.join("home")),
+        ("XDG_STATE_HOME", root.join("state")),
+        ("XDG_RUNTIME_DIR", d.dir.parent().unwrap().to_path_buf()),
+    ];
+    let port = http_bulk_server(BRIDGE_BULK);
+    let url = format!("http://bench.test:{port}/");
+    let curl = |extra: &[&str], url: &str| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "curl",
+            "-sS",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download} %{time_total}",
+        ]
+        .map(String::from)
+        .to_vec();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v.push(url.to_string());
+        v
+    };
+    let inside = |args: Vec<String>| -> Vec<String> {
+        let mut v = vec![greywall.display().to_string(), "exec".into(), "--".into()];
+        v.extend(args);
+        v
+    };
+    let cases: [(&str, Vec<String>); 3] = [
+        ("direct", curl(&[], &format!("http://127.0.0.2:{port}/"))),
+        (
+            "CONNECT",
+            inside(curl(&["-p", "-x", "http://127.0.0.1:3128"], &url)),
+        ),
+        (
+            "SOCKS5",
+            inside(curl(&["--socks5-hostname", "127.0.0.1:1080"], &url)),
+        ),
+    ];
+    // Compiles the policy, warms the cache, checks the path.
+    let in_work = |argv: &[String]| curl_seconds(argv, &env, &root.join("work"));
+    in_work(&cases[1].1);
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    for round in 0..BRIDGE_ROUNDS {
+        for k in 0..cases.len() {
+            let i = (round + k) % cases.len();
+            times[i].push(in_work(&cases[i].1));
+        }
+    }
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mib = (BRIDGE_BULK >> 20) as f64;
+    let direct = times[0].clone();
+    for (i, (name, _)) in cases.iter().enumerate() {
+        let mut ratios: Vec<f64> = times[i].iter().zip(&direct).map(|(t, d)| t / d).collect();
+        let mut t = times[i].clone();
+        let med = pct(&mut t, 0.5);
+        println!(
+            "bridge, {name:8}: median {:.0} ms ({:.0} MiB/s); time / direct per round: median {:.2}x (quartiles {:.2}-{:.2}x)",
+            med * 1e3,
+            mib / med,
+            pct(&mut ratios, 0.5),
+            pct(&mut ratios, 0.25),
+            pct(&mut ratios, 0.75),
+        );
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    println!(
+        "bridge: {BRIDGE_ROUNDS} interleaved rounds of {} MiB downloads with curl; load average after: {}",
+        BRIDGE_BULK >> 20,
+        load.trim()
+    );
+}
+
 /// The daemon under test, with one registration.
 struct Daemon {
     child: Child,
@@ -368,11 +532,16 @@ struct Daemon {
 }
 
 async fn start() -> Daemon {
-    let dir =
+    // `<measure-PID>/greywall/`: the socket where a launcher with `XDG_RUNTIME_DIR` at
+    // `<measure-PID>` looks (the `bridge` section).
+    let runtime =
         PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("measure-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&runtime);
+    let dir = runtime.join("greywall");
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    for d in [&runtime, &dir] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
     let socket = dir.join("proxyd.sock");
     // `GREYWALL_PROXYD_BIN` measures another build (e.g. the previous one, for a comparison).
     let bin = std::env::var_os("GREYWALL_PROXYD_BIN").map_or_else(
@@ -432,7 +601,8 @@ fn main() {
         .skip(1)
         .filter(|a| !a.starts_with('-'))
         .collect();
-    let wanted = |s: &str| sections.is_empty() || sections.iter().any(|a| a == s);
+    let wanted =
+        |s: &str| (sections.is_empty() && s != "bridge") || sections.iter().any(|a| a == s);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -451,7 +621,10 @@ fn main() {
     if wanted("concurrency") {
         rt.block_on(concurrency(&d));
     }
+    if wanted("bridge") {
+        bridge(&d);
+    }
     let _ = d.child.kill();
     let _ = d.child.wait();
-    let _ = std::fs::remove_dir_all(&d.dir);
+    let _ = std::fs::remove_dir_all(d.dir.parent().unwrap());
 }

@@ -4,6 +4,7 @@
 //! Decisions are pure ([`greywall_compiler::egress`]); the effects (resolving, connecting) sit
 //! behind [`dial::Net`], so refusals are tested without sockets.
 
+pub mod adopt;
 pub mod audit;
 pub mod daemon;
 pub mod dial;

@@ -32,6 +32,90 @@ pub enum DnsTransport {
     Tcp,
 }
 
+/// What the sandbox's client speaks on a connection the bridge hands over with `GW1 ADOPT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    /// The HTTP proxy port (as after `GW1 CONNECT <token> http`).
+    Http,
+    /// The SOCKS5 port (as after `GW1 CONNECT <token> socks5`).
+    Socks5,
+    /// DNS over TCP on port 53 (as after `GW1 DNS <token> tcp`).
+    DnsTcp,
+    /// An `allowLocalOutbound` port: the client's bytes go to the host's `127.0.0.1:PORT`,
+    /// decided as a SOCKS5 `CONNECT` to that address would be.
+    HostPort(u16),
+}
+
+impl Service {
+    /// The word on the line.
+    pub fn word(self) -> String {
+        match self {
+            Service::Http => "http".into(),
+            Service::Socks5 => "socks5".into(),
+            Service::DnsTcp => "dns-tcp".into(),
+            Service::HostPort(p) => format!("host:{p}"),
+        }
+    }
+
+    fn parse(word: &str) -> Option<Service> {
+        Some(match word {
+            "http" => Service::Http,
+            "socks5" => Service::Socks5,
+            "dns-tcp" => Service::DnsTcp,
+            _ => {
+                let port: u16 = word.strip_prefix("host:")?.parse().ok()?;
+                // Digits only, no sign or leading zero: one spelling per port.
+                if port == 0 || word.len() != "host:".len() + port.to_string().len() {
+                    return None;
+                }
+                Service::HostPort(port)
+            }
+        })
+    }
+}
+
+/// Features a launcher offers at the end of its `GW1 REGISTER` line; proxyd answers with those
+/// it supports. Words it does not know are offers it declines, not errors (a newer launcher
+/// meets an older proxyd).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Features {
+    /// `adopt`: the bridge may hand over accepted connections with `GW1 ADOPT`.
+    pub adopt: bool,
+}
+
+/// At most this many feature words on a `REGISTER` line.
+const MAX_FEATURES: usize = 8;
+
+impl Features {
+    fn parse(words: &[&str]) -> Result<Features, LineError> {
+        if words.len() > MAX_FEATURES {
+            return Err(LineError("too many feature words"));
+        }
+        let mut f = Features::default();
+        for w in words {
+            if w.is_empty()
+                || w.len() > 32
+                || !w
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            {
+                return Err(LineError(
+                    "a feature word is 1 to 32 lower-case letters, digits or dashes",
+                ));
+            }
+            if *w == "adopt" {
+                f.adopt = true;
+            }
+        }
+        Ok(f)
+    }
+
+    /// The words proxyd answers with (after `OK <id> <token>`), each with a leading space.
+    pub fn answer(self) -> &'static str {
+        if self.adopt { " adopt" } else { "" }
+    }
+}
+
 /// A 32-byte token, as sent in hex.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Token(pub [u8; 32]);
@@ -61,6 +145,8 @@ pub enum Command {
         path: String,
         sha256: [u8; 32],
         label: String,
+        /// What the launcher offered (see [`Features`]).
+        features: Features,
     },
     Connect {
         token: Token,
@@ -73,6 +159,12 @@ pub enum Command {
     Dns {
         token: Token,
         transport: DnsTransport,
+    },
+    /// The connection carries one descriptor with its first line: the client's accepted TCP
+    /// socket, which proxyd serves directly (see [`crate::adopt`]).
+    Adopt {
+        token: Token,
+        service: Service,
     },
     Ping,
 }
@@ -95,7 +187,7 @@ pub fn parse(line: &[u8]) -> Result<Command, LineError> {
     }
     let words: Vec<&str> = line.split(' ').collect();
     match words.as_slice() {
-        ["GW1", "REGISTER", path, sha, label] => {
+        ["GW1", "REGISTER", path, sha, label, features @ ..] => {
             if !path.starts_with('/') {
                 return Err(LineError("ruleset path must be absolute"));
             }
@@ -109,6 +201,7 @@ pub fn parse(line: &[u8]) -> Result<Command, LineError> {
                 path: (*path).to_string(),
                 sha256,
                 label: (*label).to_string(),
+                features: Features::parse(features)?,
             })
         }
         ["GW1", "CONNECT", token, proto] => Ok(Command::Connect {
@@ -126,6 +219,12 @@ pub fn parse(line: &[u8]) -> Result<Command, LineError> {
                 "tcp" => DnsTransport::Tcp,
                 _ => return Err(LineError("DNS transport must be udp or tcp")),
             },
+        }),
+        ["GW1", "ADOPT", token, service] => Ok(Command::Adopt {
+            token: Token::from_hex(token).ok_or(LineError("token must be 64 hex digits"))?,
+            service: Service::parse(service).ok_or(LineError(
+                "service must be http, socks5, dns-tcp or host:PORT",
+            ))?,
         }),
         ["GW1", "WATCH", token] => Ok(Command::Watch {
             token: Token::from_hex(token).ok_or(LineError("token must be 64 hex digits"))?,
@@ -172,12 +271,44 @@ mod tests {
             path,
             sha256,
             label,
+            features,
         }) = parse(format!("GW1 REGISTER /tmp/x.json {H} curl").as_bytes())
         else {
             panic!("register")
         };
         assert_eq!((path.as_str(), label.as_str()), ("/tmp/x.json", "curl"));
         assert_eq!(hex(&sha256), H);
+        assert_eq!(features, Features::default());
+        assert_eq!(features.answer(), "");
+        // Features offered: known ones taken, unknown ones declined without an error.
+        for (extra, adopt) in [
+            (" adopt", true),
+            (" later-thing adopt", true),
+            (" later", false),
+        ] {
+            let Ok(Command::Register { features, .. }) =
+                parse(format!("GW1 REGISTER /a {H} x{extra}").as_bytes())
+            else {
+                panic!("{extra}")
+            };
+            assert_eq!(features.adopt, adopt, "{extra}");
+            assert_eq!(features.answer(), if adopt { " adopt" } else { "" });
+        }
+        for (word, service) in [
+            ("http", Service::Http),
+            ("socks5", Service::Socks5),
+            ("dns-tcp", Service::DnsTcp),
+            ("host:5432", Service::HostPort(5432)),
+        ] {
+            assert_eq!(
+                parse(format!("GW1 ADOPT {H} {word}").as_bytes()),
+                Ok(Command::Adopt {
+                    token: Token::from_hex(H).unwrap(),
+                    service
+                })
+            );
+            assert_eq!(service.word(), word);
+        }
         assert_eq!(
             parse(format!("GW1 CONNECT {} socks5", H.to_uppercase()).as_bytes()),
             Ok(Command::Connect {
@@ -218,6 +349,18 @@ mod tests {
             &format!("GW1 REGISTER /a {H}"),
             "GW1 REGISTER /a zz x",
             "GW1 PING\r",
+            &format!("GW1 REGISTER /a {H} x Adopt"),
+            &format!("GW1 REGISTER /a {H} x adopt "),
+            &format!("GW1 REGISTER /a {H} x a b c d e f g h i"),
+            &format!("GW1 ADOPT {H}"),
+            &format!("GW1 ADOPT {H} dns"),
+            &format!("GW1 ADOPT {H} tcp"),
+            &format!("GW1 ADOPT {H} http extra"),
+            &format!("GW1 ADOPT {H} host:0"),
+            &format!("GW1 ADOPT {H} host:05432"),
+            &format!("GW1 ADOPT {H} host:+5432"),
+            &format!("GW1 ADOPT {H} host:65536"),
+            "GW1 ADOPT abc http",
             "GW1 PING\t",
         ] {
             assert!(parse(bad.as_bytes()).is_err(), "{bad:?}");

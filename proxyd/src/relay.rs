@@ -25,7 +25,7 @@ use nix::fcntl::{FcntlArg, OFlag, SpliceFFlags, fcntl, splice};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::{TcpStream, UnixStream};
 
-use crate::stream::{Counted, Counters, Prefixed, RELAY_BUFFER};
+use crate::stream::{Counted, Counters, Held, Prefixed, RELAY_BUFFER};
 
 /// Relays between `client` and `upstream` until both directions are done or one fails.
 /// `early` holds client bytes the proxy already read (past the request); they go upstream
@@ -87,6 +87,9 @@ fn socket_of<S: 'static>(s: &S) -> Option<Sock<'_>> {
     }
     if let Some(p) = any.downcast_ref::<Prefixed<TcpStream>>() {
         return p.is_drained().then(|| Sock::Tcp(p.inner()));
+    }
+    if let Some(h) = any.downcast_ref::<Held<TcpStream>>() {
+        return Some(Sock::Tcp(h.inner()));
     }
     None
 }

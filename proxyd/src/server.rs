@@ -1,25 +1,29 @@
 //! The Unix-socket server: peer check, the `GW1` first line, registrations, data connections
-//! (HTTP or SOCKS5), watches, and the idle exit.
+//! (HTTP or SOCKS5, on the Unix socket or on a TCP connection the bridge handed over with
+//! `GW1 ADOPT`), watches, and the idle exit.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use greywall_compiler::egress::{EgressRules, Verdict};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{UnixListener, UnixStream};
+use tokio::net::{TcpStream, UnixListener, UnixStream};
 use tokio::sync::broadcast;
 
+use crate::adopt::{self, FirstLine};
 use crate::audit::{Decision, Log, Record};
 use crate::dial::{DialError, Mappings, Net, dial};
-use crate::line::{self, Command, MAX_LINE, Proto, Token};
+use crate::line::{self, Command, DnsTransport, Proto, Service, Token};
 use crate::paths;
 use crate::registry::{Registry, Sandbox, random_bytes};
 use crate::socks5::{self, Target};
-use crate::stream::{Counters, Prefixed};
+use crate::stream::{Counters, Held, Prefixed};
 
 /// Everything the connection handlers share.
 #[derive(Debug)]
@@ -33,6 +37,10 @@ pub struct State<N> {
     pub uid: u32,
     active: AtomicUsize,
     last_active: Mutex<Instant>,
+    /// A second handle on each adopted client socket, by registration: shut down when the
+    /// registration ends, as the bridge's own connections end with the supervisor.
+    adopted: Mutex<HashMap<Token, HashMap<u64, std::net::TcpStream>>>,
+    next_adopted: AtomicU64,
 }
 
 impl<N: Net> State<N> {
@@ -46,6 +54,37 @@ impl<N: Net> State<N> {
             uid,
             active: AtomicUsize::new(0),
             last_active: Mutex::new(Instant::now()),
+            adopted: Mutex::new(HashMap::new()),
+            next_adopted: AtomicU64::new(0),
+        }
+    }
+
+    /// Records an adopted connection of the registration `token` until the guard drops;
+    /// `None` when the registration has ended meanwhile (the connection is then refused).
+    fn track_adopted(
+        self: &Arc<Self>,
+        token: Token,
+        client: &TcpStream,
+    ) -> Option<AdoptedGuard<N>> {
+        let handle = std::net::TcpStream::from(client.as_fd().try_clone_to_owned().ok()?);
+        let id = self.next_adopted.fetch_add(1, Ordering::Relaxed);
+        self.adopted
+            .lock()
+            .ok()?
+            .entry(token)
+            .or_default()
+            .insert(id, handle);
+        let guard = AdoptedGuard(self.clone(), token, id);
+        // `end_adopted` may have run between the token check and the insertion.
+        self.registry.get(&token).map(|_| guard)
+    }
+
+    /// Shuts down every adopted connection of the registration `token` (its serving tasks
+    /// then end and log as usual).
+    fn end_adopted(&self, token: &Token) {
+        let gone = self.adopted.lock().ok().and_then(|mut m| m.remove(token));
+        for (_, s) in gone.into_iter().flatten() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
         }
     }
 
@@ -172,6 +211,23 @@ impl<N: Net> Drop for ActiveGuard<N> {
     }
 }
 
+/// Forgets an adopted connection's second handle when it ends.
+#[derive(Debug)]
+struct AdoptedGuard<N: Net>(Arc<State<N>>, Token, u64);
+
+impl<N: Net> Drop for AdoptedGuard<N> {
+    fn drop(&mut self) {
+        if let Ok(mut m) = self.0.adopted.lock()
+            && let Some(conns) = m.get_mut(&self.1)
+        {
+            conns.remove(&self.2);
+            if conns.is_empty() {
+                m.remove(&self.1);
+            }
+        }
+    }
+}
+
 /// An allowed, connected destination, logged when the connection ends.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -213,27 +269,6 @@ pub async fn run<N: Net>(state: Arc<State<N>>, listener: UnixListener, idle_time
     }
 }
 
-/// Reads the first line; returns it (without `\n`) and the bytes read past it.
-async fn read_line<S: AsyncRead + Unpin>(s: &mut S) -> Result<(Vec<u8>, Vec<u8>), &'static str> {
-    let mut buf = Vec::with_capacity(256);
-    let mut chunk = [0u8; 1024];
-    loop {
-        if let Some(i) = buf.iter().position(|b| *b == b'\n') {
-            let rest = buf.split_off(i + 1);
-            buf.pop();
-            return Ok((buf, rest));
-        }
-        if buf.len() >= MAX_LINE {
-            return Err("first line is longer than 4096 bytes");
-        }
-        match s.read(&mut chunk).await {
-            Ok(0) => return Err("connection closed before the first line ended"),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(_) => return Err("read error before the first line ended"),
-        }
-    }
-}
-
 fn control_error(state: &State<impl Net>, reason: String) {
     eprintln!("greywall-proxyd: {reason}");
     let rec = Record {
@@ -267,8 +302,8 @@ async fn handle<N: Net>(state: Arc<State<N>>, mut stream: UnixStream) {
         return;
     }
     let active = state.active();
-    let first = tokio::time::timeout(state.head_timeout, read_line(&mut stream)).await;
-    let (line, rest) = match first {
+    let first = tokio::time::timeout(state.head_timeout, adopt::read_first_line(&stream)).await;
+    let FirstLine { line, rest, fds } = match first {
         Ok(Ok(x)) => x,
         Ok(Err(why)) => {
             control_error(&state, why.to_string());
@@ -288,6 +323,22 @@ async fn handle<N: Net>(state: Arc<State<N>>, mut stream: UnixStream) {
             return;
         }
     };
+    if let Command::Adopt { token, service } = cmd {
+        drop(stream);
+        adopt(&state, token, service, rest, fds).await;
+        drop(active);
+        return;
+    }
+    if !fds.is_empty() {
+        control_error(
+            &state,
+            format!(
+                "{} descriptor(s) came with a first line that carries none; closed",
+                fds.len()
+            ),
+        );
+        return;
+    }
     match cmd {
         Command::Ping => {
             let _ = stream
@@ -298,7 +349,8 @@ async fn handle<N: Net>(state: Arc<State<N>>, mut stream: UnixStream) {
             path,
             sha256,
             label,
-        } => register(&state, stream, Path::new(&path), sha256, label).await,
+            features,
+        } => register(&state, stream, Path::new(&path), sha256, label, features).await,
         Command::Connect { token, proto } => {
             let Some(sandbox) = state.registry.get(&token) else {
                 control_error(
@@ -336,8 +388,121 @@ async fn handle<N: Net>(state: Arc<State<N>>, mut stream: UnixStream) {
             drop(sandbox);
             watch(stream, rx).await;
         }
+        // Answered above, before the Unix connection was dropped.
+        Command::Adopt { .. } => {}
     }
     drop(active);
+}
+
+/// Serves a client the bridge handed over (`GW1 ADOPT`): exactly one descriptor, nothing
+/// after the line, a live token, a connected TCP socket; else it is closed and logged.
+async fn adopt<N: Net>(
+    state: &Arc<State<N>>,
+    token: Token,
+    service: Service,
+    rest: Vec<u8>,
+    fds: Vec<OwnedFd>,
+) {
+    let word = service.word();
+    let fd = match <[OwnedFd; 1]>::try_from(fds) {
+        Ok([fd]) => fd,
+        Err(fds) => {
+            control_error(
+                state,
+                format!("ADOPT ({word}) with {} descriptors, not one", fds.len()),
+            );
+            return;
+        }
+    };
+    if !rest.is_empty() {
+        control_error(
+            state,
+            format!("ADOPT ({word}) with bytes after the line; the descriptor was closed"),
+        );
+        return;
+    }
+    let Some(sandbox) = state.registry.get(&token) else {
+        control_error(
+            state,
+            format!("ADOPT ({word}) with an unknown or dead token; the descriptor was closed"),
+        );
+        return;
+    };
+    let client = match adopt::tcp_client(fd) {
+        Ok(c) => c,
+        Err(why) => {
+            control_error(
+                state,
+                format!("ADOPT ({word}) refused: the descriptor is {why}"),
+            );
+            return;
+        }
+    };
+    let Some(tracked) = state.track_adopted(token, &client) else {
+        control_error(
+            state,
+            format!("ADOPT ({word}): the registration ended meanwhile"),
+        );
+        return;
+    };
+    // The entry lives as long as the stream, also where hyper hands a tunnel to a task.
+    let client = Held::new(client, Box::new(tracked));
+    match service {
+        Service::Http => crate::http_proxy::serve(state.clone(), sandbox, client).await,
+        Service::Socks5 => socks(state.clone(), sandbox, client).await,
+        Service::DnsTcp => {
+            crate::dns_answer::serve(state.clone(), sandbox, client, DnsTransport::Tcp).await
+        }
+        Service::HostPort(port) => host_port(state.clone(), sandbox, client, port).await,
+    }
+}
+
+/// The audit `proto` of an `allowLocalOutbound` host port reached through `GW1 ADOPT`.
+const HOST_PORT_PROTO: &str = "tcp";
+
+/// Connects an adopted client to the host's `127.0.0.1:port` and relays until both sides are
+/// done. Decided as a connection to `127.0.0.1:port`, or, when no rule allows that address but
+/// one allows `localhost:port` (such an entry names the loopback addresses), to
+/// `localhost:port`, which then also goes to `127.0.0.1` whatever the resolver says of
+/// `localhost`. A refusal names `127.0.0.1`.
+async fn host_port<N, S>(state: Arc<State<N>>, sandbox: Arc<Sandbox>, mut client: S, port: u16)
+where
+    N: Net,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let started = Instant::now();
+    let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+    let by_name = !sandbox.rules.decide(&loopback.to_string(), port).allowed
+        && sandbox.rules.decide("localhost", port).allowed;
+    let (host, mappings) = if !by_name {
+        (loopback.to_string(), None)
+    } else {
+        let name = "localhost".to_string();
+        let m: Mappings = [(name.clone(), vec![loopback])].into();
+        (name, Some(m))
+    };
+    let mappings = mappings.as_ref().unwrap_or(&state.mappings);
+    let dialed = match dial(&state.net, &sandbox.rules, mappings, &host, port).await {
+        Ok(d) => d,
+        Err(e) => {
+            state.log_dial_failure(&sandbox, HOST_PORT_PROTO, &host, port, &e, started);
+            return;
+        }
+    };
+    let counters = Arc::new(Counters::default());
+    let mut upstream = dialed.stream;
+    let outcome = Outcome {
+        counters: counters.clone(),
+        sandbox: sandbox.clone(),
+        proto: HOST_PORT_PROTO,
+        host,
+        port,
+        address: dialed.addr,
+        verdict: dialed.verdict,
+        started,
+    };
+    let relayed = crate::relay::tunnel(&mut client, Vec::new(), &mut upstream, &counters).await;
+    state.log_outcome(&outcome, relayed.err().map(|e| e.to_string()));
 }
 
 async fn register<N: Net>(
@@ -346,6 +511,7 @@ async fn register<N: Net>(
     path: &Path,
     sha256: [u8; 32],
     label: String,
+    features: line::Features,
 ) {
     let loaded = paths::read_ruleset(path, state.uid).and_then(|bytes| {
         let got: [u8; 32] = Sha256::digest(&bytes).into();
@@ -386,7 +552,7 @@ async fn register<N: Net>(
     state.registry.insert(token, sandbox);
     eprintln!("greywall-proxyd: registered sandbox {id}");
     if stream
-        .write_all(format!("OK {id} {}\n", token.to_hex()).as_bytes())
+        .write_all(format!("OK {id} {}{}\n", token.to_hex(), features.answer()).as_bytes())
         .await
         .is_ok()
     {
@@ -399,6 +565,7 @@ async fn register<N: Net>(
         }
     }
     state.registry.remove(&token);
+    state.end_adopted(&token);
     eprintln!("greywall-proxyd: sandbox {id} is gone");
 }
 

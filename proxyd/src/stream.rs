@@ -1,6 +1,7 @@
-//! Stream adapters: bytes already read put back in front ([`Prefixed`]) and byte counters
-//! ([`Counted`]) for the audit log.
+//! Stream adapters: bytes already read put back in front ([`Prefixed`]), byte counters
+//! ([`Counted`]) for the audit log, and a stream that holds a guard ([`Held`]).
 
+use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -66,6 +67,55 @@ impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A stream that keeps something alive (a guard) exactly as long as itself: an adopted client's
+/// registration entry ([`crate::server`]) lives while hyper or a tunnel holds the stream.
+pub struct Held<S> {
+    inner: S,
+    _hold: Box<dyn Send + Sync>,
+}
+
+impl<S: fmt::Debug> fmt::Debug for Held<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Held").field("inner", &self.inner).finish()
+    }
+}
+
+impl<S> Held<S> {
+    pub fn new(inner: S, hold: Box<dyn Send + Sync>) -> Self {
+        Held { inner, _hold: hold }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Held<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Held<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

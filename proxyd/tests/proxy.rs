@@ -9,6 +9,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
+use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -1474,4 +1475,312 @@ fn audit_log_and_stderr_are_bounded_and_new_session_detaches() {
         assert!(t0.elapsed() < Duration::from_secs(5));
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+// ---- GW1 ADOPT: the bridge hands over the client's TCP socket -------------------------------
+
+/// Sends `line` on a new connection to proxyd with `fds` attached (`SCM_RIGHTS`), as the
+/// launcher's bridge does, and closes that connection.
+fn send_with_fds(socket: &Path, line: &str, fds: &[std::os::fd::BorrowedFd<'_>]) {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let s = UnixStream::connect(socket).unwrap();
+    let raw: Vec<i32> = fds.iter().map(AsRawFd::as_raw_fd).collect();
+    let cmsg = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsg };
+    let n = sendmsg::<()>(
+        s.as_raw_fd(),
+        &[std::io::IoSlice::new(line.as_bytes())],
+        cmsgs,
+        MsgFlags::empty(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(n, line.len());
+}
+
+/// A connected TCP pair on loopback: (the client's end, the accepted end a bridge would hold).
+fn tcp_pair() -> (TcpStream, TcpStream) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let client = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    let (accepted, _) = l.accept().unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    (client, accepted)
+}
+
+/// The client's end reads EOF: whoever held the other end closed it (a timeout fails).
+fn closed(client: &mut TcpStream) -> bool {
+    let mut b = [0u8; 64];
+    matches!(client.read(&mut b), Ok(0))
+        || matches!(client.read(&mut b), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+}
+
+/// An echo server on 127.0.0.2.
+fn echo_server() -> u16 {
+    let l = TcpListener::bind("127.0.0.2:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for c in l.incoming() {
+            let Ok(c) = c else { return };
+            let mut w = c.try_clone().unwrap();
+            thread::spawn(move || {
+                let mut r = c;
+                let _ = std::io::copy(&mut r, &mut w);
+            });
+        }
+    });
+    port
+}
+
+#[test]
+fn adopted_sockets_are_served_like_bridged_ones() {
+    let d = Daemon::start("adopt", RESOLVE);
+    let web = http_server("127.0.0.2", "web");
+    // The feature is granted only when offered: an old launcher still gets three words.
+    let (path, sha) = d.ruleset("a", r#"{"allowedDomains": ["allowed.test"]}"#);
+    let (_reg, reply) = d.line(&format!(
+        "GW1 REGISTER {} {sha} a some-later-feature adopt\n",
+        path.display()
+    ));
+    let words: Vec<&str> = reply.split_whitespace().collect();
+    assert_eq!(
+        (words.len(), words[0], words[3]),
+        (4, "OK", "adopt"),
+        "{reply:?}"
+    );
+    let token = words[2].to_string();
+
+    // HTTP forwarding on a handed-over socket: served, and logged as a bridged one is.
+    let (mut client, accepted) = tcp_pair();
+    send_with_fds(
+        &d.socket,
+        &format!("GW1 ADOPT {token} http\n"),
+        &[accepted.as_fd()],
+    );
+    drop(accepted);
+    write!(
+        client,
+        "GET http://allowed.test:{web}/x HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut got = String::new();
+    client.read_to_string(&mut got).unwrap();
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    assert!(got.contains("hello from web"), "{got}");
+    let v = d.wait_log(|v| v["host"] == "allowed.test" && v["proto"] == "http");
+    assert_eq!(v["decision"], "allow");
+    assert!(v["bytes_up"].as_u64().unwrap() > 0 && v["bytes_down"].as_u64().unwrap() > 0);
+
+    // SOCKS5 CONNECT through a tunnel, with the bytes counted.
+    let echo = echo_server();
+    let (mut client, accepted) = tcp_pair();
+    send_with_fds(
+        &d.socket,
+        &format!("GW1 ADOPT {token} socks5\n"),
+        &[accepted.as_fd()],
+    );
+    drop(accepted);
+    client.write_all(&[5, 1, 0]).unwrap();
+    let mut reply = [0u8; 2];
+    client.read_exact(&mut reply).unwrap();
+    assert_eq!(reply, [5, 0]);
+    let mut req = vec![5, 1, 0];
+    req.extend(name("allowed.test"));
+    req.extend(echo.to_be_bytes());
+    client.write_all(&req).unwrap();
+    let mut head = [0u8; 10];
+    client.read_exact(&mut head).unwrap();
+    assert_eq!(head[1], 0, "{head:?}");
+    client.write_all(b"echo me").unwrap();
+    let mut back = [0u8; 7];
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"echo me");
+    client.shutdown(Shutdown::Write).unwrap();
+    assert!(closed(&mut client));
+    let v = d.wait_log(|v| v["proto"] == "socks5" && v["port"] == echo);
+    assert_eq!(
+        (v["bytes_up"].as_u64(), v["bytes_down"].as_u64()),
+        (Some(7), Some(7))
+    );
+
+    // An allowLocalOutbound host port: decided and logged by proxyd (`tcp`).
+    let (path, sha) = d.ruleset(
+        "h",
+        &format!(r#"{{"allowedDomains": ["127.0.0.2:{echo}"]}}"#),
+    );
+    let (_reg_h, reply) = d.line(&format!("GW1 REGISTER {} {sha} h adopt\n", path.display()));
+    let token_h = reply.split_whitespace().nth(2).unwrap().to_string();
+    let (mut client, accepted) = tcp_pair();
+    // The host port is 127.0.0.1:PORT; this rule names 127.0.0.2, so it is refused.
+    send_with_fds(
+        &d.socket,
+        &format!("GW1 ADOPT {token_h} host:{echo}\n"),
+        &[accepted.as_fd()],
+    );
+    drop(accepted);
+    assert!(closed(&mut client));
+    let v = d.wait_log(|v| v["proto"] == "tcp");
+    assert_eq!(
+        (v["decision"].as_str(), v["host"].as_str()),
+        (Some("deny"), Some("127.0.0.1"))
+    );
+
+    // The registration ends: its adopted connections end too (here an open tunnel), and are
+    // logged as they end.
+    let (mut client, accepted) = tcp_pair();
+    send_with_fds(
+        &d.socket,
+        &format!("GW1 ADOPT {token} http\n"),
+        &[accepted.as_fd()],
+    );
+    drop(accepted);
+    write!(
+        client,
+        "CONNECT allowed.test:{echo} HTTP/1.1\r\nHost: allowed.test:{echo}\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut b = [0u8; 1];
+        client.read_exact(&mut b).unwrap();
+        head.push(b[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    drop(_reg);
+    let t0 = Instant::now();
+    assert!(
+        closed(&mut client),
+        "the tunnel outlived its registration: {}",
+        d.stderr()
+    );
+    assert!(t0.elapsed() < Duration::from_secs(5));
+    d.wait_log(|v| v["proto"] == "http" && v["port"] == echo && v["decision"] == "allow");
+}
+
+#[test]
+fn adopt_refuses_dead_tokens_wrong_descriptors_and_closes_them() {
+    let d = Daemon::start("adopt-refusals", RESOLVE);
+    let reg = d.register("r", r#"{"allowedDomains": ["allowed.test"]}"#);
+    let token = reg.token.clone();
+    let refused = |line: String, fds: &[std::os::fd::BorrowedFd<'_>], why: &str| {
+        send_with_fds(&d.socket, &line, fds);
+        d.wait_log(|v| {
+            v["proto"] == "control" && v["reason"].as_str().is_some_and(|r| r.contains(why))
+        });
+    };
+
+    // A token no registration has: refused, and the socket closed (the client sees EOF).
+    let (mut client, accepted) = tcp_pair();
+    refused(
+        format!("GW1 ADOPT {} http\n", "ab".repeat(32)),
+        &[accepted.as_fd()],
+        "ADOPT (http) with an unknown or dead token",
+    );
+    drop(accepted);
+    assert!(closed(&mut client));
+
+    // No descriptor, or two: refused; both of the two closed.
+    refused(
+        format!("GW1 ADOPT {token} http\n"),
+        &[],
+        "with 0 descriptors, not one",
+    );
+    let ((mut c1, a1), (mut c2, a2)) = (tcp_pair(), tcp_pair());
+    refused(
+        format!("GW1 ADOPT {token} socks5\n"),
+        &[a1.as_fd(), a2.as_fd()],
+        "more descriptors came with the first line",
+    );
+    drop((a1, a2));
+    assert!(closed(&mut c1) && closed(&mut c2));
+
+    // Not a connected TCP socket: a Unix socket, a UDP socket, a listener, a file.
+    let (unix, mut unix_peer) = UnixStream::pair().unwrap();
+    refused(
+        format!("GW1 ADOPT {token} http\n"),
+        &[unix.as_fd()],
+        "refused: the descriptor is not an IPv4 or IPv6 socket",
+    );
+    drop(unix);
+    let mut b = [0u8; 1];
+    unix_peer
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    assert_eq!(
+        unix_peer.read(&mut b).unwrap(),
+        0,
+        "proxyd kept the Unix socket"
+    );
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    refused(
+        format!("GW1 ADOPT {token} dns-tcp\n"),
+        &[udp.as_fd()],
+        "not a stream socket",
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    refused(
+        format!("GW1 ADOPT {token} http\n"),
+        &[listener.as_fd()],
+        "a listening socket",
+    );
+    let file = std::fs::File::open("/dev/null").unwrap();
+    refused(
+        format!("GW1 ADOPT {token} http\n"),
+        &[file.as_fd()],
+        "not a socket",
+    );
+
+    // A descriptor with a line that carries none: refused and closed.
+    let (mut client, accepted) = tcp_pair();
+    refused(
+        format!("GW1 CONNECT {token} http\n"),
+        &[accepted.as_fd()],
+        "came with a first line that carries none",
+    );
+    drop(accepted);
+    assert!(closed(&mut client));
+
+    // Bytes after the line (the client's bytes belong on its own socket).
+    let (mut client, accepted) = tcp_pair();
+    refused(
+        format!("GW1 ADOPT {token} http\nGET / HTTP/1.1\r\n\r\n"),
+        &[accepted.as_fd()],
+        "with bytes after the line",
+    );
+    drop(accepted);
+    assert!(closed(&mut client));
+
+    // A dead token: the registration closed, the right is gone.
+    drop(reg.conn);
+    thread::sleep(Duration::from_millis(200));
+    let (mut client, accepted) = tcp_pair();
+    send_with_fds(
+        &d.socket,
+        &format!("GW1 ADOPT {token} http\n"),
+        &[accepted.as_fd()],
+    );
+    drop(accepted);
+    assert!(closed(&mut client));
+    let dead = d
+        .log_lines()
+        .iter()
+        .filter(|v| {
+            v["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("unknown or dead token"))
+        })
+        .count();
+    assert_eq!(dead, 2);
+    // Nothing was served: no line names a destination.
+    assert!(
+        d.log_lines().iter().all(|v| v["host"].is_null()),
+        "{:#?}",
+        d.log_lines()
+    );
 }

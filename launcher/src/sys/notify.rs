@@ -333,10 +333,20 @@ const _: () = assert!(ONE_FD_SPACE as usize <= 32);
 
 /// Sends `fd` over the socket `sock` (`SCM_RIGHTS`), with one byte of data.
 pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
-    let mut byte = [0u8; 1];
+    send_with_fd(sock, &[0], fd)
+}
+
+/// Sends `bytes` (not empty) with `fd` attached (`SCM_RIGHTS`) in one `sendmsg`; on a stream
+/// socket the descriptor arrives with the first of those bytes. All of `bytes` must go in that
+/// one call (else `EMSGSIZE`): meant for a short message on a fresh connection.
+pub fn send_with_fd(sock: BorrowedFd<'_>, bytes: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
+    if bytes.is_empty() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
     let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
+        // sendmsg only reads through this pointer.
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
     };
     let mut control = OneFd {
         _align: [],
@@ -361,11 +371,15 @@ pub fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
         std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd.as_raw_fd());
     }
     loop {
-        // SAFETY: `msg` points to the live `iov`, `byte` and `control` above; sendmsg only
+        // SAFETY: `msg` points to the live `iov`, `bytes` and `control` above; sendmsg only
         // reads them.
         let n = unsafe { libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL) };
         if n >= 0 {
-            return Ok(());
+            return if usize::try_from(n).ok() == Some(bytes.len()) {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(libc::EMSGSIZE))
+            };
         }
         let e = io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::EINTR) {
