@@ -32,7 +32,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::sys::notify::{self, Fork};
-use crate::sys::{ns, seqpacket};
+use crate::sys::{ns, scm, seqpacket};
 
 /// The daemon's socket and lock in greywall's runtime directory, named for this executable
 /// (`ns-<hash>.sock`, `.lock`): a launch only ever uses a pool running the same greywall,
@@ -251,7 +251,7 @@ fn serve(dir: &Path) -> io::Result<()> {
     loop {
         while !broken && ready.len() + asked < READY {
             // One byte asks for one set.
-            if seqpacket::send(refiller.as_fd(), b"+").is_err() {
+            if scm::send(refiller.as_fd(), b"+", &[]).is_err() {
                 broken = true;
             }
             asked += 1;
@@ -307,14 +307,14 @@ fn serve(dir: &Path) -> io::Result<()> {
 fn send_set(to: std::os::fd::BorrowedFd<'_>, set: &Prepared) -> io::Result<()> {
     let mut fds = vec![set.user.as_fd(), set.net.as_fd()];
     fds.extend(set.supervisor.as_ref().map(AsFd::as_fd));
-    seqpacket::send_with_fds(to, SET, &fds)
+    scm::send(to, SET, &fds)
 }
 
 /// The one byte of a set's message.
 const SET: &[u8] = b"s";
 
 fn receive_set(from: std::os::fd::BorrowedFd<'_>) -> Option<Prepared> {
-    let (bytes, fds) = seqpacket::recv_with_fds(from, SET.len()).ok()??;
+    let (bytes, fds) = scm::recv(from, SET.len()).ok()??;
     if bytes != SET {
         return None;
     }
@@ -342,7 +342,7 @@ fn start_refiller() -> io::Result<OwnedFd> {
             // (the sets' supervisors inherit this and leave it once a launch is theirs).
             let _ = notify::set_batch_scheduling(true);
             loop {
-                if !matches!(seqpacket::recv(theirs.as_fd(), 1), Ok(Some(_))) {
+                if !matches!(scm::recv(theirs.as_fd(), 1), Ok(Some(_))) {
                     notify::exit_now(0);
                 }
                 let Ok(set) = prepare() else {
@@ -370,8 +370,8 @@ fn prepare() -> io::Result<Prepared> {
         }
         Fork::Parent(_) => {
             drop(theirs);
-            let user = notify::recv_fd(ours.as_fd())?;
-            let net = notify::recv_fd(ours.as_fd())?;
+            let user = scm::recv_fd(ours.as_fd())?;
+            let net = scm::recv_fd(ours.as_fd())?;
             let (Some(user), Some(net)) = (user, net) else {
                 return Err(io::Error::from_raw_os_error(libc::EPERM));
             };
@@ -419,6 +419,6 @@ fn make(channel: &OwnedFd) -> io::Result<()> {
     crate::sys::net::loopback_up()?;
     let user = ns::open_own("user")?;
     let net = ns::open_own("net")?;
-    notify::send_fd(channel.as_fd(), user.as_fd())?;
-    notify::send_fd(channel.as_fd(), net.as_fd())
+    scm::send_fd(channel.as_fd(), user.as_fd())?;
+    scm::send_fd(channel.as_fd(), net.as_fd())
 }

@@ -329,7 +329,7 @@ impl Registration {
     pub fn hand_over(&self, client: &TcpStream, service: &str) -> io::Result<()> {
         let s = self.connect()?;
         let line = format!("GW1 ADOPT {} {service}\n", self.token);
-        crate::sys::notify::send_with_fd(s.as_fd(), line.as_bytes(), client.as_fd())
+        crate::sys::scm::send(s.as_fd(), line.as_bytes(), &[client.as_fd()])
     }
 
     /// A data connection: `GW1 CONNECT <token> http|socks5`, not yet sent (the bridge writes

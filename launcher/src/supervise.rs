@@ -92,7 +92,7 @@ use crate::bridge::Bridge;
 use self::path::{Errno, Located, Object, Task};
 use self::rules::Components;
 use crate::sys::notify::{self, Fork, Listener, Notif, Response, Status};
-use crate::sys::{ns, seqpacket};
+use crate::sys::{ns, scm, seqpacket};
 use greywall_compiler::plan::LinuxPlan;
 
 /// Signals the supervisor passes on to the command.
@@ -146,7 +146,7 @@ pub struct Channel {
 impl Channel {
     /// Sends the listener to the supervisor and closes both (the command never holds it).
     pub fn send(self, listener: OwnedFd) -> io::Result<()> {
-        let sent = notify::send_fd(self.fd.as_fd(), listener.as_fd());
+        let sent = scm::send_fd(self.fd.as_fd(), listener.as_fd());
         self.close();
         sent
     }
@@ -270,10 +270,10 @@ impl Waiting {
         let stderr = io::stderr();
         let mut fds = vec![pidfd.as_fd(), mounts.as_fd(), stderr.as_fd()];
         fds.extend(parts.fds.iter().map(AsFd::as_fd));
-        let mut chunks = fds.chunks(seqpacket::MAX_FDS);
-        seqpacket::send_with_fds(self.0.as_fd(), &message, chunks.next().unwrap_or_default())?;
+        let mut chunks = fds.chunks(scm::MAX_FDS);
+        scm::send(self.0.as_fd(), &message, chunks.next().unwrap_or_default())?;
         for more in chunks {
-            seqpacket::send_with_fds(self.0.as_fd(), MORE_FDS, more)?;
+            scm::send(self.0.as_fd(), MORE_FDS, more)?;
         }
         Ok(Channel {
             fd: self.0,
@@ -282,7 +282,7 @@ impl Waiting {
     }
 }
 
-/// The message that carries descriptors past the first message's [`seqpacket::MAX_FDS`].
+/// The message that carries descriptors past the first message's [`scm::MAX_FDS`].
 const MORE_FDS: &[u8] = b"+";
 
 /// Largest description of a network bridge handed with a plan.
@@ -293,8 +293,7 @@ const MAX_HANDED_BRIDGE: usize = 64 << 10;
 /// pool ended, or the launch used its own supervisor).
 pub fn wait_for_hand_over(channel: OwnedFd) -> Option<ExitCode> {
     let (bytes, mut fds) =
-        seqpacket::recv_with_fds(channel.as_fd(), 4 + MAX_HANDED_PLAN + MAX_HANDED_BRIDGE)
-            .ok()??;
+        scm::recv(channel.as_fd(), 4 + MAX_HANDED_PLAN + MAX_HANDED_BRIDGE).ok()??;
     // A launch is ours: its syscalls wait for our answers (the pool made us a batch process).
     let _ = notify::set_batch_scheduling(false);
     let (len, rest) = bytes.split_first_chunk::<4>()?;
@@ -305,7 +304,7 @@ pub fn wait_for_hand_over(channel: OwnedFd) -> Option<ExitCode> {
     let count: usize = first.strip_prefix("bridge ")?.parse().ok()?;
     let want = count.checked_add(3).filter(|&n| n <= 1024)?;
     while fds.len() < want {
-        let (marker, more) = seqpacket::recv_with_fds(channel.as_fd(), MORE_FDS.len()).ok()??;
+        let (marker, more) = scm::recv(channel.as_fd(), MORE_FDS.len()).ok()??;
         if marker != MORE_FDS || more.is_empty() {
             return None;
         }
@@ -458,7 +457,7 @@ impl Supervisor {
         let received = if self.rules.is_empty() {
             Ok(None)
         } else {
-            notify::recv_fd(channel.as_fd()).map(|fd| fd.map(Some))
+            scm::recv_fd(channel.as_fd()).map(|fd| fd.map(Some))
         };
         let listener = match received {
             Ok(None) => None,

@@ -14,6 +14,7 @@ pub mod mount;
 pub mod net;
 pub mod notify;
 pub mod ns;
+pub mod scm;
 pub mod seccomp;
 pub mod seqpacket;
 
@@ -23,6 +24,30 @@ use std::io;
 pub fn real_uid() -> u32 {
     // SAFETY: getuid takes no arguments, cannot fail and touches no memory of ours.
     unsafe { libc::getuid() }
+}
+
+/// Makes the whole pages inside `room` resident now, with one `madvise(MADV_POPULATE_WRITE)`
+/// (Linux 5.14), instead of one page fault each as they are first written: in this VM a
+/// fault costs a few microseconds. The contents do not change (memory not yet backed reads
+/// as zeroes either way). An older kernel refuses the advice (`EINVAL`), and that is all.
+pub fn populate(room: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<()> {
+    const PAGE: usize = 4096;
+    let start = room.as_mut_ptr() as usize;
+    let first = start.next_multiple_of(PAGE);
+    let end = (start + room.len()) / PAGE * PAGE;
+    if end <= first {
+        return Ok(());
+    }
+    // SAFETY: [first, end) lies inside `room`, memory this process owns and may write;
+    // MADV_POPULATE_WRITE only faults those pages in, without changing what they hold.
+    check(unsafe {
+        libc::madvise(
+            first as *mut libc::c_void,
+            end - first,
+            libc::MADV_POPULATE_WRITE,
+        )
+    })
+    .map(drop)
 }
 
 /// Turns a `-1`-on-error return value into an `io::Result`.
