@@ -143,8 +143,13 @@ pub fn set_batch_scheduling(batch: bool) -> io::Result<()> {
     } else {
         libc::SCHED_OTHER
     };
+    // The system call itself: musl's `sched_setscheduler` is a stub that fails with ENOSYS
+    // (the static build would silently stay a normal process).
     // SAFETY: `param` is a valid sched_param the kernel only reads; 0 names this process.
-    super::check(unsafe { libc::sched_setscheduler(0, policy, &raw const param) }).map(drop)
+    super::check_long(unsafe {
+        libc::syscall(libc::SYS_sched_setscheduler, 0, policy, &raw const param)
+    })
+    .map(drop)
 }
 
 /// How a child process ended.
