@@ -20,8 +20,9 @@
 //! - concurrency: 1000 tunnels open at once, each then does an echo round trip;
 //! - RSS of the daemon idle with one registration, and after the concurrency run;
 //! - bridge: the whole path, curl inside `greywall exec` (the launcher's bridge, then this
-//!   proxyd) against the same curl straight to the server, a `BRIDGE_BULK` download each, over
-//!   an HTTP `CONNECT` tunnel and over SOCKS5, in `BRIDGE_ROUNDS` interleaved rounds (the
+//!   proxyd) against the same curl straight to the server, a 256 MiB download each
+//!   (`GREYWALL_BENCH_BRIDGE_MIB`), over an HTTP `CONNECT` tunnel and over SOCKS5, in 9
+//!   interleaved rounds (`GREYWALL_BENCH_BRIDGE_ROUNDS`; the
 //!   order rotates); curl's own `time_total` (so the sandbox's launch is not in it). Needs
 //!   the launcher: `GREYWALL_BIN=PATH`, else `greywall` next to the proxyd binary (`cargo
 //!   build --release -p greywall`); the launcher uses the bench's proxyd.
@@ -50,10 +51,18 @@ const OTHER_LOAD_MAX: f64 = 10.0;
 /// client buffer, and a large one (with which direct loopback TCP is at its fastest here).
 const CHUNKS: [usize; 2] = [64 << 10, 1 << 20];
 const LAT_RUNS: usize = 1000;
-/// Bytes per download through the whole path.
-const BRIDGE_BULK: u64 = 256 << 20;
-/// Interleaved rounds of (direct, CONNECT, SOCKS5) downloads.
-const BRIDGE_ROUNDS: usize = 9;
+/// Bytes per download through the whole path (`GREYWALL_BENCH_BRIDGE_MIB` MiB when set).
+fn bridge_bulk() -> u64 {
+    env_number("GREYWALL_BENCH_BRIDGE_MIB").map_or(256 << 20, |m| m << 20)
+}
+/// Interleaved rounds of (direct, CONNECT, SOCKS5) downloads (`GREYWALL_BENCH_BRIDGE_ROUNDS`).
+fn bridge_rounds() -> usize {
+    env_number("GREYWALL_BENCH_BRIDGE_ROUNDS").map_or(9, |n| n as usize)
+}
+
+fn env_number(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.parse().ok().filter(|&n| n > 0)
+}
 const TUNNELS: usize = 1000;
 
 fn rss_kib(pid: u32) -> u64 {
@@ -419,7 +428,7 @@ fn curl_seconds(argv: &[String], env: &[(&str, PathBuf)], cwd: &Path) -> f64 {
         .trim()
         .split_once(' ')
         .unwrap_or_else(|| panic!("{argv:?}: {out:?} {}", String::from_utf8_lossy(&o.stderr)));
-    assert_eq!(size.parse::<u64>().unwrap(), BRIDGE_BULK, "{argv:?}");
+    assert_eq!(size.parse::<u64>().unwrap(), bridge_bulk(), "{argv:?}");
     secs.parse().unwrap()
 }
 
@@ -453,7 +462,7 @@ fn bridge(d: &Daemon) {
         ("XDG_STATE_HOME", root.join("state")),
         ("XDG_RUNTIME_DIR", d.dir.parent().unwrap().to_path_buf()),
     ];
-    let port = http_bulk_server(BRIDGE_BULK);
+    let port = http_bulk_server(bridge_bulk());
     let url = format!("http://bench.test:{port}/");
     let curl = |extra: &[&str], url: &str| -> Vec<String> {
         let mut v: Vec<String> = [
@@ -490,14 +499,14 @@ fn bridge(d: &Daemon) {
     let in_work = |argv: &[String]| curl_seconds(argv, &env, &root.join("work"));
     in_work(&cases[1].1);
     let mut times: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
-    for round in 0..BRIDGE_ROUNDS {
+    for round in 0..bridge_rounds() {
         for k in 0..cases.len() {
             let i = (round + k) % cases.len();
             times[i].push(in_work(&cases[i].1));
         }
     }
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
-    let mib = (BRIDGE_BULK >> 20) as f64;
+    let mib = (bridge_bulk() >> 20) as f64;
     let direct = times[0].clone();
     for (i, (name, _)) in cases.iter().enumerate() {
         let mut ratios: Vec<f64> = times[i].iter().zip(&direct).map(|(t, d)| t / d).collect();
@@ -514,8 +523,9 @@ fn bridge(d: &Daemon) {
     }
     let _ = std::fs::remove_dir_all(&root);
     println!(
-        "bridge: {BRIDGE_ROUNDS} interleaved rounds of {} MiB downloads with curl; load average after: {}",
-        BRIDGE_BULK >> 20,
+        "bridge: {} interleaved rounds of {} MiB downloads with curl; load average after: {}",
+        bridge_rounds(),
+        bridge_bulk() >> 20,
         load.trim()
     );
 }
