@@ -160,19 +160,24 @@ fn bulk_server(chunk: usize) -> u16 {
         for c in l.incoming() {
             let mut c = c.unwrap();
             std::thread::spawn(move || {
-                let buf = vec![0u8; chunk];
-                let mut left = BULK;
-                while left > 0 {
-                    let n = left.min(buf.len() as u64) as usize;
-                    if c.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                    left -= n as u64;
-                }
+                send_zeroes(&mut c, BULK, chunk);
             });
         }
     });
     port
+}
+
+/// Writes `len` zero bytes, `chunk` at a time, until done or the reader goes away.
+fn send_zeroes(c: &mut impl Write, len: u64, chunk: usize) {
+    let buf = vec![0u8; chunk];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        if c.write_all(&buf[..n]).is_err() {
+            return;
+        }
+        left -= n as u64;
+    }
 }
 
 /// Reads until EOF; the number of bytes.
@@ -396,15 +401,7 @@ fn http_bulk_server(len: u64) -> u16 {
                     c,
                     "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
                 );
-                let buf = vec![0u8; 64 << 10];
-                let mut left = len;
-                while left > 0 {
-                    let n = left.min(buf.len() as u64) as usize;
-                    if c.write_all(&buf[..n]).is_err() {
-                        return;
-                    }
-                    left -= n as u64;
-                }
+                send_zeroes(&mut c, len, 64 << 10);
             });
         }
     });

@@ -19,7 +19,7 @@ use crate::dial::{DialError, Net, dial};
 use crate::registry::Sandbox;
 use crate::relay;
 use crate::server::{Outcome, State};
-use crate::stream::{Counted, Counters};
+use crate::stream::Counted;
 
 type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -192,21 +192,12 @@ where
             return resp;
         }
     };
-    let counters = Arc::new(Counters::default());
-    let outcome = Outcome {
-        sandbox: sandbox.clone(),
-        proto: "http",
-        host: host.clone(),
-        port,
-        address: dialed.addr,
-        verdict: dialed.verdict,
-        counters: counters.clone(),
-        started,
-    };
+    let (outcome, upstream) = Outcome::of(&sandbox, "http", host.clone(), port, dialed, started);
+    let counters = outcome.counters.clone();
     let active = state.active();
     if req.method() == Method::CONNECT {
         let st = state.clone();
-        let mut upstream = dialed.stream;
+        let mut upstream = upstream;
         tokio::spawn(async move {
             let _active = active;
             let relayed = match hyper::upgrade::on(req).await {
@@ -230,7 +221,7 @@ where
         *r.status_mut() = StatusCode::OK;
         return r;
     }
-    let upstream = Counted::new(dialed.stream, counters);
+    let upstream = Counted::new(upstream, counters);
     forward(state, req, upstream, outcome, active).await
 }
 

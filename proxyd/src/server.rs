@@ -18,7 +18,7 @@ use tokio::sync::broadcast;
 
 use crate::adopt::{self, FirstLine};
 use crate::audit::{Decision, Log, Record};
-use crate::dial::{DialError, Mappings, Net, dial};
+use crate::dial::{DialError, Dialed, Mappings, Net, dial};
 use crate::line::{self, Command, DnsTransport, Proto, Service, Token};
 use crate::paths;
 use crate::registry::{Registry, Sandbox, random_bytes};
@@ -239,6 +239,31 @@ pub struct Outcome {
     pub verdict: Verdict,
     pub counters: Arc<Counters>,
     pub started: Instant,
+}
+
+impl Outcome {
+    /// The audit record of the connection `dialed` made for `sandbox`, with fresh byte
+    /// counters; and the upstream stream itself.
+    pub fn of<S>(
+        sandbox: &Arc<Sandbox>,
+        proto: &'static str,
+        host: String,
+        port: u16,
+        dialed: Dialed<S>,
+        started: Instant,
+    ) -> (Outcome, S) {
+        let outcome = Outcome {
+            sandbox: sandbox.clone(),
+            proto,
+            host,
+            port,
+            address: dialed.addr,
+            verdict: dialed.verdict,
+            counters: Arc::new(Counters::default()),
+            started,
+        };
+        (outcome, dialed.stream)
+    }
 }
 
 /// Accepts connections until proxyd has been idle for `idle_timeout`.
@@ -489,19 +514,10 @@ where
             return;
         }
     };
-    let counters = Arc::new(Counters::default());
-    let mut upstream = dialed.stream;
-    let outcome = Outcome {
-        counters: counters.clone(),
-        sandbox: sandbox.clone(),
-        proto: HOST_PORT_PROTO,
-        host,
-        port,
-        address: dialed.addr,
-        verdict: dialed.verdict,
-        started,
-    };
-    let relayed = crate::relay::tunnel(&mut client, Vec::new(), &mut upstream, &counters).await;
+    let (outcome, mut upstream) =
+        Outcome::of(&sandbox, HOST_PORT_PROTO, host, port, dialed, started);
+    let relayed =
+        crate::relay::tunnel(&mut client, Vec::new(), &mut upstream, &outcome.counters).await;
     state.log_outcome(&outcome, relayed.err().map(|e| e.to_string()));
 }
 
@@ -658,18 +674,7 @@ where
             return;
         }
     };
-    let counters = Arc::new(Counters::default());
-    let mut upstream = dialed.stream;
-    let outcome = Outcome {
-        counters: counters.clone(),
-        sandbox: sandbox.clone(),
-        proto: "socks5",
-        host,
-        port: req.port,
-        address: dialed.addr,
-        verdict: dialed.verdict,
-        started,
-    };
+    let (outcome, mut upstream) = Outcome::of(&sandbox, "socks5", host, req.port, dialed, started);
     if io
         .write_all(&socks5::reply_bytes(socks5::reply::SUCCEEDED, None))
         .await
@@ -679,6 +684,6 @@ where
         return;
     }
     // Bytes the client sent early (pipelined after its request) go first.
-    let relayed = crate::relay::tunnel(&mut io, buf, &mut upstream, &counters).await;
+    let relayed = crate::relay::tunnel(&mut io, buf, &mut upstream, &outcome.counters).await;
     state.log_outcome(&outcome, relayed.err().map(|e| e.to_string()));
 }

@@ -1510,6 +1510,18 @@ fn tcp_pair() -> (TcpStream, TcpStream) {
     (client, accepted)
 }
 
+/// A TCP connection whose accepted end is handed to proxyd with `GW1 ADOPT <token>
+/// <service>`, as the launcher's bridge hands one; returns the client's end.
+fn adopted(socket: &Path, token: &str, service: &str) -> TcpStream {
+    let (client, accepted) = tcp_pair();
+    send_with_fds(
+        socket,
+        &format!("GW1 ADOPT {token} {service}\n"),
+        &[accepted.as_fd()],
+    );
+    client
+}
+
 /// The client's end reads EOF: whoever held the other end closed it (a timeout fails).
 fn closed(client: &mut TcpStream) -> bool {
     let mut b = [0u8; 64];
@@ -1553,13 +1565,7 @@ fn adopted_sockets_are_served_like_bridged_ones() {
     let token = words[2].to_string();
 
     // HTTP forwarding on a handed-over socket: served, and logged as a bridged one is.
-    let (mut client, accepted) = tcp_pair();
-    send_with_fds(
-        &d.socket,
-        &format!("GW1 ADOPT {token} http\n"),
-        &[accepted.as_fd()],
-    );
-    drop(accepted);
+    let mut client = adopted(&d.socket, &token, "http");
     write!(
         client,
         "GET http://allowed.test:{web}/x HTTP/1.1\r\nHost: allowed.test\r\nConnection: close\r\n\r\n"
@@ -1575,13 +1581,7 @@ fn adopted_sockets_are_served_like_bridged_ones() {
 
     // SOCKS5 CONNECT through a tunnel, with the bytes counted.
     let echo = echo_server();
-    let (mut client, accepted) = tcp_pair();
-    send_with_fds(
-        &d.socket,
-        &format!("GW1 ADOPT {token} socks5\n"),
-        &[accepted.as_fd()],
-    );
-    drop(accepted);
+    let mut client = adopted(&d.socket, &token, "socks5");
     client.write_all(&[5, 1, 0]).unwrap();
     let mut reply = [0u8; 2];
     client.read_exact(&mut reply).unwrap();
@@ -1612,14 +1612,8 @@ fn adopted_sockets_are_served_like_bridged_ones() {
     );
     let (_reg_h, reply) = d.line(&format!("GW1 REGISTER {} {sha} h adopt\n", path.display()));
     let token_h = reply.split_whitespace().nth(2).unwrap().to_string();
-    let (mut client, accepted) = tcp_pair();
     // The host port is 127.0.0.1:PORT; this rule names 127.0.0.2, so it is refused.
-    send_with_fds(
-        &d.socket,
-        &format!("GW1 ADOPT {token_h} host:{echo}\n"),
-        &[accepted.as_fd()],
-    );
-    drop(accepted);
+    let mut client = adopted(&d.socket, &token_h, &format!("host:{echo}"));
     assert!(closed(&mut client));
     let v = d.wait_log(|v| v["proto"] == "tcp");
     assert_eq!(
@@ -1629,13 +1623,7 @@ fn adopted_sockets_are_served_like_bridged_ones() {
 
     // The registration ends: its adopted connections end too (here an open tunnel), and are
     // logged as they end.
-    let (mut client, accepted) = tcp_pair();
-    send_with_fds(
-        &d.socket,
-        &format!("GW1 ADOPT {token} http\n"),
-        &[accepted.as_fd()],
-    );
-    drop(accepted);
+    let mut client = adopted(&d.socket, &token, "http");
     write!(
         client,
         "CONNECT allowed.test:{echo} HTTP/1.1\r\nHost: allowed.test:{echo}\r\n\r\n"
@@ -1759,13 +1747,7 @@ fn adopt_refuses_dead_tokens_wrong_descriptors_and_closes_them() {
     // A dead token: the registration closed, the right is gone.
     drop(reg.conn);
     thread::sleep(Duration::from_millis(200));
-    let (mut client, accepted) = tcp_pair();
-    send_with_fds(
-        &d.socket,
-        &format!("GW1 ADOPT {token} http\n"),
-        &[accepted.as_fd()],
-    );
-    drop(accepted);
+    let mut client = adopted(&d.socket, &token, "http");
     assert!(closed(&mut client));
     let dead = d
         .log_lines()
