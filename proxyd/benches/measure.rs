@@ -154,14 +154,19 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 
 /// Sends `BULK` bytes to each connection in `chunk`-sized writes, from a thread of its own.
 fn bulk_server(chunk: usize) -> u16 {
+    serve_each(move |mut c| send_zeroes(&mut c, BULK, chunk))
+}
+
+/// A server on `127.0.0.2` (a free port, returned) that runs `serve` on each connection in a
+/// thread of its own.
+fn serve_each(serve: impl Fn(std::net::TcpStream) + Clone + Send + 'static) -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
     let port = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
         for c in l.incoming() {
-            let mut c = c.unwrap();
-            std::thread::spawn(move || {
-                send_zeroes(&mut c, BULK, chunk);
-            });
+            let c = c.unwrap();
+            let serve = serve.clone();
+            std::thread::spawn(move || serve(c));
         }
     });
     port
@@ -383,29 +388,21 @@ async fn concurrency(d: &Daemon) {
 
 /// An HTTP server answering every request with `len` bytes (64 KiB writes), thread per client.
 fn http_bulk_server(len: u64) -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.2:0").unwrap();
-    let port = l.local_addr().unwrap().port();
-    std::thread::spawn(move || {
-        for c in l.incoming() {
-            let mut c = c.unwrap();
-            std::thread::spawn(move || {
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if c.read(&mut b).unwrap_or(0) == 0 {
-                        return;
-                    }
-                    head.push(b[0]);
-                }
-                let _ = write!(
-                    c,
-                    "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
-                );
-                send_zeroes(&mut c, len, 64 << 10);
-            });
+    serve_each(move |mut c| {
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            if c.read(&mut b).unwrap_or(0) == 0 {
+                return;
+            }
+            head.push(b[0]);
         }
-    });
-    port
+        let _ = write!(
+            c,
+            "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n"
+        );
+        send_zeroes(&mut c, len, 64 << 10);
+    })
 }
 
 /// Runs curl (`argv`, a launcher command or curl itself) and returns curl's own transfer time

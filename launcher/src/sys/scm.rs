@@ -21,6 +21,15 @@ const CONTROL_SPACE: usize =
     unsafe { libc::CMSG_SPACE((MAX_FDS * size_of::<libc::c_int>()) as u32) } as usize;
 const _: () = assert!(CONTROL_SPACE <= 128);
 
+/// A message header for the one buffer `iov` describes, without control data yet.
+fn header(iov: &mut libc::iovec) -> libc::msghdr {
+    // SAFETY: msghdr is plain old data; all-zero bytes are a valid (empty) value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 1;
+    msg
+}
+
 /// Sends `bytes` (not empty) and `fds` (at most [`MAX_FDS`], maybe none) in one `sendmsg`
 /// (`MSG_NOSIGNAL`: a closed peer is an error, not a signal). On a stream socket the
 /// descriptors arrive with the first of those bytes. All of `bytes` must go in that one call
@@ -38,10 +47,7 @@ pub fn send(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::R
         _align: [],
         bytes: [0; 128],
     };
-    // SAFETY: msghdr is plain old data; all-zero bytes are a valid (empty) value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
+    let mut msg = header(&mut iov);
     if !fds.is_empty() {
         let data_len = u32::try_from(fds.len() * size_of::<libc::c_int>())
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
@@ -88,7 +94,9 @@ pub fn send(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> io::R
 /// message or a descriptor list cut short is an error (`EPROTO`), and whatever descriptors
 /// did arrive are closed. On a stream socket, reads at most `max` bytes of the stream.
 pub fn recv(sock: BorrowedFd<'_>, max: usize) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
-    // Not zeroed, as in `recv`.
+    // Room for `max` bytes, not zeroed: only the pages the message lands on are touched (a
+    // waiting supervisor's room for a whole plan would otherwise cost it a megabyte of page
+    // faults and zeroing, on a CPU the launches it serves need).
     let mut buf: Vec<u8> = Vec::with_capacity(max);
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr().cast(),
@@ -98,10 +106,7 @@ pub fn recv(sock: BorrowedFd<'_>, max: usize) -> io::Result<Option<(Vec<u8>, Vec
         _align: [],
         bytes: [0; 128],
     };
-    // SAFETY: msghdr is plain old data; all-zero bytes are a valid (empty) value.
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_iov = &raw mut iov;
-    msg.msg_iovlen = 1;
+    let mut msg = header(&mut iov);
     msg.msg_control = (&raw mut control.bytes).cast();
     msg.msg_controllen = CONTROL_SPACE as _;
     let n = loop {
