@@ -344,7 +344,7 @@ mod tests {
             id: "00000001".into(),
             label: "t".into(),
             policy: "p".into(),
-            rules: rules(network),
+            rules: Arc::new(rules(network)),
             watch: broadcast::channel(16).0,
         };
         (state, sandbox)

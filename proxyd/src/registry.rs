@@ -17,7 +17,8 @@ pub struct Sandbox {
     pub label: String,
     /// sha256 (hex) of the ruleset bytes.
     pub policy: String,
-    pub rules: EgressRules,
+    /// Shared by every registration of the same rule set (see [`crate::server`]).
+    pub rules: Arc<EgressRules>,
     /// Audit lines for `GW1 WATCH`.
     pub watch: broadcast::Sender<Arc<str>>,
 }

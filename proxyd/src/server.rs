@@ -41,7 +41,14 @@ pub struct State<N> {
     /// registration ends, as the bridge's own connections end with the supervisor.
     adopted: Mutex<HashMap<Token, HashMap<u64, std::net::TcpStream>>>,
     next_adopted: AtomicU64,
+    /// Rule sets already read, by the SHA-256 of their bytes: a registration naming one of
+    /// them reads, hashes and parses nothing (the hash names the content, so the rules are
+    /// the same whatever file holds it). At most [`KNOWN_RULESETS`].
+    rulesets: Mutex<HashMap<[u8; 32], Arc<EgressRules>>>,
 }
+
+/// Rule sets kept parsed; past this many the memory is dropped and refilled as used.
+const KNOWN_RULESETS: usize = 64;
 
 impl<N: Net> State<N> {
     pub fn new(net: N, mappings: Mappings, log: Log, head_timeout: Duration, uid: u32) -> Self {
@@ -56,7 +63,38 @@ impl<N: Net> State<N> {
             last_active: Mutex::new(Instant::now()),
             adopted: Mutex::new(HashMap::new()),
             next_adopted: AtomicU64::new(0),
+            rulesets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The parsed rule set whose bytes hash to `sha256`: from memory, or read from `path`
+    /// (checked as [`paths::read_ruleset`] does), hashed and parsed.
+    fn ruleset(&self, path: &Path, sha256: [u8; 32]) -> Result<Arc<EgressRules>, String> {
+        if let Some(r) = self
+            .rulesets
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&sha256).cloned())
+        {
+            return Ok(r);
+        }
+        let bytes = paths::read_ruleset(path, self.uid)?;
+        let got: [u8; 32] = Sha256::digest(&bytes).into();
+        if got != sha256 {
+            return Err(format!(
+                "sha256 of {} is {}, not the one registered",
+                path.display(),
+                line::hex(&got)
+            ));
+        }
+        let rules = Arc::new(EgressRules::from_bytes(&bytes).map_err(|e| e.to_string())?);
+        if let Ok(mut known) = self.rulesets.lock() {
+            if known.len() >= KNOWN_RULESETS {
+                known.clear();
+            }
+            known.insert(sha256, rules.clone());
+        }
+        Ok(rules)
     }
 
     /// Records an adopted connection of the registration `token` until the guard drops;
@@ -529,18 +567,7 @@ async fn register<N: Net>(
     label: String,
     features: line::Features,
 ) {
-    let loaded = paths::read_ruleset(path, state.uid).and_then(|bytes| {
-        let got: [u8; 32] = Sha256::digest(&bytes).into();
-        if got != sha256 {
-            return Err(format!(
-                "sha256 of {} is {}, not the one registered",
-                path.display(),
-                line::hex(&got)
-            ));
-        }
-        EgressRules::from_bytes(&bytes).map_err(|e| e.to_string())
-    });
-    let rules = match loaded {
+    let rules = match state.ruleset(path, sha256) {
         Ok(r) => r,
         Err(e) => {
             control_error(state, format!("registration refused: {e}"));

@@ -150,8 +150,10 @@ impl Daemon {
     }
 
     fn log_lines(&self) -> Vec<Value> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        // Whole lines only: proxyd may be writing the last one.
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        whole
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
@@ -773,6 +775,23 @@ fn registrations_are_checked() {
     let sha = hex(&Sha256::digest(b"{\"format\": 9}"));
     let (_, r) = d.line(&format!("GW1 REGISTER {} {sha} x\n", junk.display()));
     assert!(r.starts_with("ERR egress rules"), "{r}");
+}
+
+/// A rule set is named by its hash: once read, a registration of the same hash takes it from
+/// memory (no read, hash or parse on the launch's path); another hash is read and checked.
+#[test]
+fn a_known_rule_set_is_not_read_again() {
+    let d = Daemon::start("known", &[]);
+    let (path, sha) = d.ruleset("k", r#"{"allowedDomains": ["allowed.test"]}"#);
+    let line = format!("GW1 REGISTER {} {sha} x\n", path.display());
+    let (_first, r) = d.line(&line);
+    assert!(r.starts_with("OK"), "{r}");
+    std::fs::remove_file(&path).unwrap();
+    let (_second, r) = d.line(&line);
+    assert!(r.starts_with("OK"), "{r}");
+    let other = "1".repeat(64);
+    let (_, r) = d.line(&format!("GW1 REGISTER {} {other} x\n", path.display()));
+    assert!(r.starts_with("ERR cannot open"), "{r}");
 }
 
 #[test]
