@@ -226,6 +226,40 @@ fn cache_hits_recompiles_on_change_and_never_runs_a_tampered_plan() {
     );
 }
 
+/// The index's guards: a new entry in the workspace or in `~` that the plan does not depend
+/// on keeps the cached plan; a protected file appearing replaces it, and is protected.
+#[test]
+fn unrelated_entries_keep_the_plan_and_protected_ones_replace_it() {
+    if !kernel_ok() {
+        return;
+    }
+    let s = Scratch::new(WORKSPACE);
+    // A folder changed within the last second guards nothing (file times are coarse).
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let first = s.run(&["--", "true"]);
+    assert!(stderr(&first).contains("note:"), "{}", stderr(&first));
+    std::fs::write(s.work().join("notes.txt"), "x").unwrap();
+    std::fs::write(s.dir.path().join("home/.bash_history"), "x").unwrap();
+    let o = s.run(&["--", "true"]);
+    assert_eq!(code(&o), 0);
+    assert!(
+        stderr(&o).is_empty(),
+        "an unrelated entry made a recompile: {}",
+        stderr(&o)
+    );
+    std::fs::write(s.work().join(".mcp.json"), "{}").unwrap();
+    let o = s.run(&[
+        "-c",
+        "(echo x >> .mcp.json) 2>/dev/null && echo written || echo refused",
+    ]);
+    assert!(stderr(&o).contains("note:"), "recompiled: {}", stderr(&o));
+    assert_eq!(stdout(&o), "refused\n");
+    assert_eq!(
+        std::fs::read_to_string(s.work().join(".mcp.json")).unwrap(),
+        "{}"
+    );
+}
+
 #[test]
 fn a_project_file_appearing_nearer_is_picked_up() {
     if !kernel_ok() {
