@@ -2,7 +2,7 @@
 //! invoking greywall, which plan is current and what it depended on.
 //!
 //! Layout under `$XDG_CACHE_HOME/greywall/` (directory 0700, files 0600):
-//! - `plans/<key>.plan`: a [`crate::plan::LinuxPlan`]; `<key>` is the FNV-1a hash of its bytes;
+//! - `plans/<key>.plan`: a [`crate::plan::LinuxPlan`]; `<key>` is the [`crate::plan::hash64`] of its bytes;
 //! - `plans/<key>.bwrap`: the bwrap argument vector (NUL-separated, for `bwrap --args FD`);
 //! - `plans/<key>.sb`: a Seatbelt profile for macOS (its first line names the parameters the
 //!   launcher passes with `sandbox-exec -D`); `index/<invocation>.macos` says which is current;
@@ -20,9 +20,9 @@ use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::plan::fnv1a;
+use crate::plan::hash64;
 
-const INDEX_MAGIC: &[u8; 8] = b"GWINDEX\x03";
+const INDEX_MAGIC: &[u8; 8] = b"GWINDEX\x04";
 
 /// A file-system fact a compiled plan depends on.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -278,7 +278,7 @@ impl Index {
                 }
             }
         }
-        let sum = fnv1a(&out);
+        let sum = hash64(&out);
         out.extend_from_slice(&sum.to_le_bytes());
         out
     }
@@ -288,7 +288,7 @@ impl Index {
             return None;
         }
         let (body, sum) = buf.split_at(buf.len() - 8);
-        if fnv1a(body).to_le_bytes() != sum {
+        if hash64(body).to_le_bytes() != sum {
             return None;
         }
         let mut pos = 8;
@@ -412,7 +412,7 @@ pub fn invocation_key(parts: &[&[u8]]) -> String {
         buf.extend_from_slice(&u32::try_from(p.len()).unwrap_or(u32::MAX).to_le_bytes());
         buf.extend_from_slice(p);
     }
-    format!("{:016x}", fnv1a(&buf))
+    format!("{:016x}", hash64(&buf))
 }
 
 /// The SHA-256 of an artifact, lower-case hex (the egress rule set's name and check).
@@ -431,7 +431,7 @@ const HEX: &[u8; 16] = b"0123456789abcdef";
 
 /// The content key of an artifact.
 pub fn content_key(bytes: &[u8]) -> String {
-    format!("{:016x}", fnv1a(bytes))
+    format!("{:016x}", hash64(bytes))
 }
 
 /// The cache directory.

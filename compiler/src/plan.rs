@@ -6,7 +6,7 @@
 //!
 //! Format (little-endian): the 8-byte magic `GWPLAN\0\x01`, a `u32` format version, the
 //! fields in declaration order (strings and byte strings as `u32` length + bytes, lists as
-//! `u32` count + items), and an 8-byte FNV-1a checksum of everything before it. A plan that
+//! `u32` count + items), and an 8-byte [`hash64`] checksum of everything before it. A plan that
 //! fails any check is rejected whole; the launcher then recompiles, and never runs it.
 
 use std::fmt;
@@ -14,7 +14,7 @@ use std::fmt;
 /// First bytes of every plan.
 pub const MAGIC: &[u8; 8] = b"GWPLAN\0\x01";
 /// Bumped whenever the layout or meaning of a field changes.
-pub const FORMAT_VERSION: u32 = 4;
+pub const FORMAT_VERSION: u32 = 5;
 
 /// Landlock filesystem access rights (`LANDLOCK_ACCESS_FS_*`).
 pub mod fs_access {
@@ -280,14 +280,46 @@ impl fmt::Display for DecodeError {
 
 impl std::error::Error for DecodeError {}
 
-/// 64-bit FNV-1a.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+/// The 64-bit hash of plans, index entries and cache keys (not cryptographic: it names and
+/// checks files in the user's own 0700 cache against accidents, not attackers). Four lanes
+/// take 8-byte words in turn (`(lane ^ word) × odd constant`, rotated: each step is a
+/// bijection, so any one changed word changes its lane), then the lanes, the length and the
+/// tail are folded and mixed (MurmurHash3's finaliser). About ten times faster than byte-wise
+/// FNV-1a, which a cached launch paid for ~18 KB of index and plan (≈ 50 µs on the
+/// development VM).
+pub fn hash64(bytes: &[u8]) -> u64 {
+    const K: [u64; 4] = [
+        0x9e37_79b9_7f4a_7c15,
+        0xc2b2_ae3d_27d4_eb4f,
+        0x1656_67b1_9e37_79f9,
+        0x85eb_ca77_c2b2_ae63,
+    ];
+    fn word(b: &[u8]) -> u64 {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&b[..8]);
+        u64::from_le_bytes(w)
     }
-    h
+    let mut lanes = K;
+    let mut blocks = bytes.chunks_exact(32);
+    for block in &mut blocks {
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            *lane = (*lane ^ word(&block[i * 8..]))
+                .wrapping_mul(K[i])
+                .rotate_left(31);
+        }
+    }
+    let mut h = (bytes.len() as u64).wrapping_mul(K[0]);
+    for lane in lanes {
+        h = (h ^ lane).wrapping_mul(K[1]).rotate_left(27);
+    }
+    for b in blocks.remainder() {
+        h = (h ^ u64::from(*b)).wrapping_mul(K[2]);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    h ^ (h >> 33)
 }
 
 struct Writer(Vec<u8>);
@@ -613,7 +645,7 @@ impl LinuxPlan {
                 }
             }
         }
-        let sum = fnv1a(&w.0);
+        let sum = hash64(&w.0);
         w.u64(sum);
         w.0
     }
@@ -634,7 +666,7 @@ impl LinuxPlan {
         if version != FORMAT_VERSION {
             return Err(DecodeError::Version(version));
         }
-        if fnv1a(body) != u64::from_le_bytes(s) {
+        if hash64(body) != u64::from_le_bytes(s) {
             return Err(DecodeError::Checksum);
         }
         let policy_hash = r.u64()?;
@@ -905,6 +937,26 @@ impl fmt::Display for LinuxPlan {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hash64_sees_every_flipped_bit_and_the_length() {
+        for len in [0usize, 1, 7, 8, 31, 32, 33, 100, 4097] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 131 % 251) as u8).collect();
+            let h = hash64(&data);
+            for byte in 0..len.min(80) {
+                for bit in 0..8 {
+                    let mut d = data.clone();
+                    d[byte] ^= 1 << bit;
+                    assert_ne!(hash64(&d), h, "len {len}, byte {byte}, bit {bit}");
+                }
+            }
+            // Trailing zeros are not free.
+            let mut longer = data.clone();
+            longer.push(0);
+            assert_ne!(hash64(&longer), h, "len {len}");
+        }
+        assert_ne!(hash64(b"ab"), hash64(b"ba"));
+    }
+
     use super::*;
 
     fn sample() -> LinuxPlan {

@@ -15,7 +15,7 @@ use crate::backend::seccomp::{self, Arch};
 use crate::model::NetworkMode;
 use crate::pattern::domain::DomainPattern;
 use crate::plan::{
-    CreateDeny, Egress, EnvOp, Landlock, LinuxPlan, MountOp, Network, PathRule, fnv1a, fs_access,
+    CreateDeny, Egress, EnvOp, Landlock, LinuxPlan, MountOp, Network, PathRule, fs_access, hash64,
     net_access, scope,
 };
 use crate::resolve::Resolved;
@@ -200,7 +200,7 @@ pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
         without_userns,
         egress: None,
     };
-    plan.policy_hash = fnv1a(&plan.encode());
+    plan.policy_hash = hash64(&plan.encode());
     plan
 }
 
@@ -292,7 +292,7 @@ fn is_loopback(host: &DomainPattern) -> bool {
 pub fn with_egress(mut plan: LinuxPlan, egress: Egress) -> LinuxPlan {
     plan.egress = Some(egress);
     plan.policy_hash = 0;
-    plan.policy_hash = fnv1a(&plan.encode());
+    plan.policy_hash = hash64(&plan.encode());
     plan
 }
 
