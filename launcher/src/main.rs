@@ -26,7 +26,7 @@ static ALLOCATOR: rlsf::GlobalTlsf = rlsf::GlobalTlsf::new();
 
 /// Heap a launch uses (the cached plan, its decoded form, the environment, argument vectors:
 /// about 50 KiB for the default policy), made resident at once.
-const WARM_HEAP: usize = 96 << 10;
+const WARM_HEAP: usize = 64 << 10;
 
 fn main() -> ExitCode {
     // The allocator keeps freed memory for the next allocations: one system call here spares
