@@ -255,9 +255,26 @@ fn run_bwrap(blob: &Path, inner: &Path, argv: &[OsString]) -> ExitCode {
         Ok(fd) => fd,
         Err(e) => return fail(&format!("cannot open {}: {e}", blob.display())),
     };
+    // Every plan gives the sandbox its own `/tmp` and `/dev/shm`: a greywall executable or a
+    // cache under either would be hidden from the inner launcher bwrap runs. Bound back in,
+    // read-only, from a descriptor (bwrap creates the path in the new tmpfs, then closes it).
+    let mut back = Vec::new();
+    for path in [exe.as_path(), inner] {
+        if path.starts_with("/tmp") || path.starts_with("/dev/shm") {
+            match crate::sys::fd::open_inheritable(path) {
+                Ok(fd) => back.extend([
+                    "--ro-bind-fd".into(),
+                    fd.to_string().into(),
+                    path.as_os_str().to_owned(),
+                ]),
+                Err(e) => return fail(&format!("cannot open {}: {e}", path.display())),
+            }
+        }
+    }
     let err = std::process::Command::new(bwrap)
         .arg("--args")
         .arg(fd.to_string())
+        .args(&back)
         .arg("--")
         .arg(&exe)
         .arg("__exec-plan")

@@ -434,3 +434,44 @@ fn without_user_namespaces_landlock_still_holds_and_says_what_is_lost() {
     assert_eq!(code(&o), 125);
     assert!(stdout(&o).is_empty());
 }
+
+/// Every plan gives the sandbox a private `/tmp`: a greywall executable under the host's
+/// `/tmp` is bound back in (read-only) for the inner launcher that bwrap runs, so the bwrap
+/// backend works from there as the native one does.
+#[test]
+fn bwrap_backend_runs_a_greywall_under_tmp() {
+    if !kernel_ok() {
+        return;
+    }
+    if !["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+    {
+        assert!(
+            std::env::var_os("GREYWALL_REQUIRE_KERNEL").is_none_or(|v| v != "1"),
+            "bwrap is not installed (GREYWALL_REQUIRE_KERNEL=1)"
+        );
+        eprintln!("SKIPPED: bwrap is not installed");
+        return;
+    }
+    let s = Scratch::new(WORKSPACE);
+    // Deliberately under /tmp: the case this covers.
+    let tmp = tempfile::tempdir_in("/tmp").unwrap();
+    let exe = tmp.path().join("bin/greywall");
+    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_greywall"), &exe).unwrap();
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for backend in ["bwrap", "native"] {
+        let o = Command::new(&exe)
+            .args(["exec", "--cached", "--backend", backend, "-c"])
+            .arg(format!("echo {backend} > out.txt && cat out.txt"))
+            .current_dir(s.work())
+            .env_clear()
+            .env("HOME", s.dir.path().join("home"))
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .output()
+            .unwrap();
+        assert_eq!(code(&o), 0, "{backend}: {}", stderr(&o));
+        assert_eq!(stdout(&o), format!("{backend}\n"));
+    }
+}
