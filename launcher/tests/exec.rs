@@ -3,6 +3,8 @@
 //! codes. Enforcement itself is covered by `apply.rs` and `conformance.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -56,18 +58,7 @@ const WORKSPACE: &str = r#"{"filesystem": {"allowWrite": ["."]}}"#;
 /// The launcher needs user namespaces and Landlock; without them these tests cannot say
 /// anything, and CI (GREYWALL_REQUIRE_KERNEL=1) must not let that pass.
 fn kernel_ok() -> bool {
-    let s = Scratch::new(WORKSPACE);
-    let o = s.run(&["exec", "--", "true"]);
-    if code(&o) == 0 {
-        return true;
-    }
-    let msg = format!("SKIP: the launcher cannot run here: {}", stderr(&o));
-    assert!(
-        std::env::var_os("GREYWALL_REQUIRE_KERNEL").is_none_or(|v| v != "1"),
-        "{msg}"
-    );
-    eprintln!("{msg}");
-    false
+    common::launcher_runs(&Scratch::new(WORKSPACE).run(&["exec", "--", "true"]))
 }
 
 #[test]
@@ -447,20 +438,14 @@ fn bwrap_backend_runs_a_greywall_under_tmp() {
         .iter()
         .any(|p| Path::new(p).exists())
     {
-        assert!(
-            std::env::var_os("GREYWALL_REQUIRE_KERNEL").is_none_or(|v| v != "1"),
-            "bwrap is not installed (GREYWALL_REQUIRE_KERNEL=1)"
-        );
-        eprintln!("SKIPPED: bwrap is not installed");
+        common::skip("bwrap is not installed");
         return;
     }
     let s = Scratch::new(WORKSPACE);
     // Deliberately under /tmp: the case this covers.
     let tmp = tempfile::tempdir_in("/tmp").unwrap();
     let exe = tmp.path().join("bin/greywall");
-    std::fs::create_dir_all(exe.parent().unwrap()).unwrap();
-    std::fs::copy(env!("CARGO_BIN_EXE_greywall"), &exe).unwrap();
-    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    common::copy_exe(env!("CARGO_BIN_EXE_greywall"), &exe);
     for backend in ["bwrap", "native"] {
         let o = Command::new(&exe)
             .args(["exec", "--cached", "--backend", backend, "-c"])

@@ -116,16 +116,7 @@ fn stdout(o: &Output) -> String {
 
 /// False (with a SKIP) when this kernel cannot run the sandbox.
 fn ready() -> bool {
-    let s = Scratch::new();
-    let o = s.sh("0", "true");
-    if o.status.code() == Some(0) {
-        return true;
-    }
-    common::skip(&format!(
-        "the launcher cannot run here: {}",
-        stderr(&o).trim()
-    ));
-    false
+    common::launcher_runs(&Scratch::new().sh("0", "true"))
 }
 
 fn host_netns() -> String {
@@ -381,14 +372,6 @@ fn a_pool_that_does_not_answer_delays_a_launch_once_and_never_blocks_it() {
     assert!(took < Duration::from_secs(5), "the launch waited {took:?}");
 }
 
-/// The scheduling policy of a process (`/proc/PID/stat`, field 41): 0 normal, 3 batch.
-fn policy(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    // Field 3 (state) is the first after the name; field 41 is 38 further on.
-    after_name.split_whitespace().nth(38)?.parse().ok()
-}
-
 #[test]
 fn the_pools_background_work_never_preempts_a_launch() {
     if !ready() {
@@ -399,23 +382,18 @@ fn the_pools_background_work_never_preempts_a_launch() {
     let server = s.pool_pid().expect("the pool's server");
     // The refiller and the supervisors waiting in its sets, once it has made some.
     let start = Instant::now();
-    let background = loop {
-        let others: Vec<u32> = s
-            .pool_processes()
-            .iter()
-            .map(|p| p.pid)
-            .filter(|&p| p != server)
-            .collect();
-        if others.len() >= 2 {
-            break others;
+    let pool = loop {
+        let pool = s.pool_processes();
+        if pool.len() >= 3 {
+            break pool;
         }
         assert!(start.elapsed() < Duration::from_secs(10), "no sets made");
         std::thread::sleep(Duration::from_millis(20));
     };
     // The server answers launches as a normal process; making sets is batch work (no
     // wake-up preemption), which a waiting supervisor leaves once a launch is its own.
-    assert_eq!(policy(server), Some(0));
-    for pid in background {
-        assert_eq!(policy(pid), Some(3), "pool process {pid}");
+    for p in pool {
+        let want = if p.pid == server { 0 } else { 3 };
+        assert_eq!(p.policy, Some(want), "pool process {}", p.pid);
     }
 }

@@ -41,18 +41,22 @@ pub const DEVICES: &[&str] = &[
     "/dev/pts",
 ];
 
+/// The folders every plan mounts a private tmpfs on (hiding the host's contents there).
+pub const PRIVATE_TMPFS: [&str; 2] = ["/tmp", "/dev/shm"];
+
 /// Builds the plan. `seccomp` is the compiled filter for `kernel.audit_arch`; the notify filter
 /// depends on nothing but the architecture and is built here, when there are create-deny rules
 /// (without a filter for the architecture they cannot be enforced and are left out; the
 /// fidelity report says so).
 pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
+    let [tmp, shm] = PRIVATE_TMPFS;
     let mut mounts = vec![MountOp::Tmpfs {
-        path: "/tmp".into(),
+        path: tmp.into(),
         mode: 0o1777,
     }];
     mounts.extend(r.tmp_keep.iter().map(|p| MountOp::Keep { path: p.clone() }));
     mounts.push(MountOp::Tmpfs {
-        path: "/dev/shm".into(),
+        path: shm.into(),
         mode: 0o1777,
     });
     mounts.extend(r.pins.iter().map(|p| MountOp::Pin { path: p.clone() }));
@@ -88,7 +92,7 @@ pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
     for p in &r.write {
         grant(p, fs_access::READ | fs_access::WRITE);
     }
-    grant("/dev/shm", fs_access::READ | fs_access::WRITE);
+    grant(shm, fs_access::READ | fs_access::WRITE);
     for d in DEVICES {
         // `/dev/pts` is a directory; the others are device files, and a directory right on a
         // file would cost the launcher a refused `landlock_add_rule` and a retry.

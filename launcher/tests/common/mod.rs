@@ -15,6 +15,19 @@ pub fn skip(reason: &str) {
     eprintln!("SKIP: {reason}");
 }
 
+/// Whether a launch that must work here (a sandboxed `true`) did; otherwise [`skip`]s with
+/// what it printed.
+pub fn launcher_runs(o: &std::process::Output) -> bool {
+    if o.status.code() == Some(0) {
+        return true;
+    }
+    skip(&format!(
+        "the launcher cannot run here: {}",
+        String::from_utf8_lossy(&o.stderr).trim()
+    ));
+    false
+}
+
 /// A process as `/proc` shows it to anyone: its id, command line, name and parent.
 pub struct Proc {
     pub pid: u32,
@@ -23,6 +36,8 @@ pub struct Proc {
     pub parent: Option<u32>,
     /// Ended, not yet reaped.
     pub zombie: bool,
+    /// Scheduling policy (`stat` field 41): 0 normal, 3 batch.
+    pub policy: Option<u32>,
 }
 
 /// Every process this test can see (`cmdline` and `stat` are readable even for processes
@@ -38,8 +53,8 @@ pub fn processes() -> Vec<Proc> {
             let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
             let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
             let (open, close) = (stat.find('(')?, stat.rfind(')')?);
-            let mut rest = stat[close + 1..].split_whitespace();
-            let zombie = rest.next() == Some("Z");
+            // Field 3 (the state) first.
+            let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
             Some(Proc {
                 pid,
                 argv: cmdline
@@ -48,8 +63,9 @@ pub fn processes() -> Vec<Proc> {
                     .map(|w| String::from_utf8_lossy(w).into_owned())
                     .collect(),
                 name: stat[open + 1..close].to_string(),
-                parent: rest.next().and_then(|p| p.parse().ok()),
-                zombie,
+                parent: fields.get(1).and_then(|p| p.parse().ok()),
+                zombie: fields.first() == Some(&"Z"),
+                policy: fields.get(38).and_then(|p| p.parse().ok()),
             })
         })
         .collect()
