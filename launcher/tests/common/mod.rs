@@ -118,6 +118,21 @@ pub fn write_file(path: &std::path::Path, text: &str, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
+/// Runs `cmd` to completion, retrying while its program is "busy": an executable this test
+/// process just wrote can stay open for writing, for a moment, in a child another test
+/// thread forked meanwhile (until that child execs), and `execve` then fails with `ETXTBSY`.
+pub fn output(cmd: &mut std::process::Command) -> std::process::Output {
+    for _ in 0..100 {
+        match cmd.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("{cmd:?} stayed busy (ETXTBSY) for 2 s");
+}
+
 /// Copies the executable `from` to `to` (creating its folders), mode 0755.
 pub fn copy_exe(from: &str, to: &std::path::Path) {
     use std::os::unix::fs::PermissionsExt;
