@@ -285,8 +285,7 @@ fn missing_program_is_127_and_unexecutable_is_126() {
     assert_code(&out, 126);
     assert!(stderr(&out).contains("EACCES"), "{}", stderr(&out));
     // A file without a `#!` line is not handed to a shell.
-    let raw = case.write("raw", "echo hi\n");
-    std::fs::set_permissions(&raw, std::fs::Permissions::from_mode(0o755)).unwrap();
+    common::write_file(&case.ws().join("raw"), "echo hi\n", 0o755);
     let out = case.run(&["./raw"]);
     assert_code(&out, 126);
     assert!(stderr(&out).contains("ENOEXEC"), "{}", stderr(&out));
@@ -958,12 +957,11 @@ fn seccomp_filter_for_another_architecture_is_refused() {
 #[test]
 fn environment_edits_apply_and_path_is_searched_in_the_edited_environment() {
     let mut case = Case::new(landlock_abi());
-    case.write("bin/hello", "#!/bin/sh\necho hello from bin\n");
-    std::fs::set_permissions(
-        case.ws().join("bin/hello"),
-        std::fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    common::write_file(
+        &case.ws().join("bin/hello"),
+        "#!/bin/sh\necho hello from bin\n",
+        0o755,
+    );
     case.plan.env.extend([
         EnvOp::Unset("GW_TEST_DROP".into()),
         EnvOp::Set("GW_TEST_KEEP".into(), "new".into()),

@@ -419,7 +419,7 @@ fn deep_scratch() -> Scratch {
     s.write("sub/plain.txt", "plain\n");
     s.write("sub/.git/HEAD", "ref: refs/heads/main\n");
     s.write("sub/.git/hooks/pre-commit.sample", "#!/bin/sh\n");
-    std::fs::copy(PROBE, s.at("probe")).unwrap();
+    common::copy_exe(PROBE, &s.at("probe"));
     s
 }
 
@@ -558,7 +558,7 @@ fn ordinary_files_are_created_as_usual() {
         return;
     }
     let s = Scratch::new(POLICY);
-    std::fs::copy(PROBE, s.at("probe")).unwrap();
+    common::copy_exe(PROBE, &s.at("probe"));
     let o = s.sh(
         "mkdir -p src a/b/c && echo 'fn main() {}' > src/new.rs && echo '# hi' > README.md \
          && echo 1 > tmp && mv tmp final && ln -s final link && ln final hard \
@@ -1014,7 +1014,7 @@ fn nested_supervisors_fail_closed() {
     }
     let s = Scratch::new(POLICY);
     // Inside the workspace: with `defaultDenyRead` nothing else of the scratch is readable.
-    std::fs::copy(GREYWALL, s.at("gw")).unwrap();
+    common::copy_exe(GREYWALL, &s.at("gw"));
     std::fs::write(s.at("p.json"), POLICY).unwrap();
     let o = s.exec(&[
         "./gw",

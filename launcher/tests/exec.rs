@@ -447,15 +447,15 @@ fn bwrap_backend_runs_a_greywall_under_tmp() {
     let exe = tmp.path().join("bin/greywall");
     common::copy_exe(env!("CARGO_BIN_EXE_greywall"), &exe);
     for backend in ["bwrap", "native"] {
-        let o = common::output(
-            Command::new(&exe)
-                .args(["exec", "--cached", "--backend", backend, "-c"])
-                .arg(format!("echo {backend} > out.txt && cat out.txt"))
-                .current_dir(s.work())
-                .env_clear()
-                .env("HOME", s.dir.path().join("home"))
-                .env("PATH", "/usr/local/bin:/usr/bin:/bin"),
-        );
+        let o = Command::new(&exe)
+            .args(["exec", "--cached", "--backend", backend, "-c"])
+            .arg(format!("echo {backend} > out.txt && cat out.txt"))
+            .current_dir(s.work())
+            .env_clear()
+            .env("HOME", s.dir.path().join("home"))
+            .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .output()
+            .unwrap();
         assert_eq!(code(&o), 0, "{backend}: {}", stderr(&o));
         assert_eq!(stdout(&o), format!("{backend}\n"));
     }

@@ -113,30 +113,39 @@ pub fn kill_then_continue(
 /// Writes `text` to `path` (creating its folders) with permission bits `mode`.
 pub fn write_file(path: &std::path::Path, text: &str, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
+    if mode & 0o111 != 0 {
+        return install(None, text.as_bytes(), path, mode);
+    }
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// Runs `cmd` to completion, retrying while its program is "busy": an executable this test
-/// process just wrote can stay open for writing, for a moment, in a child another test
-/// thread forked meanwhile (until that child execs), and `execve` then fails with `ETXTBSY`.
-pub fn output(cmd: &mut std::process::Command) -> std::process::Output {
-    for _ in 0..100 {
-        match cmd.output() {
-            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
-            other => return other.unwrap(),
-        }
+/// Writes an executable file (from the file `from`, or else `text`) through a child
+/// `install`, so that no thread of this test process ever holds it open for writing: a child
+/// another test thread forked at that moment would inherit the descriptor until it execs, and
+/// running the file would then fail with `ETXTBSY` (CI hit this).
+fn install(from: Option<&str>, text: &[u8], to: &std::path::Path, mode: u32) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("install")
+        .arg("-D")
+        .arg(format!("-m{mode:o}"))
+        .arg(from.unwrap_or("/dev/stdin"))
+        .arg(to)
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run install");
+    let mut stdin = child.stdin.take().unwrap();
+    if from.is_none() {
+        stdin.write_all(text).unwrap();
     }
-    panic!("{cmd:?} stayed busy (ETXTBSY) for 2 s");
+    drop(stdin);
+    let status = child.wait().unwrap();
+    assert!(status.success(), "install {to:?} failed: {status}");
 }
 
-/// Copies the executable `from` to `to` (creating its folders), mode 0755.
+/// Copies the executable `from` to `to` (creating its folders), mode 0755, without this
+/// process ever holding the copy open for writing (see [`install`]).
 pub fn copy_exe(from: &str, to: &std::path::Path) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-    std::fs::copy(from, to).unwrap();
-    std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o755)).unwrap();
+    install(Some(from), &[], to, 0o755);
 }
