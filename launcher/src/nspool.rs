@@ -53,6 +53,11 @@ const IDLE_BROKEN: Duration = Duration::from_secs(30);
 const ANSWER_WAIT: Duration = Duration::from_millis(200);
 /// How often an idle daemon looks whether it is still reachable.
 const CHECK_EVERY_MS: libc::c_int = 1000;
+/// How long after handing out a set the daemon asks the refiller for the next one (unless
+/// none is left). Asking at once woke the refiller on the CPU of the launch just served
+/// (a Unix socket wakes its reader on the writer's CPU), where it ran before that launch
+/// could go on; the sets kept ready cover the launches in between.
+const REFILL_AFTER: Duration = Duration::from_millis(2);
 /// `0` turns the pool off; `require` makes a launch without a set from the pool fail
 /// (tests, and checking a deployment).
 pub const ENV: &str = "GREYWALL_NS_POOL";
@@ -247,15 +252,33 @@ fn serve(dir: &Path) -> io::Result<()> {
     let mut broken = false;
     // Sets asked of the refiller and not received yet.
     let mut asked = 0;
+    // When to ask for the sets handed out since the last request.
+    let mut refill_at: Option<Instant> = None;
     let mut last = Instant::now();
     loop {
-        while !broken && ready.len() + asked < READY {
-            // One byte asks for one set.
-            if scm::send(refiller.as_fd(), b"+", &[]).is_err() {
-                broken = true;
+        let missing = !broken && ready.len() + asked < READY;
+        let wait = match refill_at {
+            Some(at) if missing && !ready.is_empty() => {
+                at.saturating_duration_since(Instant::now())
             }
-            asked += 1;
+            _ => Duration::ZERO,
+        };
+        if missing && wait.is_zero() {
+            refill_at = None;
+            while !broken && ready.len() + asked < READY {
+                // One byte asks for one set.
+                if scm::send(refiller.as_fd(), b"+", &[]).is_err() {
+                    broken = true;
+                }
+                asked += 1;
+            }
         }
+        let timeout = if wait.is_zero() {
+            CHECK_EVERY_MS
+        } else {
+            // Rounded up: waking early would only come back here.
+            libc::c_int::try_from(wait.as_micros().div_ceil(1000)).unwrap_or(CHECK_EVERY_MS)
+        };
         let mut fds = [
             listener.as_raw_fd(),
             if broken { -1 } else { refiller.as_raw_fd() },
@@ -265,7 +288,10 @@ fn serve(dir: &Path) -> io::Result<()> {
             events: libc::POLLIN,
             revents: 0,
         });
-        if notify::poll(&mut fds, CHECK_EVERY_MS)? == 0 {
+        if notify::poll(&mut fds, timeout)? == 0 {
+            if !wait.is_zero() {
+                continue;
+            }
             // Idle, or the directory is gone (a scratch runtime directory removed, another
             // pool started after ours was unlinked): nobody can reach this pool any more.
             let here = std::fs::symlink_metadata(&socket).map(|m| m.ino()).ok();
@@ -283,6 +309,7 @@ fn serve(dir: &Path) -> io::Result<()> {
             {
                 // An empty pool closes the connection: the launcher makes its own.
                 let _ = send_set(conn.as_fd(), &set);
+                refill_at.get_or_insert(last + REFILL_AFTER);
             }
         }
         if fds[1].revents != 0 {
