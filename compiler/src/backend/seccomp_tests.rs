@@ -703,17 +703,18 @@ fn disassembly_names_things() {
         "0002: ret #0x80000000  ; KILL_PROCESS",
         "0003: ld [0]  ; nr",
         "0004: jset #0x40000000 jt 0 jf 1  ; __X32_SYSCALL_BIT",
-        "0006: jge #248 jt 0 jf 90  ; nr >= 248 (add_key)",
-        "jeq #16 jt 0 jf 5  ; ioctl",
+        "; 16 ioctl: by its arguments",
         "ld [24]  ; args[1] (low)",
         "jeq #0x5412 jt 2 jf 0  ; TIOCSTI",
         "jeq #0x541c jt 1 jf 0  ; TIOCLINUX",
         "jset #0x7e020000 jt 0 jf 1  ; CLONE_NEWNS|CLONE_NEWCGROUP|CLONE_NEWUTS|CLONE_NEWIPC|\
          CLONE_NEWUSER|CLONE_NEWPID|CLONE_NEWNET",
         "jset #0x7e020080 jt 0 jf 1  ; CLONE_NEWTIME|CLONE_NEWNS|",
-        "jeq #435 jt 0 jf 1  ; clone3",
-        "ret #0x00050026  ; ERRNO(ENOSYS)",
-        "jeq #101 jt 0 jf 1  ; ptrace",
+        "; 56 clone: by its arguments",
+        "; 272 unshare: by its arguments",
+        "; 435 clone3: ERRNO(ENOSYS)",
+        "jge #101 jt 0 jf 1  ; nr >= 101 (ptrace)",
+        "; 101 ptrace: ERRNO(EPERM)",
         "ret #0x00050001  ; ERRNO(EPERM)",
         "ret #0x7fff0000  ; ALLOW",
     ] {
@@ -721,7 +722,10 @@ fn disassembly_names_things() {
     }
     assert_eq!(text.lines().count(), prog(Arch::X86_64).len());
     let arm = disassemble(&prog(Arch::Aarch64));
-    assert!(arm.contains("jeq #117 jt 0 jf 1  ; ptrace"));
+    assert!(
+        arm.contains("116-117 syslog..ptrace: ERRNO(EPERM)"),
+        "{arm}"
+    );
     assert!(arm.contains("; AUDIT_ARCH_AARCH64"));
     assert!(!arm.contains("X32"));
 }
@@ -991,23 +995,23 @@ fn notify_programs_are_well_formed() {
 fn notify_disassembly_names_things() {
     let text = disassemble(&notify_prog(Arch::X86_64));
     for line in [
-        "jeq #257 jt 0 jf 4  ; openat",
+        "; 257 openat: by its arguments",
         "ld [32]  ; args[2] (low)",
         "jset #0x243 jt 0 jf 1  ; O_WRONLY|O_RDWR|O_CREAT|O_TRUNC",
         "ret #0x7fc00000  ; USER_NOTIF",
-        "jeq #2 jt 0 jf 4  ; open",
+        "; 2 open: by its arguments",
         "ld [24]  ; args[1] (low)",
-        "jeq #83 jt 0 jf 1  ; mkdir",
-        "jeq #316 jt 0 jf 1  ; renameat2",
-        "jeq #76 jt 0 jf 1  ; truncate",
+        "; 82-83 rename..mkdir: USER_NOTIF",
+        "; 316 renameat2: USER_NOTIF",
+        "; 76 truncate: USER_NOTIF",
         "ret #0x7fff0000  ; ALLOW",
     ] {
         assert!(text.contains(line), "no {line:?} in\n{text}");
     }
     let arm = disassemble(&notify_prog(Arch::Aarch64));
-    assert!(arm.contains("jeq #56 jt 0 jf 4  ; openat"), "{arm}");
-    assert!(arm.contains("jeq #276 jt 0 jf 1  ; renameat2"), "{arm}");
-    assert!(arm.contains("jeq #45 jt 0 jf 1  ; truncate"), "{arm}");
+    assert!(arm.contains("; 56 openat: by its arguments"), "{arm}");
+    assert!(arm.contains("; 276 renameat2: USER_NOTIF"), "{arm}");
+    assert!(arm.contains("; 45 truncate: USER_NOTIF"), "{arm}");
     assert!(!arm.contains("; open\n"), "{arm}");
 }
 
@@ -1206,4 +1210,79 @@ proptest! {
             prop_assert_eq!(to_bytes(&p), bytes);
         }
     }
+}
+
+/// A body for the search tests: `EPERM` when bit 0 of the first argument is set.
+fn flag_body() -> Vec<SockFilter> {
+    if_flags(0, 1, ret_errno(EPERM), ret(SECCOMP_RET_ALLOW))
+}
+
+proptest! {
+    /// The search decides every number as its case says (a number no case names is
+    /// allowed), however many cases there are: more than one block of shared returns, and
+    /// more than a conditional jump can skip, included.
+    #[test]
+    fn search_decides_every_number_as_its_case(
+        picks in proptest::collection::btree_map(0u32..3000, 0u8..4, 0..700)
+    ) {
+        let cases: Vec<Case> = picks
+            .iter()
+            .map(|(nr, kind)| Case {
+                nr: *nr,
+                body: match kind {
+                    0 => vec![ret_errno(EPERM)],
+                    1 => vec![ret(SECCOMP_RET_USER_NOTIF)],
+                    2 => vec![ret_errno(ENOSYS)],
+                    _ => flag_body(),
+                },
+            })
+            .collect();
+        let mut prog = vec![ld(OFF_NR)];
+        prog.extend(search(&cases));
+        prop_assert!(check_program(&prog).is_ok(), "{:?}", check_program(&prog));
+        for nr in 0..3100u32 {
+            for flags in [0u64, 1] {
+                let expected = match picks.get(&nr) {
+                    None => Verdict::Allow,
+                    Some(0) => EPERM_V,
+                    Some(1) => Verdict::Notify,
+                    Some(2) => Verdict::Errno(ENOSYS),
+                    Some(_) if flags == 1 => EPERM_V,
+                    Some(_) => Verdict::Allow,
+                };
+                let got = evaluate(&prog, AUDIT_ARCH_X86_64, nr as i32, [flags, 0, 0, 0, 0, 0]);
+                prop_assert_eq!(got, expected, "nr {} flags {}", nr, flags);
+            }
+        }
+    }
+}
+
+/// Neighbouring numbers that decide alike share one segment, and only those.
+#[test]
+fn segments_merge_runs_that_decide_alike() {
+    let case = |nr, body| Case { nr, body };
+    let cases = [
+        case(3, vec![ret_errno(EPERM)]),
+        case(4, vec![ret_errno(EPERM)]),
+        case(5, vec![ret(SECCOMP_RET_USER_NOTIF)]),
+        case(6, flag_body()),
+        case(7, flag_body()),
+        case(9, vec![ret_errno(EPERM)]),
+    ];
+    let got: Vec<(u32, Outcome)> = segments(&cases).iter().map(|s| (s.lo, s.outcome)).collect();
+    let allow = Outcome::Return(SECCOMP_RET_ALLOW);
+    let eperm = Outcome::Return(SECCOMP_RET_ERRNO | u32::from(EPERM));
+    assert_eq!(
+        got,
+        [
+            (0, allow),
+            (3, eperm),
+            (5, Outcome::Return(SECCOMP_RET_USER_NOTIF)),
+            (6, Outcome::Body(3)),
+            (7, Outcome::Body(4)),
+            (8, allow),
+            (9, eperm),
+            (10, allow),
+        ]
+    );
 }
