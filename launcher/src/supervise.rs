@@ -375,6 +375,7 @@ fn fork_above(rules: Rules, bridge: Option<Bridge>) -> io::Result<Forked> {
                 },
                 arch: host_arch(),
                 bridge,
+                reported: Default::default(),
             };
             Ok(Forked::Done(s.run(ours)))
         }
@@ -402,7 +403,13 @@ struct Supervisor {
     arch: Option<u32>,
     /// The network bridge ([`crate::bridge`]), when the plan has egress or ports to expose.
     bridge: Option<Bridge>,
+    /// The refusals said on the command's standard error so far ([`Supervisor::report`]).
+    reported: std::cell::RefCell<Vec<Vec<u8>>>,
 }
+
+/// How many refused paths the supervisor names on the command's standard error; one more
+/// line then says that further refusals are not shown.
+const REPORTS: usize = 3;
 
 /// Reaps every child that ended; `child`'s status once it has.
 fn reap(child: libc::pid_t) -> io::Result<Option<Status>> {
@@ -440,6 +447,7 @@ impl Supervisor {
             command: Command::Apart { pidfd: Some(pidfd) },
             arch: host_arch(),
             bridge,
+            reported: Default::default(),
         }
     }
 
@@ -675,6 +683,7 @@ impl Supervisor {
                         || self.rules.refuses_creating(&real.path))
                     && let Some(errno) = touching(touch, &path::host_path(&real.path))
                 {
+                    self.report(touch.verb(), &rules::display(&real.path));
                     return Ok(Some(errno));
                 }
                 // Nothing new where something is already (open, mkdir, link on an existing
@@ -691,6 +700,7 @@ impl Supervisor {
                 Kind::Symlink | Kind::Rename => self.rules.refuses_tree(p),
             };
             if refused(&lexical) || refused(&real.path) {
+                self.report(kind.verb(), &rules::display(&real.path));
                 return Ok(Some(refusal(&real.path)));
             }
         }
@@ -699,10 +709,42 @@ impl Supervisor {
                 continue;
             };
             if self.rules.refuses_moving(&lexical) || self.rules.refuses_moving(&real.path) {
+                self.report("moving", &rules::display(&real.path));
                 return Ok(Some(refusal(&real.path)));
             }
         }
         Ok(None)
+    }
+
+    /// Says on the command's standard error (which the supervisor shares) that a rule refused
+    /// `verb` `path`, so that a failing `git init` (its `.git/config`) does not look like a
+    /// broken filesystem: each path once, the first [`REPORTS`] of them, then one line saying
+    /// that further refusals are not shown (a program that keeps probing cannot flood it).
+    fn report(&self, verb: &str, path: &[u8]) {
+        use std::io::Write as _;
+        let Ok(mut reported) = self.reported.try_borrow_mut() else {
+            return;
+        };
+        if reported.iter().any(|p| p == path) || reported.len() > REPORTS {
+            return;
+        }
+        reported.push(path.to_vec());
+        let line = if reported.len() > REPORTS {
+            "greywall: further refusals by the sandbox's policy are not shown\n".to_string()
+        } else {
+            let shown = String::from_utf8_lossy(path);
+            let hint = if path.ends_with(b"/.git/config") {
+                "; `filesystem.allowGitConfig` lets the sandbox write it"
+            } else {
+                ""
+            };
+            format!(
+                "greywall: refused {verb} {shown}: protected by the sandbox's policy \
+                 (`greywall explain write {shown}` names the rule{hint})\n"
+            )
+        };
+        // Standard error may be closed or a full pipe: the refusal stands either way.
+        let _ = io::stderr().write_all(line.as_bytes());
     }
 
     /// The errno for writing or linking the object a magic link leads to; `None` when no
@@ -710,11 +752,12 @@ impl Supervisor {
     fn touching_object(&self, touch: Touch, object: &Object) -> Option<Errno> {
         match object {
             Object::At { path, link } => {
-                if self.rules.refuses_creating(path) {
-                    touching(touch, link)
-                } else {
-                    None
+                if !self.rules.refuses_creating(path) {
+                    return None;
                 }
+                let errno = touching(touch, link)?;
+                self.report(touch.verb(), link.as_os_str().as_encoded_bytes());
+                Some(errno)
             }
             Object::Nameless => None,
             // Whether a rule covers it cannot be told: refused.
@@ -802,6 +845,17 @@ enum Kind {
     Rename,
 }
 
+impl Kind {
+    /// How [`Supervisor::report`] names it.
+    fn verb(self) -> &'static str {
+        match self {
+            Kind::Create => "creating",
+            Kind::Symlink => "creating a symlink at",
+            Kind::Rename => "renaming onto",
+        }
+    }
+}
+
 /// What a syscall does to a file that is there already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Touch {
@@ -809,6 +863,16 @@ enum Touch {
     Write,
     /// Gives it a new name (a hard link's source), through which it could then be written.
     Link,
+}
+
+impl Touch {
+    /// How [`Supervisor::report`] names it.
+    fn verb(self) -> &'static str {
+        match self {
+            Touch::Write => "writing",
+            Touch::Link => "linking",
+        }
+    }
 }
 
 /// A path a syscall creates, writes, links or (for a rename's source) moves away.

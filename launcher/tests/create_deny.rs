@@ -629,6 +629,17 @@ fn git_init_follows_the_policy() {
         "{}",
         stderr(&o)
     );
+    // The launcher says which path its policy refused, and what would allow it.
+    let config = s.at(".git/config");
+    assert!(
+        // git writes `config.lock`, then renames it onto `config`.
+        stderr(&o).contains(&format!(
+            "greywall: refused renaming onto {}: protected by the sandbox's policy",
+            config.display()
+        )) && stderr(&o).contains("`filesystem.allowGitConfig` lets the sandbox write it"),
+        "{}",
+        stderr(&o)
+    );
     assert!(!s.at(".git/config").exists());
 
     let allowed = Scratch::new(r#"{"filesystem": {"allowWrite": ["."], "allowGitConfig": true}}"#);
@@ -689,6 +700,42 @@ fn existing_protected_paths_stay_in_place() {
          && git log --oneline | wc -l && git status --short");
     assert_code(&o, 0);
     assert_eq!(stdout(&o), "2\n");
+}
+
+/// Each refused path is named once on the command's standard error, the first three of them;
+/// then one line says the rest are not shown, however many more the command tries.
+#[test]
+fn refusals_are_named_a_few_times() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new(POLICY);
+    let o = s.sh(
+        "for i in 1 2 3 4 5 6 7 8; do echo x > $i.key; echo x > $i.key; done 2>/dev/null; \
+         touch plain.txt",
+    );
+    assert_code(&o, 0);
+    let err = stderr(&o);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("greywall: refused") || l.starts_with("greywall: further"))
+        .collect();
+    let named: Vec<String> = (1..=3)
+        .map(|i| {
+            format!(
+                "greywall: refused creating {}: protected by the sandbox's policy \
+                 (`greywall explain write {0}` names the rule)",
+                s.at(&format!("{i}.key")).display()
+            )
+        })
+        .collect();
+    let expected: Vec<&str> = named
+        .iter()
+        .map(String::as_str)
+        .chain(["greywall: further refusals by the sandbox's policy are not shown"])
+        .collect();
+    assert_eq!(lines, expected, "{err}");
+    assert!(!s.at("1.key").exists() && s.at("plain.txt").exists());
 }
 
 #[test]
