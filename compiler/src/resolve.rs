@@ -6,7 +6,9 @@
 //! at is recorded in [`Resolved::deps`], so the artifact cache can tell when a compiled plan
 //! no longer matches the machine.
 
+use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
+use std::rc::Rc;
 
 use crate::model::{NetworkMode, Policy};
 use crate::pattern::path::{AbsPattern, Anchors, PathBase, PathPattern, Segment, glob_segment};
@@ -99,6 +101,14 @@ fn clean(path: &Path) -> PathBuf {
     out
 }
 
+/// A directory's entries, sorted, with whether each is a directory; `complete` unless the
+/// glob budget cut it short.
+#[derive(Clone)]
+struct Listing {
+    names: Rc<[(std::ffi::OsString, bool)]>,
+    complete: bool,
+}
+
 fn s(p: &Path) -> String {
     p.to_string_lossy().into_owned()
 }
@@ -110,6 +120,12 @@ struct Resolver<'a> {
     notes: Vec<String>,
     /// Where `$tmp`, `$xdg_*`, `$git_root`, `$env.NAME`… are on this machine.
     anchors: Anchors,
+    /// Every directory listed so far ([`Resolver::list`]): each `**` rule walks the same
+    /// tree, and the walk lists every folder once per compile.
+    listings: HashMap<PathBuf, Option<Listing>>,
+    /// Every path resolved so far ([`Resolver::real`]): the resolved path, `None` when
+    /// missing.
+    reals: HashMap<PathBuf, Option<PathBuf>>,
 }
 
 impl Resolver<'_> {
@@ -126,18 +142,74 @@ impl Resolver<'_> {
         }
     }
 
+    /// `canonicalize` of a host path, each path once per compile (every rule under the
+    /// working directory resolves the same ancestors, one `readlink` per component).
+    fn canonical(&mut self, host: &Path) -> Option<PathBuf> {
+        if let Some(known) = self.reals.get(host) {
+            return known.clone();
+        }
+        let real = std::fs::canonicalize(host).ok();
+        self.reals.insert(host.to_path_buf(), real.clone());
+        real
+    }
+
+    /// The entries of `dir` (a path as the sandbox sees it), listed once per compile; `None`
+    /// when it cannot be listed. The first listing records the dependency. A glob's listing
+    /// (`budgeted`) counts against [`GLOB_BUDGET`] and is cut short past it (a note says so);
+    /// other callers get the whole folder.
+    fn list(&mut self, dir: &Path, budgeted: bool) -> Option<Listing> {
+        if let Some(known) = self.listings.get(dir)
+            && known.as_ref().is_none_or(|l| l.complete || budgeted)
+        {
+            return known.clone();
+        }
+        let listed = match std::fs::read_dir(self.host(dir)) {
+            Ok(entries) => {
+                if !self.listings.contains_key(dir) {
+                    self.deps.push(Dep::Listing {
+                        path: s(&self.host(dir)),
+                    });
+                }
+                let mut names: Vec<(std::ffi::OsString, bool)> = Vec::new();
+                let mut complete = true;
+                for e in entries.flatten() {
+                    if budgeted {
+                        if self.budget == 0 {
+                            self.note(format!(
+                                "glob expansion stopped after {GLOB_BUDGET} entries"
+                            ));
+                            complete = false;
+                            break;
+                        }
+                        self.budget -= 1;
+                    }
+                    let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+                    names.push((e.file_name(), is_dir));
+                }
+                names.sort();
+                Some(Listing {
+                    names: Rc::from(names),
+                    complete,
+                })
+            }
+            Err(_) => None,
+        };
+        self.listings.insert(dir.to_path_buf(), listed.clone());
+        listed
+    }
+
     /// Resolves symlinks of an existing path; a missing path is cleaned lexically.
     fn real(&mut self, path: &Path) -> (PathBuf, bool) {
         let cleaned = clean(path);
-        match std::fs::canonicalize(self.host(&cleaned)) {
-            Ok(p) => {
+        match self.canonical(&self.host(&cleaned)) {
+            Some(p) => {
                 self.deps.push(Dep::Path {
                     path: s(&self.host(&cleaned)),
                     exists: true,
                 });
                 (self.guest(&p), true)
             }
-            Err(_) => {
+            None => {
                 self.deps.push(Dep::Path {
                     path: s(&self.host(&cleaned)),
                     exists: false,
@@ -154,7 +226,7 @@ impl Resolver<'_> {
         let mut at = cleaned;
         while let (Some(parent), Some(name)) = (at.parent(), at.file_name()) {
             rest.push(name);
-            if let Ok(real) = std::fs::canonicalize(self.host(parent)) {
+            if let Some(real) = self.canonical(&self.host(parent)) {
                 let real = self.guest(&real);
                 if real != parent {
                     // A symlink decides where the path would be created.
@@ -221,38 +293,22 @@ impl Resolver<'_> {
             ));
             return;
         }
-        let Ok(entries) = std::fs::read_dir(self.host(dir)) else {
+        let Some(listing) = self.list(dir, true) else {
             return;
         };
-        self.deps.push(Dep::Listing {
-            path: s(&self.host(dir)),
-        });
-        let mut names: Vec<(String, bool)> = Vec::new();
-        for e in entries.flatten() {
-            if self.budget == 0 {
-                self.note(format!(
-                    "glob expansion stopped after {GLOB_BUDGET} entries"
-                ));
-                return;
-            }
-            self.budget -= 1;
-            let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
-            names.push((e.file_name().to_string_lossy().into_owned(), is_dir));
-        }
-        names.sort();
         match seg {
             Segment::AnyDepth => {
                 // Zero segments here, or one more directory level.
                 self.walk(dir, more, depth, out);
-                for (name, is_dir) in &names {
+                for (name, is_dir) in listing.names.iter() {
                     if *is_dir {
                         self.walk(&dir.join(name), rest, depth + 1, out);
                     }
                 }
             }
             Segment::Glob(g) => {
-                for (name, _) in &names {
-                    if glob_segment(g, name) {
+                for (name, _) in listing.names.iter() {
+                    if glob_segment(g, &name.to_string_lossy()) {
                         self.walk(&dir.join(name), more, depth + 1, out);
                     }
                 }
@@ -270,15 +326,10 @@ impl Resolver<'_> {
         };
         let mut dir = top.to_path_buf();
         for comp in rest.components() {
-            let Ok(entries) = std::fs::read_dir(self.host(&dir)) else {
+            let Some(listing) = self.list(&dir, false) else {
                 break;
             };
-            self.deps.push(Dep::Listing {
-                path: s(&self.host(&dir)),
-            });
-            let mut names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
-            names.sort();
-            for n in names {
+            for (n, _) in listing.names.iter() {
                 if n.as_os_str() != comp.as_os_str() {
                     out.push(dir.join(n));
                 }
@@ -573,6 +624,8 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
         budget: GLOB_BUDGET,
         notes: Vec::new(),
         anchors: anchors(policy, env),
+        listings: HashMap::new(),
+        reals: HashMap::new(),
     };
     let policy = &drop_missing_anchors(policy, &mut r);
     let fs = &policy.filesystem;

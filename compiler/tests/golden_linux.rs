@@ -11,7 +11,7 @@ use greywall_compiler::backend::{bwrap, linux};
 use greywall_compiler::cache::sha256_hex;
 use greywall_compiler::load::{Input, load};
 use greywall_compiler::model::NetworkMode;
-use greywall_compiler::resolve::{ResolveEnv, resolve};
+use greywall_compiler::resolve::{Dep, ResolveEnv, resolve};
 use greywall_compiler::templates::TEMPLATES;
 
 /// A small machine: system directories, a home with credentials and caches, and a git
@@ -329,4 +329,73 @@ fn a_home_below_a_system_folder_stays_unreadable() {
         r.read
     );
     assert!(r.read.iter().any(|p| p == "/var/lib/dpkg"), "{:?}", r.read);
+}
+
+/// Every `**` rule walks the same tree: each folder is listed once per compile (one
+/// dependency each), and every rule still finds its matches.
+#[test]
+fn each_folder_is_listed_once_however_many_globs_walk_it() {
+    let fx = fixture();
+    let root = fx.path();
+    for (rel, text) in [
+        ("home/user/project/a/b/server.pem", ""),
+        ("home/user/project/a/b/c/id.key", ""),
+        ("home/user/project/x/.env.local", ""),
+    ] {
+        std::fs::create_dir_all(root.join(rel).parent().unwrap()).unwrap();
+        std::fs::write(root.join(rel), text).unwrap();
+    }
+    let loaded = load(&Input::Text {
+        name: "policy.json".into(),
+        text: r#"{"filesystem": {"allowWrite": ["."],
+            "denyWrite": ["**/*.pem", "**/*.key", "**/.env.*"],
+            "denyRead": ["**/*.key"]}}"#
+            .into(),
+        dir: PathBuf::from("/"),
+    });
+    let env = ResolveEnv {
+        root: root.to_path_buf(),
+        cwd: PathBuf::from("/home/user/project"),
+        home: PathBuf::from("/home/user"),
+        config_dir: None,
+        cache_dir: None,
+        runtime_dir: None,
+        policy_files: vec![],
+    };
+    let r = resolve(&loaded.policy.unwrap(), &env);
+    let listings: Vec<&String> = r
+        .deps
+        .iter()
+        .filter_map(|d| match d {
+            Dep::Listing { path } => Some(path),
+            Dep::Path { .. } => None,
+        })
+        .collect();
+    let mut unique = listings.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(listings.len(), unique.len(), "{listings:#?}");
+    assert!(
+        listings
+            .iter()
+            .any(|p| p.ends_with("/home/user/project/a/b/c")),
+        "{listings:#?}"
+    );
+    for found in [
+        "/home/user/project/a/b/server.pem",
+        "/home/user/project/x/.env.local",
+    ] {
+        assert!(
+            r.read_only.iter().any(|p| p == found),
+            "{found}: {:?}",
+            r.read_only
+        );
+    }
+    assert!(
+        r.hide
+            .iter()
+            .any(|(p, _)| p == "/home/user/project/a/b/c/id.key"),
+        "{:?}",
+        r.hide
+    );
 }
