@@ -439,7 +439,7 @@ impl Bench {
 fn edited_policy(n: u64) -> String {
     format!(
         "// edit {n}: the overhead suite rewrites this file before each run (a cache miss)\n\
-         {{\n  \"filesystem\": {{ \"defaultDenyRead\": true, \"allowWrite\": [\".\"] }}\n}}\n"
+         {{\n  \"extends\": \"code\",\n  \"filesystem\": {{ \"allowWrite\": [\".\"] }}\n}}\n"
     )
 }
 
