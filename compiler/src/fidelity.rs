@@ -233,9 +233,9 @@ pub fn report(policy: &Policy, resolved: &Resolved, kernel: &KernelFacts) -> Vec
             "Unix sockets".into(),
             None,
             Level::Approximated(if kernel.landlock_abi >= 9 {
-                "container engine sockets are hidden".into()
+                "container engine sockets, the system bus and the user's runtime directory ($XDG_RUNTIME_DIR: session bus, agents) are hidden".into()
             } else {
-                "container engine sockets are hidden; other Unix sockets the sandbox can see stay connectable (Landlock before ABI 9 cannot restrict them)".into()
+                "container engine sockets, the system bus and the user's runtime directory ($XDG_RUNTIME_DIR: session bus, agents) are hidden; other Unix sockets the sandbox can see stay connectable (Landlock before ABI 9 cannot restrict them)".into()
             }),
         );
     }

@@ -176,6 +176,16 @@ pub const CONTAINER_SOCKETS: &[&str] = &[
     "/run/containerd/containerd.sock",
 ];
 
+/// System services' sockets an unprivileged user may talk to: the system D-Bus (polkit lets
+/// an active session's user suspend or reboot the machine, mount disks, change networks) and
+/// snapd. Hidden unless the policy allows Unix sockets there.
+pub const HOST_SERVICE_SOCKETS: &[&str] = &[
+    "/run/dbus/system_bus_socket",
+    "/var/run/dbus/system_bus_socket",
+    "/run/snapd.socket",
+    "/run/snapd-snap.socket",
+];
+
 /// Per-user container sockets, below `$XDG_RUNTIME_DIR` (`/run/user/UID`).
 pub const USER_CONTAINER_SOCKETS: &[&str] = &["docker.sock", "podman/podman.sock"];
 

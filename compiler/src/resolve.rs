@@ -787,6 +787,7 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
     let sockets_allowed = policy.network.allow_all_unix_sockets.value;
     let mut sockets: Vec<PathBuf> = protections::CONTAINER_SOCKETS
         .iter()
+        .chain(protections::HOST_SERVICE_SOCKETS)
         .map(PathBuf::from)
         .collect();
     if let Some(rt) = &env.runtime_dir {
@@ -809,11 +810,34 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
             hide.push(p);
         }
     }
-    // proxyd's socket directory: never visible inside (see `protections::PROXYD_RUNTIME_DIR`).
+    // The user's runtime directory (`$XDG_RUNTIME_DIR`) holds the session bus, the user's
+    // systemd manager, SSH and GPG agents and the display server: talking to one of them runs
+    // code outside the sandbox (`systemd-run --user`, D-Bus activation) or uses the user's
+    // keys, and Landlock before ABI 9 cannot refuse a Unix socket connection. Hidden whole,
+    // unless the policy allows Unix sockets there (or the folder holds the working or home
+    // directory); proxyd's socket directory below it is never visible either way (see
+    // `protections::PROXYD_RUNTIME_DIR`).
     if let Some(rt) = &env.runtime_dir {
-        let (p, exists) = r.real(&rt.join(protections::PROXYD_RUNTIME_DIR));
-        if exists {
+        let (p, exists) = r.real(rt);
+        let ps = s(&p);
+        let allowed_inside = sockets_allowed
+            || policy.network.allow_unix_sockets.iter().any(|a| {
+                let abs = r.abs(&a.value);
+                let prefix: PathBuf = std::iter::once("/")
+                    .chain(abs.literal_prefix().iter().copied())
+                    .collect();
+                under(&s(&prefix), &ps) || abs.covers(&ps)
+            });
+        let holds_work = [&env.cwd, &env.home]
+            .iter()
+            .any(|d| under(&s(&r.real(d).0), &ps));
+        if exists && !allowed_inside && !holds_work {
             hide.push(p);
+        } else {
+            let (p, exists) = r.real(&rt.join(protections::PROXYD_RUNTIME_DIR));
+            if exists {
+                hide.push(p);
+            }
         }
     }
     for p in hide {

@@ -226,6 +226,8 @@ struct Scratch {
     vars: Vec<(String, String)>,
     _tcp: TcpListener,
     _unix: UnixListener,
+    /// A stand-in for the session bus, in the scratch `$XDG_RUNTIME_DIR`.
+    _bus: UnixListener,
     _abstract: UnixListener,
     victim: Child,
 }
@@ -291,6 +293,11 @@ impl Scratch {
             .unwrap()
             .port();
         let unix = UnixListener::bind(root.join("host.sock")).unwrap();
+        let run = root.join("run");
+        std::fs::create_dir(&run).unwrap();
+        std::fs::set_permissions(&run, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+            .unwrap();
+        let bus = UnixListener::bind(run.join("bus")).unwrap();
         let abs_name = format!(
             "greywall-conformance-{}-{}",
             std::process::id(),
@@ -309,6 +316,7 @@ impl Scratch {
             ("HOME".into(), path_str(&home)),
             ("XDG_CACHE_HOME".into(), path_str(&cache)),
             ("XDG_CONFIG_HOME".into(), path_str(&home.join(".config"))),
+            ("XDG_RUNTIME_DIR".into(), path_str(&run)),
             ("LC_ALL".into(), "C".into()),
         ];
         let mut vars: Vec<(String, String)> = vec![
@@ -316,6 +324,7 @@ impl Scratch {
             ("$HOME".into(), path_str(&home)),
             ("$CACHE".into(), path_str(&cache)),
             ("$S".into(), path_str(&root)),
+            ("$RUN".into(), path_str(&run)),
             ("$PORT".into(), port.to_string()),
             ("$FREEPORT".into(), free_port.to_string()),
             ("$ABS".into(), abs_name),
@@ -331,6 +340,7 @@ impl Scratch {
             vars,
             _tcp: tcp,
             _unix: unix,
+            _bus: bus,
             _abstract: abs,
             victim,
         }
@@ -664,6 +674,7 @@ fn policy_default() {
         tcp 127.0.0.1:$PORT ECONNREFUSED
         udp $EXTERNAL ENETUNREACH
         unix $S/host.sock ok # GAP: Unix sockets stay connectable before Landlock ABI 9
+        unix $RUN/bus ENOENT|EACCES # the user's runtime directory (session bus, agents) is hidden: an empty folder no one may search
         abstract $ABS ECONNREFUSED
         bind-tcp $FREEPORT EACCES
         ptrace $VICTIM EPERM
@@ -738,6 +749,7 @@ fn policy_code_like() {
         tcp 127.0.0.1:$PORT ECONNREFUSED
         udp $EXTERNAL ENETUNREACH
         unix $S/host.sock ok # GAP: Unix sockets stay connectable before Landlock ABI 9
+        unix $RUN/bus ENOENT|EACCES # the user's runtime directory (session bus, agents) is hidden: an empty folder no one may search
         abstract $ABS ECONNREFUSED
         bind-tcp $FREEPORT EACCES
         ptrace $VICTIM EPERM
@@ -807,6 +819,7 @@ fn policy_relaxed_network() {
         tcp 127.0.0.1:$PORT ok
         udp $EXTERNAL ok
         unix $S/host.sock ok # GAP: Unix sockets stay connectable before Landlock ABI 9
+        unix $RUN/bus ENOENT|EACCES # the user's runtime directory (session bus, agents) is hidden: an empty folder no one may search
         abstract $ABS EPERM
         bind-tcp $FREEPORT EACCES
         ptrace $VICTIM EPERM
@@ -817,6 +830,22 @@ fn policy_relaxed_network() {
         io-uring - EPERM
         tiocsti-pty - EPERM
         nnp - 1
+        ",
+    );
+}
+
+/// `allowUnixSockets` naming a socket in the user's runtime directory: that folder stays
+/// visible (greywall's own sockets below it stay hidden).
+#[test]
+fn policy_allows_a_runtime_socket() {
+    policy_table(
+        "policy_allows_a_runtime_socket",
+        r#"{"network":{"allowUnixSockets":["$RUN/bus"]},"filesystem":{"allowWrite":["."]}}"#,
+        "
+        unix $RUN/bus ok
+        unix $S/host.sock ok # GAP: Unix sockets stay connectable before Landlock ABI 9
+        read $HOME/.ssh/id_rsa EACCES
+        write $S/outside.txt EACCES
         ",
     );
 }
