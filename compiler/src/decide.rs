@@ -205,6 +205,10 @@ pub enum RuleKind {
     SecretFile,
     /// A container-engine socket (`network.allowUnixSockets` can expose it).
     ContainerSocket,
+    /// A system service's socket (the system D-Bus, snapd) or the user's runtime directory
+    /// (`$XDG_RUNTIME_DIR`: the session bus, agents), hidden unless `network.allowUnixSockets`
+    /// names it.
+    HostSocket,
     /// The curated list of system and toolchain paths readable under `defaultDenyRead`.
     SystemReadable,
     /// The sandbox's private `/tmp` and `/dev/shm`, and the terminal and null devices.
@@ -233,6 +237,7 @@ impl RuleKind {
                 | RuleKind::Protection
                 | RuleKind::SecretFile
                 | RuleKind::ContainerSocket
+                | RuleKind::HostSocket
                 | RuleKind::SystemReadable
                 | RuleKind::SandboxPrivate
                 | RuleKind::GitWorktree
@@ -253,6 +258,7 @@ impl RuleKind {
             RuleKind::Protection => "built-in-protection",
             RuleKind::SecretFile => "secret-file",
             RuleKind::ContainerSocket => "container-socket",
+            RuleKind::HostSocket => "host-socket",
             RuleKind::SystemReadable => "system-readable",
             RuleKind::SandboxPrivate => "sandbox-private",
             RuleKind::GitWorktree => "git-worktree",
@@ -455,6 +461,44 @@ impl Decider<'_> {
             }
         }
         let net = &self.policy.network;
+        let allowed = |path: &str| {
+            net.allow_all_unix_sockets.value
+                || net
+                    .allow_unix_sockets
+                    .iter()
+                    .any(|a| self.covers(&a.value, path))
+        };
+        for sock in protections::HOST_SERVICE_SOCKETS {
+            if path == *sock && !allowed(path) {
+                return Some(deny(
+                    builtin(
+                        RuleKind::HostSocket,
+                        format!("built-in protection \"{sock}\" (a system service's socket)"),
+                    ),
+                    format!(
+                        "{sock} lets a process ask a system service to act for the user (reboot, mount, install): greywall hides it unless network.allowUnixSockets names it"
+                    ),
+                ));
+            }
+        }
+        if let Some(rt) = self.facts.runtime_dir.as_deref()
+            && under(path, rt)
+            && !under(self.facts.cwd(), rt)
+            && !under(self.facts.home(), rt)
+            && !protections::runtime_dir_exposed(self.policy, rt, |p| {
+                p.absolute_in(&self.facts.anchors)
+            })
+        {
+            return Some(deny(
+                builtin(
+                    RuleKind::HostSocket,
+                    format!("built-in protection of the user's runtime directory {rt}"),
+                ),
+                format!(
+                    "{rt} holds the session bus, the user's systemd manager and key agents, through which a process can run commands outside the sandbox: greywall hides it unless network.allowUnixSockets names a socket there"
+                ),
+            ));
+        }
         let runtime = self.facts.runtime_dir.as_deref().map(|rt| {
             protections::USER_CONTAINER_SOCKETS
                 .iter()
@@ -468,14 +512,7 @@ impl Decider<'_> {
             if path != sock {
                 continue;
             }
-            if net.allow_all_unix_sockets.value {
-                return None;
-            }
-            if net
-                .allow_unix_sockets
-                .iter()
-                .any(|a| self.covers(&a.value, path))
-            {
+            if allowed(path) {
                 return None;
             }
             return Some(deny(

@@ -297,3 +297,31 @@ pub const HOME_READABLE: &[&str] = &[
     ".gitignore_global",
     ".inputrc",
 ];
+
+/// Whether the policy keeps the user's runtime directory `dir` (`$XDG_RUNTIME_DIR`) visible:
+/// it allows every Unix socket, or names something inside that folder (or the folder itself)
+/// in `allowUnixSockets`, `allowRead` or `allowWrite`. Otherwise the folder is hidden whole
+/// (the session bus, the user's systemd manager and key agents live there). `abs` makes a
+/// pattern absolute the way the caller does.
+pub fn runtime_dir_exposed(
+    policy: &crate::model::Policy,
+    dir: &str,
+    abs: impl Fn(&crate::pattern::path::PathPattern) -> Option<crate::pattern::path::AbsPattern>,
+) -> bool {
+    let inside = |e: &crate::model::Entry<crate::pattern::path::PathPattern>| {
+        abs(&e.value).is_some_and(|a| {
+            let prefix = format!("/{}", a.literal_prefix().join("/"));
+            let under = prefix == dir
+                || prefix
+                    .strip_prefix(dir)
+                    .is_some_and(|rest| rest.starts_with('/'));
+            under || a.covers(dir)
+        })
+    };
+    let net = &policy.network;
+    let fs = &policy.filesystem;
+    net.allow_all_unix_sockets.value
+        || net.allow_unix_sockets.iter().any(inside)
+        || fs.allow_read.iter().any(inside)
+        || fs.allow_write.iter().any(inside)
+}

@@ -820,14 +820,7 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
     if let Some(rt) = &env.runtime_dir {
         let (p, exists) = r.real(rt);
         let ps = s(&p);
-        let allowed_inside = sockets_allowed
-            || policy.network.allow_unix_sockets.iter().any(|a| {
-                let abs = r.abs(&a.value);
-                let prefix: PathBuf = std::iter::once("/")
-                    .chain(abs.literal_prefix().iter().copied())
-                    .collect();
-                under(&s(&prefix), &ps) || abs.covers(&ps)
-            });
+        let allowed_inside = protections::runtime_dir_exposed(policy, &ps, |p| Some(r.abs(p)));
         let holds_work = [&env.cwd, &env.home]
             .iter()
             .any(|d| under(&s(&r.real(d).0), &ps));

@@ -398,10 +398,15 @@ fn container_sockets_are_hidden_unless_allowed() {
         runtime_dir: Some("/run/user/1000".into()),
         ..facts()
     };
-    for sock in ["/var/run/docker.sock", "/run/user/1000/podman/podman.sock"] {
-        let d = decide(&p, &f, &Op::Read(sock.into()));
-        expect(d, false, RuleKind::ContainerSocket);
-    }
+    let d = decide(&p, &f, &Op::Read("/var/run/docker.sock".into()));
+    expect(d, false, RuleKind::ContainerSocket);
+    // Below the runtime directory, which is hidden whole.
+    let d = decide(
+        &p,
+        &f,
+        &Op::Read("/run/user/1000/podman/podman.sock".into()),
+    );
+    expect(d, false, RuleKind::HostSocket);
     let p = policy(
         r#"{"filesystem":{"defaultDenyRead":false},"network":{"allowUnixSockets":["/var/run/docker.sock"]}}"#,
     );
@@ -419,6 +424,49 @@ fn container_sockets_are_hidden_unless_allowed() {
         r#"{"filesystem":{"defaultDenyRead":false},"network":{"allowAllUnixSockets":true}}"#,
     );
     assert!(decide(&p, &f, &Op::Read("/run/docker.sock".into())).allowed);
+}
+
+/// The user's runtime directory (session bus, agents) and the system services' sockets are
+/// hidden unless the policy names them.
+#[test]
+fn host_sockets_are_hidden_unless_allowed() {
+    let f = Facts {
+        runtime_dir: Some("/run/user/1000".into()),
+        ..facts()
+    };
+    let hidden = policy(r#"{"filesystem":{"defaultDenyRead":false}}"#);
+    for path in [
+        "/run/user/1000/bus",
+        "/run/user/1000/gnupg/S.gpg-agent",
+        "/run/user/1000",
+        "/run/dbus/system_bus_socket",
+    ] {
+        expect(
+            decide(&hidden, &f, &Op::Read(path.into())),
+            false,
+            RuleKind::HostSocket,
+        );
+    }
+    expect(
+        decide(&hidden, &f, &Op::Read("/run/user/1001/bus".into())),
+        true,
+        RuleKind::DefaultDenyRead,
+    );
+    for exposing in [
+        r#"{"filesystem":{"defaultDenyRead":false},"network":{"allowUnixSockets":["/run/user/1000/bus"]}}"#,
+        r#"{"filesystem":{"defaultDenyRead":false},"network":{"allowAllUnixSockets":true}}"#,
+        r#"{"filesystem":{"defaultDenyRead":false,"allowRead":["/run/user/1000/pulse"]}}"#,
+    ] {
+        let p = policy(exposing);
+        assert!(
+            decide(&p, &f, &Op::Read("/run/user/1000/bus".into())).allowed,
+            "{exposing}"
+        );
+    }
+    let p = policy(
+        r#"{"filesystem":{"defaultDenyRead":false},"network":{"allowUnixSockets":["/run/dbus/system_bus_socket"]}}"#,
+    );
+    assert!(decide(&p, &f, &Op::Read("/run/dbus/system_bus_socket".into())).allowed);
 }
 
 #[test]
