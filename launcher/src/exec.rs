@@ -219,12 +219,28 @@ pub fn compile_here(settings: Option<&Path>, profile: Option<&str>) -> Result<Co
     })
 }
 
+/// The user's runtime directory, which the sandbox does not see: `$XDG_RUNTIME_DIR`, or
+/// without it `/run/user/UID` when that folder exists and is this user's (a login session's
+/// bus and agents live there even for a process started without the variable, from cron or
+/// `sudo -u`, say).
+pub fn runtime_dir() -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt as _;
+    env_path("XDG_RUNTIME_DIR").or_else(|| {
+        let uid = crate::sys::real_uid();
+        let dir = PathBuf::from(format!("/run/user/{uid}"));
+        std::fs::symlink_metadata(&dir)
+            .ok()
+            .filter(|m| m.is_dir() && m.uid() == uid)
+            .map(|_| dir)
+    })
+}
+
 /// The machine facts a compile needs.
 pub fn compile_env() -> Result<CompileEnv, String> {
     Ok(CompileEnv {
         discover: crate::cmd::discover_env()?,
         cache_dir: cache_root(),
-        runtime_dir: env_path("XDG_RUNTIME_DIR"),
+        runtime_dir: runtime_dir(),
         kernel: KernelFacts {
             landlock_abi: crate::sys::kernel::landlock_abi(),
             audit_arch: Arch::host().map_or(0, Arch::audit_arch),

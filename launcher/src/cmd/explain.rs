@@ -202,7 +202,7 @@ pub(crate) fn facts(loaded: &Loaded) -> Result<Facts, String> {
     Ok(Facts {
         anchors: run.anchors,
         git_dir: None,
-        runtime_dir: env_path("XDG_RUNTIME_DIR").map(|p| s(&p)),
+        runtime_dir: crate::exec::runtime_dir().map(|p| s(&p)),
         policy_files: loaded.files.iter().map(|f| s(&env.cwd.join(f))).collect(),
     })
 }
