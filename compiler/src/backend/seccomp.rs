@@ -507,7 +507,9 @@ fn segments(cases: &[Case]) -> Vec<Segment> {
             _ => Outcome::Body(i),
         };
         push(c.nr, outcome);
-        push(c.nr.saturating_add(1), Outcome::Return(SECCOMP_RET_ALLOW));
+        if let Some(next) = c.nr.checked_add(1) {
+            push(next, Outcome::Return(SECCOMP_RET_ALLOW));
+        }
     }
     out
 }
