@@ -224,15 +224,19 @@ pub fn compile_here(settings: Option<&Path>, profile: Option<&str>) -> Result<Co
 /// bus and agents live there even for a process started without the variable, from cron or
 /// `sudo -u`, say).
 pub fn runtime_dir() -> Option<PathBuf> {
+    env_path("XDG_RUNTIME_DIR")
+        .or_else(|| login_runtime_dir(Path::new("/run/user"), crate::sys::real_uid()))
+}
+
+/// `BASE/UID` when it is a folder (not a symlink) owned by `uid`: where a login session's
+/// runtime directory is.
+fn login_runtime_dir(base: &Path, uid: u32) -> Option<PathBuf> {
     use std::os::unix::fs::MetadataExt as _;
-    env_path("XDG_RUNTIME_DIR").or_else(|| {
-        let uid = crate::sys::real_uid();
-        let dir = PathBuf::from(format!("/run/user/{uid}"));
-        std::fs::symlink_metadata(&dir)
-            .ok()
-            .filter(|m| m.is_dir() && m.uid() == uid)
-            .map(|_| dir)
-    })
+    let dir = base.join(uid.to_string());
+    std::fs::symlink_metadata(&dir)
+        .ok()
+        .filter(|m| m.is_dir() && m.uid() == uid)
+        .map(|_| dir)
 }
 
 /// The machine facts a compile needs.
@@ -302,4 +306,35 @@ fn run_bwrap(blob: &Path, inner: &Path, argv: &[OsString]) -> ExitCode {
         .args(argv)
         .exec();
     fail(&format!("cannot execute {bwrap}: {err}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The login session's folder counts only when it is the user's own folder.
+    #[test]
+    fn login_runtime_dir_is_the_users_own_folder() {
+        use std::os::unix::fs::MetadataExt as _;
+        let base = tempfile::tempdir().unwrap();
+        let me = std::fs::metadata(base.path()).unwrap().uid();
+        assert_eq!(login_runtime_dir(base.path(), me), None, "missing");
+        std::fs::create_dir(base.path().join(me.to_string())).unwrap();
+        assert_eq!(
+            login_runtime_dir(base.path(), me),
+            Some(base.path().join(me.to_string()))
+        );
+        // Someone else's number: the folder is not owned by that user.
+        let other = me + 1;
+        std::fs::create_dir(base.path().join(other.to_string())).unwrap();
+        assert_eq!(login_runtime_dir(base.path(), other), None, "not owned");
+        // A symlink is not the folder.
+        let linked = me + 2;
+        std::os::unix::fs::symlink(
+            base.path().join(me.to_string()),
+            base.path().join(linked.to_string()),
+        )
+        .unwrap();
+        assert_eq!(login_runtime_dir(base.path(), linked), None, "symlink");
+    }
 }
