@@ -49,7 +49,7 @@ use crate::backend::linux::DEVICES;
 use crate::egress::{self, Host, Reason as EgressReason};
 use crate::model::{Entry, NetworkMode, Policy, Setting};
 use crate::pattern::command::{self, CommandPrefix, Via};
-use crate::pattern::path::{Anchors, PathPattern};
+use crate::pattern::path::{Anchors, PathPattern, under};
 use crate::protections::{self, Reason, Scope};
 use crate::source::{Sources, Span};
 
@@ -311,15 +311,6 @@ pub fn normalize(path: &str, facts: &Facts) -> String {
     format!("/{}", parts.join("/"))
 }
 
-/// Whether `path` is `root` or below it (component-wise).
-fn under(path: &str, root: &str) -> bool {
-    path == root
-        || root == "/"
-        || path
-            .strip_prefix(root)
-            .is_some_and(|rest| rest.starts_with('/'))
-}
-
 /// Whether, below `root`, the components of `path` contain `name`'s components contiguously
 /// (`.git/hooks` below `/w` holds for `/w/a/.git/hooks/pre-commit`).
 fn has_name_below(path: &str, root: &str, name: &str) -> bool {
@@ -476,7 +467,7 @@ impl Decider<'_> {
                         format!("built-in protection \"{sock}\" (a system service's socket)"),
                     ),
                     format!(
-                        "{sock} lets a process ask a system service to act for the user (reboot, mount, install): greywall hides it unless network.allowUnixSockets names it"
+                        "{sock} lets a process ask a system service to act for the user (depending on its polkit rules: reboot, mount, install): greywall hides it unless network.allowUnixSockets names it"
                     ),
                 ));
             }
@@ -495,7 +486,7 @@ impl Decider<'_> {
                     format!("built-in protection of the user's runtime directory {rt}"),
                 ),
                 format!(
-                    "{rt} holds the session bus, the user's systemd manager and key agents, through which a process can run commands outside the sandbox: greywall hides it unless network.allowUnixSockets names a socket there"
+                    "{rt} holds the session bus, the user's systemd manager and key agents, through which a process can run commands outside the sandbox: greywall hides it unless network.allowUnixSockets, allowRead or allowWrite names something there"
                 ),
             ));
         }

@@ -176,9 +176,10 @@ pub const CONTAINER_SOCKETS: &[&str] = &[
     "/run/containerd/containerd.sock",
 ];
 
-/// System services' sockets an unprivileged user may talk to: the system D-Bus (polkit lets
-/// an active session's user suspend or reboot the machine, mount disks, change networks) and
-/// snapd. Hidden unless the policy allows Unix sockets there.
+/// System services' sockets an unprivileged user may talk to: the system D-Bus (through which,
+/// as far as the machine's polkit rules let an active session's user, the machine can be
+/// suspended or rebooted, disks mounted, networks changed) and snapd. Hidden unless the policy
+/// allows Unix sockets there.
 pub const HOST_SERVICE_SOCKETS: &[&str] = &[
     "/run/dbus/system_bus_socket",
     "/var/run/dbus/system_bus_socket",
@@ -311,11 +312,7 @@ pub fn runtime_dir_exposed(
     let inside = |e: &crate::model::Entry<crate::pattern::path::PathPattern>| {
         abs(&e.value).is_some_and(|a| {
             let prefix = format!("/{}", a.literal_prefix().join("/"));
-            let under = prefix == dir
-                || prefix
-                    .strip_prefix(dir)
-                    .is_some_and(|rest| rest.starts_with('/'));
-            under || a.covers(dir)
+            crate::pattern::path::under(&prefix, dir) || a.covers(dir)
         })
     };
     let net = &policy.network;

@@ -11,7 +11,9 @@ use std::path::{Component, Path, PathBuf};
 use std::rc::Rc;
 
 use crate::model::{NetworkMode, Policy};
-use crate::pattern::path::{AbsPattern, Anchors, PathBase, PathPattern, Segment, glob_segment};
+use crate::pattern::path::{
+    AbsPattern, Anchors, PathBase, PathPattern, Segment, glob_segment, under,
+};
 use crate::plan::{CreateDeny, EnvOp};
 use crate::protections::{self, Scope};
 
@@ -490,10 +492,6 @@ fn push_unique(list: &mut Vec<String>, p: String) {
     }
 }
 
-fn under(path: &str, root: &str) -> bool {
-    path == root || root == "/" || path.strip_prefix(root).is_some_and(|r| r.starts_with('/'))
-}
-
 /// Where the built-in path anchors are for this invocation: the XDG directories from the
 /// environment (or their defaults below the home directory), the git work tree and common
 /// directory around the working directory, and the environment variables the policy names.
@@ -933,14 +931,6 @@ pub fn resolve(policy: &Policy, env: &ResolveEnv) -> Resolved {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn under_is_component_wise() {
-        assert!(under("/a/b", "/a"));
-        assert!(under("/a", "/a"));
-        assert!(!under("/ab", "/a"));
-        assert!(under("/x", "/"));
-    }
 
     #[test]
     fn clean_paths() {

@@ -28,8 +28,9 @@ pub fn real_uid() -> u32 {
 
 /// Makes the whole pages inside `room` resident now, with one `madvise(MADV_POPULATE_WRITE)`
 /// (Linux 5.14), instead of one page fault each as they are first written (a few
-/// microseconds each on the development VM, estimated from phase timings of a launch). The contents do not change (memory not yet backed reads
-/// as zeroes either way). An older kernel refuses the advice (`EINVAL`), and that is all.
+/// microseconds each on the development VM, estimated from phase timings of a launch). The
+/// contents do not change (memory not yet backed reads as zeroes either way). An older kernel
+/// refuses the advice (`EINVAL`), and that is all.
 pub fn populate(room: &mut [std::mem::MaybeUninit<u8>]) -> io::Result<()> {
     const PAGE: usize = 4096;
     let start = room.as_mut_ptr() as usize;

@@ -492,6 +492,16 @@ fn match_segments(pat: &[Segment], names: &[&str]) -> bool {
     }
 }
 
+/// Whether the absolute path `path` is `root` or lies below it, component-wise (`/ab` is not
+/// below `/a`; everything is below `/`).
+pub fn under(path: &str, root: &str) -> bool {
+    path == root
+        || root == "/"
+        || path
+            .strip_prefix(root)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Matches one path segment against a glob with `*`, `?`, `[...]` and `\` escapes. A leading
 /// `.` in the name is matched by wildcards, as on Greywall's Linux side.
 pub fn glob_segment(glob: &str, name: &str) -> bool {
@@ -564,6 +574,14 @@ fn class_match(p: &[char], start: usize, c: char) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn under_is_component_wise() {
+        assert!(under("/a/b", "/a"));
+        assert!(under("/a", "/a"));
+        assert!(!under("/ab", "/a"));
+        assert!(under("/x", "/"));
+    }
 
     fn p(s: &str) -> PathPattern {
         PathPattern::parse(s).unwrap_or_else(|e| panic!("{s}: {e:?}"))
