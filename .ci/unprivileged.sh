@@ -10,8 +10,8 @@
 # scratch directories) writable by everyone with the sticky bit, like /tmp, and runs each test
 # binary as that user. As a normal user: runs the binaries as itself.
 #
-# The binaries have absolute paths baked in (CARGO_BIN_EXE_greywall, CARGO_BIN_EXE_greywall-tools,
-# CARGO_BIN_EXE_greywall-probe, CARGO_TARGET_TMPDIR), so they run where cargo built them.
+# The binaries have absolute paths baked in (CARGO_BIN_EXE_greywall, CARGO_BIN_EXE_greywall-probe,
+# CARGO_TARGET_TMPDIR), so they run where cargo built them.
 #
 # Exits non-zero when a binary fails. GREYWALL_REQUIRE_KERNEL defaults to 1: a test that would
 # skip for lack of a kernel feature fails.
@@ -62,8 +62,7 @@ if [ "$(id -u)" -eq 0 ]; then
   user_home=$(getent passwd "$test_user" | cut -d: -f6)
 
   # Readable binaries; every directory above them (and above the package) traversable.
-  chmod a+rx "${binaries[@]}" "$profile_dir/greywall" "$profile_dir/greywall-tools" \
-    "$profile_dir/greywall-probe" \
+  chmod a+rx "${binaries[@]}" "$profile_dir/greywall" "$profile_dir/greywall-probe" \
     "$profile_dir/greywall-proxyd"
   for d in "$deps_dir" "$pkg_dir"; do
     while [ "$d" != / ]; do

@@ -104,7 +104,8 @@ pub fn edit_env(plan: &LinuxPlan, env: &mut Vec<(OsString, OsString)>) {
         set(name, value.into());
     }
     if e.ssh_via_socks
-        && let Some(exe) = crate::exe::launcher()
+        && let Some(exe) = std::env::current_exe()
+            .ok()
             .and_then(|p| p.to_str().map(str::to_string))
             .filter(|p| !p.contains('\''))
     {

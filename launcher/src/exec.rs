@@ -46,6 +46,7 @@ pub fn invocation_for(cwd: &Path, settings: Option<&Path>) -> String {
 /// Everything that decides which policy an invocation loads and how it resolves, apart from
 /// file contents (the index's dependencies cover those).
 fn invocation(cwd: &Path, settings: Option<&Path>) -> String {
+    let exe_sig = exe_signature();
     let settings = settings
         .map(|s| cwd.join(s).to_string_lossy().into_owned())
         .unwrap_or_default();
@@ -58,7 +59,7 @@ fn invocation(cwd: &Path, settings: Option<&Path>) -> String {
     let kernel = crate::sys::kernel::identity();
     cache::invocation_key(&[
         env!("CARGO_PKG_VERSION").as_bytes(),
-        crate::exe::signatures().as_bytes(),
+        exe_sig.as_bytes(),
         cwd.as_os_str().as_encoded_bytes(),
         settings.as_bytes(),
         var("HOME").as_bytes(),
@@ -70,6 +71,20 @@ fn invocation(cwd: &Path, settings: Option<&Path>) -> String {
         uid.as_bytes(),
         kernel.as_bytes(),
     ])
+}
+
+/// This greywall executable: its inode, size and modification time (empty when it cannot be
+/// found). A rebuilt or upgraded binary has another, so nothing it depends on (cached plans,
+/// the namespace pool) is taken from an older one.
+pub fn exe_signature() -> &'static str {
+    static SIGNATURE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SIGNATURE.get_or_init(|| {
+        // `stat` follows the magic link to the running file itself: one system call, and no
+        // path that could have been replaced since the exec.
+        cache::Signature::now("/proc/self/exe")
+            .map(|s| format!("{}:{}:{}", s.ino, s.size, s.mtime_ns))
+            .unwrap_or_default()
+    })
 }
 
 /// The plan key of a fresh index entry, if there is one.
@@ -88,67 +103,6 @@ fn read_plan(path: &Path, key: &str) -> Option<(LinuxPlan, Vec<u8>)> {
     Some((LinuxPlan::decode(&bytes).ok()?, bytes))
 }
 
-/// A launch the plan cache cannot serve: no entry, a stale one, or a plan that fails its
-/// checks. It carries the namespace pool's answer, still unread, for the compile that follows.
-pub struct Miss {
-    asked: Option<Option<crate::nspool::Request>>,
-}
-
-/// `greywall exec --cached` from the cache alone: the launcher's whole path. Applies the plan
-/// (and returns only with the command's status, or the launcher's own failure) when a fresh
-/// one is there.
-pub fn run_cached(
-    settings: Option<&Path>,
-    profile: Option<&str>,
-    backend: Backend,
-    argv: &[OsString],
-) -> Result<ExitCode, Miss> {
-    let cwd = match std::env::current_dir() {
-        Ok(c) => c,
-        Err(e) => {
-            return Ok(fail(&format!(
-                "cannot determine the working directory: {e}"
-            )));
-        }
-    };
-    // The namespace pool answers while the cache is checked (a plan without a network
-    // namespace of its own, rare, leaves the set unused).
-    let mut asked = (backend == Backend::Native
-        && crate::nspool::mode() != crate::nspool::Use::Off)
-        .then(|| crate::nspool::request(&crate::proxyd_client::socket_dir()));
-    let Some(cache) = cache_root().map(Cache::new) else {
-        return Err(Miss { asked });
-    };
-    let inv = invocation(&cwd, profile_key(settings, profile).as_deref());
-    let Some(key) = fresh_key(&cache, &inv) else {
-        return Err(Miss { asked });
-    };
-    match backend {
-        Backend::Native => {
-            if let Some((plan, bytes)) = read_plan(&cache.plan_path(&key), &key)
-                && crate::bridge::ruleset_intact(&plan)
-            {
-                return Ok(crate::apply::run_asked(
-                    &plan,
-                    Some(&bytes),
-                    argv,
-                    asked.take(),
-                ));
-            }
-        }
-        Backend::Bwrap => {
-            let inner = cache.root.join("plans").join(format!("{key}.inner.plan"));
-            let blob = cache.bwrap_path(&key);
-            if inner.is_file() && blob.is_file() {
-                return Ok(run_bwrap(&blob, &inner, argv));
-            }
-        }
-    }
-    Err(Miss { asked })
-}
-
-/// `greywall exec` in the tools: from the cache when asked to and the plan is there, else
-/// compiled now (and stored, for `--cached`, so that the next launch finds it).
 pub fn run(
     cached: bool,
     settings: Option<&Path>,
@@ -166,20 +120,40 @@ pub fn run(
         }
         return crate::macos::run(cached, settings, argv);
     }
-    let asked = if cached {
-        match run_cached(settings, profile, backend, argv) {
-            Ok(code) => return code,
-            Err(miss) => miss.asked,
-        }
-    } else {
-        None
-    };
     let cwd = match std::env::current_dir() {
         Ok(c) => c,
         Err(e) => return fail(&format!("cannot determine the working directory: {e}")),
     };
     let cache = cache_root().map(Cache::new);
     let inv = invocation(&cwd, profile_key(settings, profile).as_deref());
+
+    // The namespace pool answers while the cache is checked (a plan without a network
+    // namespace of its own, rare, leaves the set unused).
+    let mut asked =
+        (cached && backend == Backend::Native && crate::nspool::mode() != crate::nspool::Use::Off)
+            .then(|| crate::nspool::request(&crate::proxyd_client::socket_dir()));
+    let hit = match (&cache, cached) {
+        (Some(cache), true) => fresh_key(cache, &inv).map(|key| (cache, key)),
+        _ => None,
+    };
+    if let Some((cache, key)) = hit {
+        match backend {
+            Backend::Native => {
+                if let Some((plan, bytes)) = read_plan(&cache.plan_path(&key), &key)
+                    && crate::bridge::ruleset_intact(&plan)
+                {
+                    return crate::apply::run_asked(&plan, Some(&bytes), argv, asked.take());
+                }
+            }
+            Backend::Bwrap => {
+                let inner = cache.root.join("plans").join(format!("{key}.inner.plan"));
+                let blob = cache.bwrap_path(&key);
+                if inner.is_file() && blob.is_file() {
+                    return run_bwrap(&blob, &inner, argv);
+                }
+            }
+        }
+    }
 
     // Miss, stale entry, or not cached: compile now.
     let compiled = match compile_here(settings, profile) {
@@ -293,9 +267,9 @@ fn run_bwrap(blob: &Path, inner: &Path, argv: &[OsString]) -> ExitCode {
             "bubblewrap (bwrap) is not installed in /usr/bin; use --backend native or install it",
         );
     };
-    // The launcher is bwrap's inner step, also when the tools run a miss.
-    let Some(exe) = crate::exe::launcher() else {
-        return fail("cannot find the greywall executable");
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return fail(&format!("cannot find the greywall executable: {e}")),
     };
     let fd = match crate::sys::fd::open_inheritable(blob) {
         Ok(fd) => fd,

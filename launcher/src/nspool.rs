@@ -34,11 +34,11 @@ use std::time::{Duration, Instant};
 use crate::sys::notify::{self, Fork};
 use crate::sys::{ns, scm, seqpacket};
 
-/// The daemon's socket and lock in greywall's runtime directory, named for the launcher
-/// executable (`ns-<hash>.sock`, `.lock`): a launch only ever uses a pool running the same
-/// launcher, whose waiting supervisors read its plans; a pool of an older one idles out.
+/// The daemon's socket and lock in greywall's runtime directory, named for this executable
+/// (`ns-<hash>.sock`, `.lock`): a launch only ever uses a pool running the same greywall,
+/// whose waiting supervisors read its plans; a pool of an older one idles out.
 fn file(ext: &str) -> String {
-    let sig = crate::exe::launcher_signature();
+    let sig = crate::exec::exe_signature();
     let hash = greywall_compiler::cache::content_key(sig.as_bytes());
     format!("ns-{hash}.{ext}")
 }
@@ -184,10 +184,9 @@ pub fn status() -> String {
 }
 
 /// Starts the pool daemon for `dir` in the background, unless one holds its lock. The
-/// launcher waits only for the first of the daemon's two forks. The daemon is always the
-/// launcher executable, also when the tools start it (on a cache miss).
+/// launcher waits only for the first of the daemon's two forks.
 pub fn start(dir: &Path) {
-    let Some(exe) = crate::exe::launcher() else {
+    let Ok(exe) = std::env::current_exe() else {
         return;
     };
     let child = std::process::Command::new(exe)

@@ -1061,7 +1061,7 @@ fn nested_supervisors_fail_closed() {
     }
     let s = Scratch::new(POLICY);
     // Inside the workspace: with `defaultDenyRead` nothing else of the scratch is readable.
-    common::copy_greywall(&s.at(""), "gw");
+    common::copy_exe(GREYWALL, &s.at("gw"));
     std::fs::write(s.at("p.json"), POLICY).unwrap();
     let o = s.exec(&[
         "./gw",

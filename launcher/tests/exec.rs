@@ -444,7 +444,8 @@ fn bwrap_backend_runs_a_greywall_under_tmp() {
     let s = Scratch::new(WORKSPACE);
     // Deliberately under /tmp: the case this covers.
     let tmp = tempfile::tempdir_in("/tmp").unwrap();
-    let exe = common::copy_greywall(&tmp.path().join("bin"), "greywall");
+    let exe = tmp.path().join("bin/greywall");
+    common::copy_exe(env!("CARGO_BIN_EXE_greywall"), &exe);
     for backend in ["bwrap", "native"] {
         let o = Command::new(&exe)
             .args(["exec", "--cached", "--backend", backend, "-c"])
@@ -458,111 +459,4 @@ fn bwrap_backend_runs_a_greywall_under_tmp() {
         assert_eq!(code(&o), 0, "{backend}: {}", stderr(&o));
         assert_eq!(stdout(&o), format!("{backend}\n"));
     }
-}
-
-/// The launcher is the exec path alone: none of the compiler, no JSON parser. serde_json's
-/// own error text marks the parser; the tools carry it.
-#[test]
-fn the_launcher_holds_no_json_parser() {
-    let holds = |exe: &str| {
-        let bytes = std::fs::read(exe).unwrap();
-        bytes.windows(17).any(|w| w == b"EOF while parsing")
-    };
-    assert!(holds(env!("CARGO_BIN_EXE_greywall-tools")), "the marker");
-    assert!(!holds(env!("CARGO_BIN_EXE_greywall")));
-}
-
-fn index_entries(s: &Scratch) -> usize {
-    std::fs::read_dir(s.cache().join("index"))
-        .map(|d| d.count())
-        .unwrap_or(0)
-}
-
-fn run_exe(s: &Scratch, exe: &Path, args: &[&str]) -> Output {
-    Command::new(exe)
-        .args(args)
-        .current_dir(s.work())
-        .env_clear()
-        .env("HOME", s.dir.path().join("home"))
-        .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-        .output()
-        .unwrap()
-}
-
-/// A plan in the cache is what the tools compiled for this launcher: replacing either file
-/// (an upgrade, a rebuild) makes the next launch compile again, and never reuses the plan of
-/// another pair.
-#[test]
-fn replacing_either_executable_compiles_again() {
-    let s = Scratch::new(WORKSPACE);
-    let bin = s.dir.path().join("bin");
-    let exe = common::copy_greywall(&bin, "greywall");
-    let compile = |want: usize| {
-        let o = run_exe(&s, &exe, &["compile"]);
-        assert_eq!(code(&o), 0, "{}", stderr(&o));
-        assert_eq!(index_entries(&s), want);
-    };
-    compile(1);
-    compile(1);
-    common::copy_exe(
-        env!("CARGO_BIN_EXE_greywall-tools"),
-        &bin.join("greywall-tools.new"),
-    );
-    std::fs::rename(bin.join("greywall-tools.new"), bin.join("greywall-tools")).unwrap();
-    compile(2);
-    common::copy_exe(env!("CARGO_BIN_EXE_greywall"), &bin.join("greywall.new"));
-    std::fs::rename(bin.join("greywall.new"), &exe).unwrap();
-    compile(3);
-}
-
-/// A launch from the cache is the launcher's alone: with the tools beside it made
-/// unexecutable (same file, so the same cache key), cached launches still run; anything
-/// that needs the tools (a miss, another command) fails with the launcher's own status and
-/// says what is missing, and nothing runs outside the sandbox.
-#[test]
-fn a_cached_launch_never_runs_the_tools() {
-    if !kernel_ok() {
-        return;
-    }
-    let s = Scratch::new(WORKSPACE);
-    let bin = s.dir.path().join("bin");
-    let exe = common::copy_greywall(&bin, "greywall");
-    let o = run_exe(&s, &exe, &["compile"]);
-    assert_eq!(code(&o), 0, "{}", stderr(&o));
-    let tools = bin.join("greywall-tools");
-    std::fs::set_permissions(&tools, std::fs::Permissions::from_mode(0o644)).unwrap();
-
-    for args in [
-        &["exec", "--cached", "--", "sh", "-c", "echo hit > hit.txt"][..],
-        &["--", "sh", "-c", "echo hit >> hit.txt"],
-        &["-c", "echo hit >> hit.txt"],
-    ] {
-        let o = run_exe(&s, &exe, args);
-        assert_eq!(code(&o), 0, "{args:?}: {}", stderr(&o));
-    }
-    assert_eq!(
-        std::fs::read_to_string(s.work().join("hit.txt")).unwrap(),
-        "hit\nhit\nhit\n"
-    );
-    let o = run_exe(&s, &exe, &["--version"]);
-    assert_eq!(code(&o), 0, "the launcher answers --version itself");
-    assert!(stdout(&o).starts_with("greywall "), "{}", stdout(&o));
-
-    // A policy edit: the launch needs the compiler.
-    std::fs::write(
-        s.work().join("greywall.json"),
-        r#"{"filesystem": {"allowWrite": [".", "/tmp"]}}"#,
-    )
-    .unwrap();
-    let o = run_exe(&s, &exe, &["exec", "--cached", "--", "touch", "miss.txt"]);
-    assert_eq!(code(&o), 125, "{}", stderr(&o));
-    assert!(
-        stderr(&o).contains("greywall-tools") && stderr(&o).contains("install it next to"),
-        "{}",
-        stderr(&o)
-    );
-    assert!(!s.work().join("miss.txt").exists(), "nothing ran");
-    let o = run_exe(&s, &exe, &["lint"]);
-    assert_eq!(code(&o), 2, "{}", stderr(&o));
-    assert!(stderr(&o).contains("greywall-tools"), "{}", stderr(&o));
 }

@@ -49,11 +49,10 @@ fn bwrap_status() -> String {
     "not installed (--backend bwrap unavailable)".into()
 }
 
-/// Whether the launcher executable (`greywall`, not these tools) is statically linked (what
-/// `cargo dist` builds: it starts faster) or needs the dynamic loader (an ELF `PT_INTERP`
-/// program header).
+/// Whether this greywall executable is statically linked (what `cargo dist` builds: it
+/// starts faster) or needs the dynamic loader (an ELF `PT_INTERP` program header).
 fn launcher_linkage() -> String {
-    let Some(exe) = crate::exe::launcher() else {
+    let Ok(exe) = std::env::current_exe() else {
         return "unknown (cannot find the greywall executable)".into();
     };
     match std::fs::read(&exe)

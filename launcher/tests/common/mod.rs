@@ -149,15 +149,3 @@ fn install(from: Option<&str>, text: &[u8], to: &std::path::Path, mode: u32) {
 pub fn copy_exe(from: &str, to: &std::path::Path) {
     install(Some(from), &[], to, 0o755);
 }
-
-/// Copies greywall into `dir`: the launcher as `name`, and `greywall-tools` beside it, where
-/// the launcher looks for them. Returns the launcher's path.
-pub fn copy_greywall(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
-    let launcher = dir.join(name);
-    copy_exe(env!("CARGO_BIN_EXE_greywall"), &launcher);
-    copy_exe(
-        env!("CARGO_BIN_EXE_greywall-tools"),
-        &dir.join("greywall-tools"),
-    );
-    launcher
-}
