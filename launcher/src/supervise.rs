@@ -734,7 +734,7 @@ impl Supervisor {
         } else {
             let shown = String::from_utf8_lossy(path);
             let hint = if path.ends_with(b"/.git/config") {
-                "; `filesystem.allowGitConfig` lets the sandbox write it"
+                "; `filesystem.allowGitConfig` lifts greywall's own `.git/config` protection"
             } else {
                 ""
             };
