@@ -161,14 +161,16 @@ fn launch(
     // Egress and exposed ports only: proxyd registration and host listeners, before the
     // namespaces (see `crate::bridge`).
     let bridge = if crate::bridge::wanted(plan) {
-        if !plan.namespaces {
-            return Err(Failure::Setup(
-                "the bwrap backend does not bridge the network yet (allowedDomains, -p); use --backend native"
-                    .into(),
-            ));
-        }
         let label = Path::new(program).file_name().unwrap_or(program);
-        Some(crate::bridge::prepare(plan, &label.to_string_lossy()).map_err(Failure::Setup)?)
+        let label = label.to_string_lossy();
+        Some(if plan.namespaces {
+            crate::bridge::prepare(plan, &label)
+        } else {
+            // Inside bwrap, which made the namespaces: the launcher outside prepared it.
+            crate::bridge::inherited(plan, &label)
+        })
+        .transpose()
+        .map_err(Failure::Setup)?
     } else {
         None
     };
@@ -195,7 +197,8 @@ fn launch(
     }
     let bridge = match bridge {
         // Fail closed: without its own network namespace the sandbox would share the host's.
-        Some(_) if !namespaced => {
+        // (Inside bwrap, `inherited` checked that bwrap made one.)
+        Some(_) if plan.namespaces && !namespaced => {
             return Err(Failure::Setup(
                 "network filtering (allowedDomains, -p) needs user and network namespaces, which are unavailable here"
                     .into(),

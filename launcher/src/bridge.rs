@@ -125,6 +125,10 @@ pub struct Prepared {
     registration: Option<Pending>,
     /// Host side of `-p` ports.
     exposed: Vec<(u16, TcpListener)>,
+    /// Handed over by the launcher outside bwrap ([`inherited`]): bwrap made the network
+    /// namespace, bound the sandbox's `resolv.conf` and gave this launcher the capability to
+    /// bind port 53.
+    through_bwrap: bool,
 }
 
 fn bind_loopback(port: u16) -> io::Result<TcpListener> {
@@ -161,6 +165,145 @@ pub fn prepare(plan: &LinuxPlan, label: &str) -> Result<Prepared, String> {
     Ok(Prepared {
         registration,
         exposed,
+        through_bwrap: false,
+    })
+}
+
+// ---- Through bwrap: the bridge prepared outside, bound inside ------------------------------
+//
+// bwrap makes the sandbox's namespaces, so the launcher it runs (`__exec-plan`, inside them)
+// cannot reach proxyd's hidden socket directory or bind the host side of `-p` ports. The
+// launcher outside does [`prepare`] as the native one does, leaves those descriptors open
+// across exec and names them on the inner launcher's command line
+// (`__exec-plan --bridge SPEC`, [`Prepared::hand_off`]); the inner one takes them over
+// ([`set_inherited`], [`inherited`]) and binds the listeners inside, as the native launcher
+// does once it is in its namespaces.
+
+/// What the launcher outside bwrap handed over.
+struct Handed {
+    /// The inode of the outside network namespace: the inside one must be another.
+    outside_net: u64,
+    /// The registration connection and proxyd's socket directory.
+    registration: Option<(i32, i32)>,
+    exposed: Vec<(u16, i32)>,
+}
+
+static HANDED: OnceLock<Handed> = OnceLock::new();
+
+fn network_namespace() -> Result<u64, String> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self/ns/net")
+        .map(|m| m.ino())
+        .map_err(|e| format!("cannot identify the network namespace: {e}"))
+}
+
+impl Prepared {
+    /// Leaves the prepared descriptors open across exec and describes them (with `-p` and
+    /// `-m`) for the launcher bwrap runs: `net=INODE,reg=FD,dir=FD,expose=PORT:FD+…,monitor=0|1`.
+    pub fn hand_off(&self) -> Result<String, String> {
+        use std::os::fd::AsFd;
+        let keep = |fd: std::os::fd::BorrowedFd<'_>| {
+            crate::sys::fd::keep_across_exec(fd)
+                .map(|()| fd.as_raw_fd())
+                .map_err(|e| format!("cannot hand the network bridge to bwrap: {e}"))
+        };
+        let mut spec = format!("net={}", network_namespace()?);
+        if let Some(p) = &self.registration {
+            let (conn, dir) = p.descriptors();
+            spec.push_str(&format!(",reg={},dir={}", keep(conn)?, keep(dir)?));
+        }
+        let mut exposed = Vec::new();
+        for (port, l) in &self.exposed {
+            exposed.push(format!("{port}:{}", keep(l.as_fd())?));
+        }
+        spec.push_str(&format!(
+            ",expose={},monitor={}",
+            exposed.join("+"),
+            u8::from(options().monitor)
+        ));
+        Ok(spec)
+    }
+}
+
+/// Reads `__exec-plan --bridge SPEC` (see [`Prepared::hand_off`]) and sets the `-p`/`-m`
+/// options it carries. The descriptors are taken over by [`inherited`].
+pub fn set_inherited(spec: &str) -> Result<(), String> {
+    let bad = || format!("malformed --bridge {spec:?}");
+    let number = |v: &str| v.parse::<i32>().map_err(|_| bad());
+    let (mut net, mut reg, mut dir, mut exposed, mut monitor) = (None, None, None, None, None);
+    for field in spec.split(',') {
+        let (k, v) = field.split_once('=').ok_or_else(bad)?;
+        match k {
+            "net" => net = Some(v.parse::<u64>().map_err(|_| bad())?),
+            "reg" => reg = Some(number(v)?),
+            "dir" => dir = Some(number(v)?),
+            "expose" => {
+                let mut list = Vec::new();
+                for item in v.split('+').filter(|i| !i.is_empty()) {
+                    let (port, fd) = item.split_once(':').ok_or_else(bad)?;
+                    list.push((port.parse::<u16>().map_err(|_| bad())?, number(fd)?));
+                }
+                exposed = Some(list);
+            }
+            "monitor" => monitor = Some(v == "1"),
+            _ => return Err(bad()),
+        }
+    }
+    let (Some(outside_net), Some(exposed), Some(monitor)) = (net, exposed, monitor) else {
+        return Err(bad());
+    };
+    let registration = match (reg, dir) {
+        (Some(r), Some(d)) => Some((r, d)),
+        (None, None) => None,
+        _ => return Err(bad()),
+    };
+    set_options(Options {
+        expose: exposed.iter().map(|(p, _)| *p).collect(),
+        monitor,
+    });
+    HANDED
+        .set(Handed {
+            outside_net,
+            registration,
+            exposed,
+        })
+        .map_err(|_| "--bridge given twice".to_string())
+}
+
+/// The bridge the launcher outside bwrap prepared for this plan, taken over; an error when it
+/// handed none (the inner plan is only ever run by `greywall exec --backend bwrap`), or when
+/// this process shares the network namespace of the launcher outside (bwrap did not make
+/// one: the sandbox would reach the host's network).
+pub fn inherited(plan: &LinuxPlan, label: &str) -> Result<Prepared, String> {
+    let Some(h) = HANDED.get() else {
+        return Err("the plan for bwrap needs the network bridge that `greywall exec --backend bwrap` prepares; run it that way".into());
+    };
+    if network_namespace()? == h.outside_net {
+        return Err("bwrap did not give the sandbox a network namespace of its own".into());
+    }
+    let adopt = |fd: i32| {
+        crate::sys::fd::adopt_inherited(fd)
+            .map_err(|e| format!("the network bridge's descriptor {fd}: {e}"))
+    };
+    let registration = match (&plan.egress, h.registration) {
+        (Some(e), Some((reg, dir))) => Some(Pending::inherited(
+            adopt(reg)?,
+            adopt(dir)?,
+            &e.ruleset_path,
+            &e.ruleset_sha256,
+            label,
+        )),
+        (None, None) => None,
+        _ => return Err("the network bridge handed over does not match the plan".into()),
+    };
+    let mut exposed = Vec::new();
+    for &(port, fd) in &h.exposed {
+        exposed.push((port, TcpListener::from(adopt(fd)?)));
+    }
+    Ok(Prepared {
+        registration,
+        exposed,
+        through_bwrap: true,
     })
 }
 
@@ -221,6 +364,11 @@ struct Listener {
 impl Prepared {
     /// Binds the in-sandbox listeners; call inside the sandbox's network namespace, `lo` up.
     pub fn bind_inside(self, plan: &LinuxPlan) -> Result<Bridge, String> {
+        if self.through_bwrap && plan.egress.is_some() {
+            // bwrap brought `lo` up; the second address (see `loopback_up`) is ours to add.
+            crate::sys::net::loopback_up()
+                .map_err(|e| format!("cannot add lo's second address inside bwrap: {e}"))?;
+        }
         let mut listeners = Vec::new();
         if let Some(e) = &plan.egress {
             let mut wanted = vec![(e.http_port, Target::Http), (e.socks_port, Target::Socks)];
@@ -244,11 +392,20 @@ impl Prepared {
         }
         let dns = match &plan.egress {
             Some(_) => {
-                bind_resolv_conf()?;
+                // Through bwrap, bwrap bound it already (this launcher may not mount).
+                if !self.through_bwrap {
+                    bind_resolv_conf()?;
+                }
                 Some(DnsRelay::bind()?)
             }
             None => None,
         };
+        if self.through_bwrap {
+            // Port 53 is bound and `lo` has its address: the capabilities bwrap added for them
+            // do not reach the command.
+            crate::sys::caps::clear_ambient()
+                .map_err(|e| format!("cannot drop the capabilities bwrap added: {e}"))?;
+        }
         let registration = self.registration.map(Pending::finish).transpose()?;
         let mut watch = None;
         if let Some(reg) = &registration {
@@ -288,6 +445,41 @@ the sandbox's bridge, and only those the policy allows\nnameserver 127.0.0.1\n";
 /// namespace; a file opened outside that namespace cannot be bind-mounted in it). It is
 /// removed once bound, so nothing is left there.
 const RESOLV_CONF_SOURCE: &str = "/dev/shm/.greywall-resolv.conf";
+
+/// The arguments that give a sandbox bwrap makes what [`Prepared::bind_inside`] needs for
+/// `plan`'s egress: the capabilities to bind port 53 and to add `lo`'s second address, for
+/// the launcher inside (it clears them before the command runs; they hold in the sandbox's
+/// own namespaces only), and the resolv.conf naming `127.0.0.1`, read-only over
+/// `/etc/resolv.conf` (`--ro-bind-data` from a pipe this process leaves open across exec).
+pub fn bwrap_args(plan: &LinuxPlan) -> Result<Vec<OsString>, String> {
+    use std::os::fd::{AsFd, IntoRawFd, OwnedFd};
+    if plan.egress.is_none() {
+        return Ok(Vec::new());
+    }
+    let mut args: Vec<OsString> = vec![
+        "--cap-add".into(),
+        "CAP_NET_BIND_SERVICE".into(),
+        "--cap-add".into(),
+        "CAP_NET_ADMIN".into(),
+    ];
+    if std::path::Path::new("/etc/resolv.conf").exists() {
+        let fail = |e: io::Error| format!("cannot pass bwrap the sandbox's resolv.conf: {e}");
+        let (reader, mut writer) = io::pipe().map_err(fail)?;
+        // Far below a pipe's buffer: written whole before bwrap reads it.
+        writer.write_all(RESOLV_CONF_TEXT).map_err(fail)?;
+        drop(writer);
+        let reader = OwnedFd::from(reader);
+        crate::sys::fd::keep_across_exec(reader.as_fd()).map_err(fail)?;
+        // Open until the exec; bwrap owns it then.
+        let fd = reader.into_raw_fd();
+        args.extend([
+            "--ro-bind-data".into(),
+            fd.to_string().into(),
+            "/etc/resolv.conf".into(),
+        ]);
+    }
+    Ok(args)
+}
 
 /// Binds a resolv.conf naming `127.0.0.1` read-only over `/etc/resolv.conf` (over the file it
 /// links to, when it is a symlink). Call in the sandbox's mount namespace, after its view is
@@ -518,6 +710,36 @@ impl Bridge {
             .collect();
         for i in ready {
             self.accept(i);
+        }
+    }
+
+    /// Once the command has ended: pumps the spliced connections still open until what the
+    /// sandbox's side sent has reached the client (a `-p` server's last answer, written just
+    /// before it exited), at most `within`. Accepts nothing new.
+    pub fn drain(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        let mut fds = Vec::new();
+        loop {
+            self.conns.retain(|c| !c.done && !c.down.shut);
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.conns.is_empty() || left.is_zero() {
+                return;
+            }
+            fds.clear();
+            for c in &self.conns {
+                let (a, b) = c.events();
+                fds.push(pollfd(c.client.fd(), a));
+                fds.push(pollfd(c.upstream.fd(), b));
+            }
+            let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
+            if crate::sys::notify::poll(&mut fds, ms.max(1)).is_err() {
+                return;
+            }
+            for (c, pair) in self.conns.iter_mut().zip(fds.chunks(2)) {
+                if pair.iter().any(|p| p.revents != 0) {
+                    c.pump();
+                }
+            }
         }
     }
 

@@ -114,6 +114,8 @@ pub enum Command {
     /// Internal: apply an already compiled plan file and exec (tests, the bwrap backend).
     ExecPlan {
         plan: PathBuf,
+        /// `--bridge SPEC`: the network bridge the launcher outside bwrap prepared.
+        bridge: Option<String>,
         argv: Vec<OsString>,
     },
 }
@@ -331,7 +333,17 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
             }
             Some("exec") => parse_exec(&mut p),
             Some("__exec-plan") => {
-                let plan = PathBuf::from(p.value()?);
+                let mut first = p.value()?;
+                let mut bridge = None;
+                if first == "--bridge" {
+                    bridge = Some(
+                        p.value()?
+                            .into_string()
+                            .map_err(|_| usage("__exec-plan --bridge takes ASCII"))?,
+                    );
+                    first = p.value()?;
+                }
+                let plan = PathBuf::from(first);
                 let mut argv: Vec<OsString> = p.raw_args()?.collect();
                 if argv.first().is_some_and(|a| a == "--") {
                     argv.remove(0);
@@ -339,7 +351,7 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Command, UsageE
                 if argv.is_empty() {
                     return Err(usage("__exec-plan needs a command after --"));
                 }
-                Ok(Command::ExecPlan { plan, argv })
+                Ok(Command::ExecPlan { plan, bridge, argv })
             }
             _ => Err(usage(format!("unknown command '{}'", v.to_string_lossy()))),
         },

@@ -22,7 +22,15 @@ use crate::cli::{Color, Command, EXIT_USAGE, HELP};
 
 pub fn run(command: Command) -> ExitCode {
     match command {
-        Command::ExecPlan { plan, argv } => crate::apply::exec_plan_file(&plan, &argv),
+        Command::ExecPlan { plan, bridge, argv } => {
+            if let Some(spec) = bridge
+                && let Err(e) = crate::bridge::set_inherited(&spec)
+            {
+                eprintln!("greywall: {e}");
+                return ExitCode::from(crate::apply::EXIT_SETUP);
+            }
+            crate::apply::exec_plan_file(&plan, &argv)
+        }
         Command::NsPool { dir } => crate::nspool::daemon(&dir),
         Command::Exec {
             cached,

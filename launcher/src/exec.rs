@@ -275,6 +275,36 @@ fn run_bwrap(blob: &Path, inner: &Path, argv: &[OsString]) -> ExitCode {
         Ok(fd) => fd,
         Err(e) => return fail(&format!("cannot open {}: {e}", blob.display())),
     };
+    // A network policy (or `-p`): the bridge is prepared here, outside bwrap, and handed to
+    // the launcher inside ([`crate::bridge`]).
+    let plan = match std::fs::read(inner).map(|b| LinuxPlan::decode(&b)) {
+        Ok(Ok(p)) => p,
+        _ => return fail(&format!("cannot read the plan {}", inner.display())),
+    };
+    let mut extra: Vec<OsString> = Vec::new();
+    let mut bridge = Vec::new();
+    let _prepared = if crate::bridge::wanted(&plan) {
+        let label = argv
+            .first()
+            .and_then(|a| Path::new(a).file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let prepared = match crate::bridge::prepare(&plan, &label) {
+            Ok(p) => p,
+            Err(m) => return fail(&m),
+        };
+        match (prepared.hand_off(), crate::bridge::bwrap_args(&plan)) {
+            (Ok(spec), Ok(args)) => {
+                bridge = vec![OsString::from("--bridge"), OsString::from(spec)];
+                extra = args;
+            }
+            (Err(m), _) | (_, Err(m)) => return fail(&m),
+        }
+        // Held open until the exec: bwrap and the launcher inside inherit them.
+        Some(prepared)
+    } else {
+        None
+    };
     // Every plan gives the sandbox its own `/tmp` and `/dev/shm`: a greywall executable or a
     // cache under either would be hidden from the inner launcher bwrap runs. Bound back in,
     // read-only, from a descriptor (bwrap creates the path in the new tmpfs, then closes it).
@@ -298,9 +328,11 @@ fn run_bwrap(blob: &Path, inner: &Path, argv: &[OsString]) -> ExitCode {
         .arg("--args")
         .arg(fd.to_string())
         .args(&back)
+        .args(&extra)
         .arg("--")
         .arg(&exe)
         .arg("__exec-plan")
+        .args(&bridge)
         .arg(inner)
         .arg("--")
         .args(argv)

@@ -13,7 +13,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -227,14 +227,7 @@ pub fn register(
     sha256: &str,
     label: &str,
 ) -> Result<Pending, String> {
-    let label: String = label
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(64)
-        .collect();
-    let label = if label.is_empty() { "-".into() } else { label };
-    let plain = format!("GW1 REGISTER {ruleset} {sha256} {label}\n");
-    let request = format!("GW1 REGISTER {ruleset} {sha256} {label} {ADOPT}\n");
+    let (plain, request) = register_lines(ruleset, sha256, label);
     (&connection)
         .write_all(request.as_bytes())
         .map_err(|e| format!("cannot register with greywall-proxyd: {e}"))?;
@@ -250,7 +243,44 @@ pub fn register(
     })
 }
 
+/// The registration request without features (for a proxyd that does not know them), and
+/// with the ones this launcher offers.
+fn register_lines(ruleset: &str, sha256: &str, label: &str) -> (String, String) {
+    let label: String = label
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(64)
+        .collect();
+    let label = if label.is_empty() { "-".into() } else { label };
+    (
+        format!("GW1 REGISTER {ruleset} {sha256} {label}\n"),
+        format!("GW1 REGISTER {ruleset} {sha256} {label} {ADOPT}\n"),
+    )
+}
+
 impl Pending {
+    /// The registration connection and proxyd's socket directory: what a launcher hands to
+    /// the one inside bwrap ([`Pending::inherited`]).
+    pub fn descriptors(&self) -> (BorrowedFd<'_>, BorrowedFd<'_>) {
+        (self.connection.as_fd(), self.dir.as_fd())
+    }
+
+    /// The registration another launcher sent (for the same rule set and command), from the
+    /// descriptors it handed over.
+    pub fn inherited(
+        connection: OwnedFd,
+        dir: OwnedFd,
+        ruleset: &str,
+        sha256: &str,
+        label: &str,
+    ) -> Pending {
+        Pending {
+            connection: UnixStream::from(connection),
+            dir,
+            plain: register_lines(ruleset, sha256, label).0,
+        }
+    }
+
     /// proxyd's answer: `OK <sandbox-id> <token> [<feature>...]`, or its `ERR` reason as the
     /// error. A proxyd that does not know features is asked again without them (on a new
     /// connection, through the held directory).

@@ -211,6 +211,10 @@ fn fork_beside(rules: Rules, bridge: Option<Bridge>) -> io::Result<Forked> {
     }
 }
 
+/// How long a supervisor whose command has ended keeps pumping the bridge's spliced
+/// connections, so that their last bytes reach the client ([`crate::bridge::Bridge::drain`]).
+const DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The process name of a supervisor beside its command.
 pub const SUPERVISOR_NAME: &std::ffi::CStr = c"gw-supervisor";
 
@@ -490,6 +494,9 @@ impl Supervisor {
             };
             if notify_fd < 0 && command_fd < 0 {
                 // Beside: the command has ended and nothing uses the filter any more.
+                if let Some(b) = &mut self.bridge {
+                    b.drain(DRAIN);
+                }
                 return ExitCode::SUCCESS;
             }
             fds.clear();
@@ -509,6 +516,11 @@ impl Supervisor {
             if fds[1].revents != 0
                 && let Some(code) = self.command_event()
             {
+                // Above: the command has ended; what it sent last still goes out.
+                if let Some(b) = &mut self.bridge {
+                    b.ready(&fds[2..]);
+                    b.drain(DRAIN);
+                }
                 return code;
             }
             let ready = fds[0].revents;

@@ -6,6 +6,7 @@
 //! ([`crate::apply`]).
 #![allow(unsafe_code)]
 
+pub mod caps;
 pub mod exec;
 pub mod fd;
 pub mod kernel;

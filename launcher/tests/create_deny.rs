@@ -636,7 +636,8 @@ fn git_init_follows_the_policy() {
         stderr(&o).contains(&format!(
             "greywall: refused renaming onto {}: protected by the sandbox's policy",
             config.display()
-        )) && stderr(&o).contains("`filesystem.allowGitConfig` lifts greywall's own `.git/config` protection"),
+        )) && stderr(&o)
+            .contains("`filesystem.allowGitConfig` lifts greywall's own `.git/config` protection"),
         "{}",
         stderr(&o)
     );

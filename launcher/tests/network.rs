@@ -1301,6 +1301,22 @@ fn exposed_ports_reach_a_server_inside() {
     if !ready() {
         return;
     }
+    for backend in ["native", "bwrap"] {
+        if backend == "bwrap" && !bwrap_installed() {
+            skip("bwrap is not installed");
+            continue;
+        }
+        exposed_port_reaches_a_server_inside(backend);
+    }
+}
+
+fn bwrap_installed() -> bool {
+    ["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+}
+
+fn exposed_port_reaches_a_server_inside(backend: &str) {
     let lab = Lab::new(r#"{"filesystem": {"allowWrite": ["."]}}"#);
     // A free port on the host's loopback.
     let port = TcpListener::bind("127.0.0.1:0")
@@ -1314,6 +1330,8 @@ fn exposed_ports_reach_a_server_inside() {
     let mut child = lab
         .command(&[
             "exec",
+            "--backend",
+            backend,
             "-p",
             &port.to_string(),
             "--",
@@ -1328,14 +1346,50 @@ fn exposed_ports_reach_a_server_inside() {
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
-    assert_eq!(line, "listening\n");
+    assert_eq!(line, "listening\n", "{backend}");
     let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
     c.write_all(b"ping").unwrap();
     let mut got = String::new();
     c.read_to_string(&mut got).unwrap();
-    assert_eq!(got, "from inside: ping");
+    assert_eq!(got, "from inside: ping", "{backend}");
     let status = child.wait().unwrap();
-    assert!(status.success());
+    assert!(status.success(), "{backend}");
+}
+
+/// `--backend bwrap` bridges a network policy as the native backend does: proxyd's HTTP and
+/// SOCKS5 proxies on the sandbox's loopback, DNS for allowed names only (glibc's resolver
+/// through the sandbox's resolv.conf, IPv4 alone with `AI_ADDRCONFIG` too), nothing else, and
+/// no capability left to the command from the ones bwrap added for the launcher inside.
+#[test]
+fn the_bwrap_backend_bridges_the_network_as_the_native_one_does() {
+    if !ready() {
+        return;
+    }
+    if !bwrap_installed() {
+        skip("bwrap is not installed");
+        return;
+    }
+    let lab = Lab::new(&policy(&["allowed.test"]));
+    let _proxyd = Proxyd::start(&lab, &["allowed.test", "other.test"]);
+    let port = web_server("the allowed server");
+    let script = format!(
+        "curl -sS -f --max-time 10 http://allowed.test:{port}/; \
+         curl -sS --max-time 10 -o /dev/null -w '%{{http_code}}\\n' http://other.test:{port}/; \
+         curl -sS -f --max-time 10 --socks5-hostname 127.0.0.1:1080 http://allowed.test:{port}/; \
+         getent ahostsv4 allowed.test | head -n 1 | cut -d' ' -f1; \
+         getent hosts other.test || echo 'other.test: no answer'; \
+         grep '^nameserver' /etc/resolv.conf; \
+         curl -sS --noproxy '*' --max-time 5 http://127.0.0.1:{port}/ 2>/dev/null || echo 'direct: no route'; \
+         grep CapAmb /proc/self/status"
+    );
+    let want = "hello from the allowed server\n403\nhello from the allowed server\n127.0.0.1\n\
+                other.test: no answer\nnameserver 127.0.0.1\ndirect: no route\n\
+                CapAmb:\t0000000000000000\n";
+    for backend in ["native", "bwrap"] {
+        let o = lab.run(&["exec", "--backend", backend, "--", "sh", "-c", &script]);
+        assert_eq!(code(&o), 0, "{backend}: {}", stderr(&o));
+        assert_eq!(stdout(&o), want, "{backend}: {}", stderr(&o));
+    }
 }
 
 /// Sends DNS queries to the sandbox's `127.0.0.1:53` (UDP, and one over TCP) and prints one
