@@ -1981,3 +1981,53 @@ fn with_an_older_proxyd_the_bridge_copies_as_before() {
     assert!(lines.iter().any(|l| l == "GW1 CONNECT"), "{lines:?}");
     assert!(!lines.iter().any(|l| l == "GW1 ADOPT"), "{lines:?}");
 }
+
+/// The launcher inside bwrap takes the bridge only into a network namespace of its own: run
+/// in the outer one (bwrap made none), it refuses, and so it does a hand-off it cannot read.
+#[test]
+fn the_inner_launcher_refuses_the_outer_network_namespace() {
+    use std::os::unix::fs::MetadataExt;
+    if !ready() {
+        return;
+    }
+    let lab = Lab::new(&policy(&["allowed.test"]));
+    let o = lab.run(&["compile", "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let json: Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let inner = json["artifacts"]["bwrap_inner_plan"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let outside = std::fs::metadata("/proc/self/ns/net").unwrap().ino();
+    let spec = format!("net={outside},expose=,monitor=0");
+    let o = lab.run(&[
+        "__exec-plan",
+        "--bridge",
+        &spec,
+        &inner,
+        "--",
+        "touch",
+        "ran",
+    ]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("bwrap did not give the sandbox a network namespace of its own"),
+        "{}",
+        stderr(&o)
+    );
+    let o = lab.run(&[
+        "__exec-plan",
+        "--bridge",
+        "net=x",
+        &inner,
+        "--",
+        "touch",
+        "ran",
+    ]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(stderr(&o).contains("malformed --bridge"), "{}", stderr(&o));
+    // Without a hand-off at all, an inner plan with egress does not run either.
+    let o = lab.run(&["__exec-plan", &inner, "--", "touch", "ran"]);
+    assert_eq!(code(&o), 125, "{}", stderr(&o));
+    assert!(!lab.work().join("ran").exists(), "nothing ran");
+}
