@@ -103,6 +103,16 @@ fn read_plan(path: &Path, key: &str) -> Option<(LinuxPlan, Vec<u8>)> {
     Some((LinuxPlan::decode(&bytes).ok()?, bytes))
 }
 
+/// Whether the bwrap argument vector and the inner plan in the cache are the ones `plan` (whose
+/// bytes match its name) makes: both are derived from it, so a damaged or partly written file
+/// (the cache is not flushed to disk) is found, and the plan compiled again, instead of bwrap
+/// running with fewer arguments than the policy asked for.
+fn bwrap_artifacts_match(plan: &LinuxPlan, inner: &Path, blob: &Path) -> bool {
+    use greywall_compiler::backend::bwrap;
+    let inner_ok = std::fs::read(inner).is_ok_and(|b| b == bwrap::inner_plan(plan).encode());
+    inner_ok && std::fs::read(blob).is_ok_and(|b| b == bwrap::args_blob(&bwrap::argv(plan)))
+}
+
 pub fn run(
     cached: bool,
     settings: Option<&Path>,
@@ -148,7 +158,9 @@ pub fn run(
             Backend::Bwrap => {
                 let inner = cache.root.join("plans").join(format!("{key}.inner.plan"));
                 let blob = cache.bwrap_path(&key);
-                if inner.is_file() && blob.is_file() {
+                if let Some((plan, _)) = read_plan(&cache.plan_path(&key), &key)
+                    && bwrap_artifacts_match(&plan, &inner, &blob)
+                {
                     return run_bwrap(&blob, &inner, argv);
                 }
             }

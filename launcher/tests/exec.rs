@@ -217,6 +217,51 @@ fn cache_hits_recompiles_on_change_and_never_runs_a_tampered_plan() {
     );
 }
 
+/// The bwrap artifacts are checked against the plan they are made from: a cut-short argument
+/// vector (what a crash can leave, since the cache is not flushed to disk) or inner plan is
+/// compiled again, never handed to bwrap.
+#[test]
+fn damaged_bwrap_artifacts_are_compiled_again() {
+    if !kernel_ok() {
+        return;
+    }
+    if !["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"]
+        .iter()
+        .any(|p| Path::new(p).exists())
+    {
+        common::skip("bwrap is not installed");
+        return;
+    }
+    let s = Scratch::new(WORKSPACE);
+    let run = || s.run(&["exec", "--cached", "--backend", "bwrap", "--", "true"]);
+    let o = run();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run();
+    assert!(stderr(&o).is_empty(), "a hit: {}", stderr(&o));
+    let plans = s.cache().join("plans");
+    let with_ext = |ext: &str| {
+        std::fs::read_dir(&plans)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(ext))
+            .unwrap()
+    };
+    for damaged in [with_ext(".bwrap"), with_ext(".inner.plan")] {
+        let whole = std::fs::read(&damaged).unwrap();
+        // The first arguments only: without the mounts that hide and protect.
+        std::fs::write(&damaged, &whole[..whole.len() / 3]).unwrap();
+        let o = run();
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("note:"),
+            "{} compiled again: {}",
+            damaged.display(),
+            stderr(&o)
+        );
+        assert_eq!(std::fs::read(&damaged).unwrap(), whole, "rewritten whole");
+    }
+}
+
 /// The index's guards: a new entry in the workspace or in `~` that the plan does not depend
 /// on keeps the cached plan; a protected file appearing replaces it, and is protected.
 #[test]
