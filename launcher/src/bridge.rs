@@ -126,8 +126,8 @@ pub struct Prepared {
     /// Host side of `-p` ports.
     exposed: Vec<(u16, TcpListener)>,
     /// Handed over by the launcher outside bwrap ([`inherited`]): bwrap made the network
-    /// namespace, bound the sandbox's `resolv.conf` and gave this launcher the capability to
-    /// bind port 53.
+    /// namespace, bound the sandbox's `resolv.conf` and gave this launcher the capabilities to
+    /// bind port 53 and to add `lo`'s second address ([`bwrap_args`]).
     through_bwrap: bool,
 }
 
