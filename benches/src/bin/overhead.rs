@@ -763,8 +763,8 @@ fn setups(b: &mut Bench, gw: &Path) -> Vec<Setup> {
         && Command::new(&proxyd).arg("--help").output().is_ok_and(|o| {
             o.status.success() && !String::from_utf8_lossy(&o.stdout).contains("not implemented")
         });
+    let net = b.root.join("policies/network.json");
     if proxy_works {
-        let net = b.root.join("policies/network.json");
         let _ = write(
             &net,
             &format!(
@@ -775,7 +775,7 @@ fn setups(b: &mut Bench, gw: &Path) -> Vec<Setup> {
         s.push(simple(
             GREYWALL_NETWORK,
             format!("greywall exec --cached -s network.json -- CMD (allowedDomains {FETCH_HOST}; through greywall-proxyd)"),
-            vec![gws.clone(), "exec".into(), "--cached".into(), "-s".into(), net.into(), "--".into()],
+            vec![gws.clone(), "exec".into(), "--cached".into(), "-s".into(), net.clone().into(), "--".into()],
         ));
     } else {
         b.skip(
@@ -791,7 +791,7 @@ fn setups(b: &mut Bench, gw: &Path) -> Vec<Setup> {
     s.push(Setup {
         name: GREYWALL_EDITED.into(),
         command: "greywall exec --cached -s edited.json -- CMD, the policy rewritten before every run (compile + cache store)".into(),
-        prefix: vec![gws, "exec".into(), "--cached".into(), "-s".into(), edited.into(), "--".into()],
+        prefix: vec![gws.clone(), "exec".into(), "--cached".into(), "-s".into(), edited.into(), "--".into()],
         before: Before::EditPolicy(b.root.join("policies/edited.json")),
         env: Vec::new(),
     });
@@ -800,6 +800,35 @@ fn setups(b: &mut Bench, gw: &Path) -> Vec<Setup> {
         .find(|p| Path::new(p).is_file())
     {
         Some(bwrap) => {
+            let through_bwrap = |extra: &[OsString]| {
+                let mut p = vec![
+                    gws.clone(),
+                    "exec".into(),
+                    "--cached".into(),
+                    "--backend".into(),
+                    "bwrap".into(),
+                ];
+                p.extend_from_slice(extra);
+                p.push("--".into());
+                p
+            };
+            s.push(simple(
+                GREYWALL_BWRAP,
+                "greywall exec --cached --backend bwrap -- CMD (the default policy; bwrap builds \
+                 the namespaces and mounts, the launcher inside adds Landlock and seccomp)"
+                    .into(),
+                through_bwrap(&[]),
+            ));
+            if proxy_works {
+                s.push(simple(
+                    GREYWALL_BWRAP_NETWORK,
+                    format!(
+                        "greywall exec --cached --backend bwrap -s network.json -- CMD \
+                         (allowedDomains {FETCH_HOST}; the bridge handed into bwrap)"
+                    ),
+                    through_bwrap(&["-s".into(), net.clone().into()]),
+                ));
+            }
             s.push(simple(
                 BWRAP_MINIMAL,
                 "bwrap --ro-bind / / --dev /dev --proc /proc CMD".into(),
@@ -1319,10 +1348,15 @@ fn measure(opts: &Options) -> Result<Report, String> {
     for w in &ws {
         if w.name.starts_with("HTTP") {
             // Only setups that give the command a network: the others refuse it by design.
-            let (net, isolated): (Vec<Setup>, Vec<Setup>) = ss
-                .iter()
-                .cloned()
-                .partition(|s| [BARE, GREYWALL_NETWORK, BWRAP_MINIMAL].contains(&s.name.as_str()));
+            let (net, isolated): (Vec<Setup>, Vec<Setup>) = ss.iter().cloned().partition(|s| {
+                [
+                    BARE,
+                    GREYWALL_NETWORK,
+                    GREYWALL_BWRAP_NETWORK,
+                    BWRAP_MINIMAL,
+                ]
+                .contains(&s.name.as_str())
+            });
             overhead.extend(cells(&mut b, &net, w, rounds, rss_runs));
             overhead.extend(isolated.iter().map(|s| Cell {
                 workload: w.name.clone(),
