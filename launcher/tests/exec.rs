@@ -61,6 +61,18 @@ fn kernel_ok() -> bool {
     common::launcher_runs(&Scratch::new(WORKSPACE).run(&["exec", "--", "true"]))
 }
 
+/// [`kernel_ok`], and bwrap installed (else a loud skip).
+fn bwrap_ok() -> bool {
+    if !kernel_ok() {
+        return false;
+    }
+    if !common::bwrap_installed() {
+        common::skip("bwrap is not installed");
+        return false;
+    }
+    true
+}
+
 #[test]
 fn exit_codes_and_forms() {
     if !kernel_ok() {
@@ -222,14 +234,7 @@ fn cache_hits_recompiles_on_change_and_never_runs_a_tampered_plan() {
 /// compiled again, never handed to bwrap.
 #[test]
 fn damaged_bwrap_artifacts_are_compiled_again() {
-    if !kernel_ok() {
-        return;
-    }
-    if !["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"]
-        .iter()
-        .any(|p| Path::new(p).exists())
-    {
-        common::skip("bwrap is not installed");
+    if !bwrap_ok() {
         return;
     }
     let s = Scratch::new(WORKSPACE);
@@ -476,14 +481,7 @@ fn without_user_namespaces_landlock_still_holds_and_says_what_is_lost() {
 /// backend works from there as the native one does.
 #[test]
 fn bwrap_backend_runs_a_greywall_under_tmp() {
-    if !kernel_ok() {
-        return;
-    }
-    if !["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"]
-        .iter()
-        .any(|p| Path::new(p).exists())
-    {
-        common::skip("bwrap is not installed");
+    if !bwrap_ok() {
         return;
     }
     let s = Scratch::new(WORKSPACE);

@@ -20,6 +20,8 @@
 //! daemon, which the real one only does for a damaged cache.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -1302,18 +1304,12 @@ fn exposed_ports_reach_a_server_inside() {
         return;
     }
     for backend in ["native", "bwrap"] {
-        if backend == "bwrap" && !bwrap_installed() {
+        if backend == "bwrap" && !common::bwrap_installed() {
             skip("bwrap is not installed");
             continue;
         }
         exposed_port_reaches_a_server_inside(backend);
     }
-}
-
-fn bwrap_installed() -> bool {
-    ["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"]
-        .iter()
-        .any(|p| Path::new(p).exists())
 }
 
 fn exposed_port_reaches_a_server_inside(backend: &str) {
@@ -1365,7 +1361,7 @@ fn the_bwrap_backend_bridges_the_network_as_the_native_one_does() {
     if !ready() {
         return;
     }
-    if !bwrap_installed() {
+    if !common::bwrap_installed() {
         skip("bwrap is not installed");
         return;
     }

@@ -149,3 +149,10 @@ fn install(from: Option<&str>, text: &[u8], to: &std::path::Path, mode: u32) {
 pub fn copy_exe(from: &str, to: &std::path::Path) {
     install(Some(from), &[], to, 0o755);
 }
+
+/// Whether bubblewrap is installed where greywall looks for it (never through `$PATH`).
+pub fn bwrap_installed() -> bool {
+    ["/usr/bin/bwrap", "/bin/bwrap", "/usr/local/bin/bwrap"]
+        .iter()
+        .any(|p| std::path::Path::new(p).exists())
+}
