@@ -161,8 +161,7 @@ fn launch(
     // Egress and exposed ports only: proxyd registration and host listeners, before the
     // namespaces (see `crate::bridge`).
     let bridge = if crate::bridge::wanted(plan) {
-        let label = Path::new(program).file_name().unwrap_or(program);
-        let label = label.to_string_lossy();
+        let label = crate::bridge::label(program);
         Some(if plan.namespaces {
             crate::bridge::prepare(plan, &label)
         } else {

@@ -137,6 +137,15 @@ fn bind_loopback(port: u16) -> io::Result<TcpListener> {
     Ok(l)
 }
 
+/// How proxyd's log names a sandbox: its command's file name.
+pub fn label(program: &std::ffi::OsStr) -> String {
+    std::path::Path::new(program)
+        .file_name()
+        .unwrap_or(program)
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Registers with proxyd and binds the host side of `-p` ports. `label` names the sandbox
 /// in proxyd's log. Errors are one line, for exit status 125.
 pub fn prepare(plan: &LinuxPlan, label: &str) -> Result<Prepared, String> {
@@ -257,6 +266,14 @@ pub fn set_inherited(spec: &str) -> Result<(), String> {
         (None, None) => None,
         _ => return Err(bad()),
     };
+    // Each descriptor is taken over once ([`inherited`]): a number named twice would be
+    // closed twice.
+    let mut fds: Vec<i32> = registration.iter().flat_map(|&(r, d)| [r, d]).collect();
+    fds.extend(exposed.iter().map(|&(_, fd)| fd));
+    fds.sort_unstable();
+    if fds.windows(2).any(|w| w[0] == w[1]) {
+        return Err(bad());
+    }
     set_options(Options {
         expose: exposed.iter().map(|(p, _)| *p).collect(),
         monitor,
@@ -672,11 +689,27 @@ impl Bridge {
             .map_or(((-1, 0), (-1, 0)), DnsRelay::events);
         out.push(pollfd(udp.0, udp.1));
         out.push(pollfd(up.0, up.1));
+        self.conn_pollfds(out);
+    }
+
+    /// Two entries per spliced connection: the client's side, then the upstream's.
+    fn conn_pollfds(&self, out: &mut Vec<libc::pollfd>) {
         for c in &self.conns {
             let (a, b) = c.events();
             out.push(pollfd(c.client.fd(), a));
             out.push(pollfd(c.upstream.fd(), b));
         }
+    }
+
+    /// Pumps each spliced connection `poll` reported on ([`Bridge::conn_pollfds`]'s entries),
+    /// and forgets those that are done.
+    fn pump_conns(&mut self, fds: &[libc::pollfd]) {
+        for (c, pair) in self.conns.iter_mut().zip(fds.chunks(2)) {
+            if pair.iter().any(|p| p.revents != 0) {
+                c.pump();
+            }
+        }
+        self.conns.retain(|c| !c.done);
     }
 
     /// Handles what `poll` reported on the descriptors [`Bridge::pollfds`] gave.
@@ -687,12 +720,7 @@ impl Bridge {
         let (watch, rest) = rest.split_at(1.min(rest.len()));
         let (dns, conns) = rest.split_at(2.min(rest.len()));
         // Connections first: accepting below appends to the list the descriptors describe.
-        for (c, pair) in self.conns.iter_mut().zip(conns.chunks(2)) {
-            if pair.iter().any(|p| p.revents != 0) {
-                c.pump();
-            }
-        }
-        self.conns.retain(|c| !c.done);
+        self.pump_conns(conns);
         if reg.first().is_some_and(|p| p.revents != 0) {
             self.registration_event();
         }
@@ -726,20 +754,12 @@ impl Bridge {
                 return;
             }
             fds.clear();
-            for c in &self.conns {
-                let (a, b) = c.events();
-                fds.push(pollfd(c.client.fd(), a));
-                fds.push(pollfd(c.upstream.fd(), b));
-            }
+            self.conn_pollfds(&mut fds);
             let ms = libc::c_int::try_from(left.as_millis()).unwrap_or(libc::c_int::MAX);
             if crate::sys::notify::poll(&mut fds, ms.max(1)).is_err() {
                 return;
             }
-            for (c, pair) in self.conns.iter_mut().zip(fds.chunks(2)) {
-                if pair.iter().any(|p| p.revents != 0) {
-                    c.pump();
-                }
-            }
+            self.pump_conns(&fds);
         }
     }
 

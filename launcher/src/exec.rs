@@ -161,7 +161,7 @@ pub fn run(
                 if let Some((plan, _)) = read_plan(&cache.plan_path(&key), &key)
                     && bwrap_artifacts_match(&plan, &inner, &blob)
                 {
-                    return run_bwrap(&blob, &inner, argv);
+                    return run_bwrap(&plan, &blob, &inner, argv);
                 }
             }
         }
@@ -195,7 +195,7 @@ pub fn run(
     };
     match (backend, written) {
         (Backend::Native, _) => crate::apply::run_asked(&compiled.plan, None, argv, asked),
-        (Backend::Bwrap, Some(w)) => run_bwrap(&w.bwrap, &w.inner_plan, argv),
+        (Backend::Bwrap, Some(w)) => run_bwrap(&compiled.plan, &w.bwrap, &w.inner_plan, argv),
         (Backend::Bwrap, None) => fail("the bwrap backend needs the artifact cache"),
     }
 }
@@ -271,9 +271,30 @@ fn bwrap_path() -> Option<&'static str> {
         .find(|p| Path::new(p).is_file())
 }
 
+/// What a launch through bwrap adds for `plan`'s bridge, when it has one: the prepared bridge,
+/// bwrap's own arguments for it, and the inner launcher's `--bridge SPEC`.
+type BwrapBridge = (
+    Option<crate::bridge::Prepared>,
+    Vec<OsString>,
+    Vec<OsString>,
+);
+
+fn bwrap_bridge(plan: &LinuxPlan, argv: &[OsString]) -> Result<BwrapBridge, String> {
+    if !crate::bridge::wanted(plan) {
+        return Ok((None, Vec::new(), Vec::new()));
+    }
+    let label = argv
+        .first()
+        .map_or_else(String::new, |p| crate::bridge::label(p));
+    let prepared = crate::bridge::prepare(plan, &label)?;
+    let spec = prepared.hand_off()?;
+    let outer = crate::bridge::bwrap_args(plan)?;
+    Ok((Some(prepared), outer, vec!["--bridge".into(), spec.into()]))
+}
+
 /// Execs bwrap with the cached argument vector (`--args FD`) and this binary as the inner
 /// launcher, which adds Landlock, seccomp and the environment.
-fn run_bwrap(blob: &Path, inner: &Path, argv: &[OsString]) -> ExitCode {
+fn run_bwrap(plan: &LinuxPlan, blob: &Path, inner: &Path, argv: &[OsString]) -> ExitCode {
     let Some(bwrap) = bwrap_path() else {
         return fail(
             "bubblewrap (bwrap) is not installed in /usr/bin; use --backend native or install it",
@@ -288,34 +309,11 @@ fn run_bwrap(blob: &Path, inner: &Path, argv: &[OsString]) -> ExitCode {
         Err(e) => return fail(&format!("cannot open {}: {e}", blob.display())),
     };
     // A network policy (or `-p`): the bridge is prepared here, outside bwrap, and handed to
-    // the launcher inside ([`crate::bridge`]).
-    let plan = match std::fs::read(inner).map(|b| LinuxPlan::decode(&b)) {
-        Ok(Ok(p)) => p,
-        _ => return fail(&format!("cannot read the plan {}", inner.display())),
-    };
-    let mut extra: Vec<OsString> = Vec::new();
-    let mut bridge = Vec::new();
-    let _prepared = if crate::bridge::wanted(&plan) {
-        let label = argv
-            .first()
-            .and_then(|a| Path::new(a).file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let prepared = match crate::bridge::prepare(&plan, &label) {
-            Ok(p) => p,
-            Err(m) => return fail(&m),
-        };
-        match (prepared.hand_off(), crate::bridge::bwrap_args(&plan)) {
-            (Ok(spec), Ok(args)) => {
-                bridge = vec![OsString::from("--bridge"), OsString::from(spec)];
-                extra = args;
-            }
-            (Err(m), _) | (_, Err(m)) => return fail(&m),
-        }
-        // Held open until the exec: bwrap and the launcher inside inherit them.
-        Some(prepared)
-    } else {
-        None
+    // the launcher inside ([`crate::bridge`]); `_prepared` holds its descriptors open until
+    // the exec, which bwrap and the launcher inside inherit.
+    let (_prepared, extra, bridge) = match bwrap_bridge(plan, argv) {
+        Ok(b) => b,
+        Err(m) => return fail(&m),
     };
     // Every plan gives the sandbox its own `/tmp` and `/dev/shm`: a greywall executable or a
     // cache under either would be hidden from the inner launcher bwrap runs. Bound back in,

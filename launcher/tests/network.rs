@@ -2011,17 +2011,20 @@ fn the_inner_launcher_refuses_the_outer_network_namespace() {
         "{}",
         stderr(&o)
     );
-    let o = lab.run(&[
-        "__exec-plan",
-        "--bridge",
-        "net=x",
-        &inner,
-        "--",
-        "touch",
-        "ran",
-    ]);
-    assert_eq!(code(&o), 125, "{}", stderr(&o));
-    assert!(stderr(&o).contains("malformed --bridge"), "{}", stderr(&o));
+    // Unreadable, and a descriptor named twice (it would be closed twice).
+    for spec in ["net=x", "net=1,reg=7,dir=7,expose=,monitor=0"] {
+        let o = lab.run(&[
+            "__exec-plan",
+            "--bridge",
+            spec,
+            &inner,
+            "--",
+            "touch",
+            "ran",
+        ]);
+        assert_eq!(code(&o), 125, "{spec}: {}", stderr(&o));
+        assert!(stderr(&o).contains("malformed --bridge"), "{}", stderr(&o));
+    }
     // Without a hand-off at all, an inner plan with egress does not run either.
     let o = lab.run(&["__exec-plan", &inner, "--", "touch", "ran"]);
     assert_eq!(code(&o), 125, "{}", stderr(&o));

@@ -1,16 +1,13 @@
 //! File descriptors handed to programs we exec.
 
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd};
 use std::path::Path;
 
 /// Opens a file for reading and leaves the descriptor open across exec (for `bwrap --args`).
 pub fn open_inheritable(path: &Path) -> std::io::Result<i32> {
-    let fd = std::fs::File::open(path)?.into_raw_fd();
-    // SAFETY: `fd` is a descriptor we own (just opened); F_SETFD only changes its flags.
-    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(fd)
+    let file = std::fs::File::open(path)?;
+    keep_across_exec(file.as_fd())?;
+    Ok(file.into_raw_fd())
 }
 
 /// Leaves `fd` open across exec (for a descriptor the launcher hands to the next program:
