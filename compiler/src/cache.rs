@@ -57,13 +57,18 @@ impl StatDep {
     }
 
     fn is_fresh(&self) -> bool {
-        let now = Signature::now(&self.path);
-        match (&self.sig, now) {
-            (None, None) => true,
-            (Some(s), Some(n)) if s.is_identity() => n.identity() == *s,
-            (Some(s), Some(n)) => n == *s,
-            _ => false,
-        }
+        still(&self.path, self.sig)
+    }
+}
+
+/// Whether `path` still has the signature `sig` (`None`: it did not exist; an identity
+/// signature compares only which inode it is).
+fn still(path: &str, sig: Option<Signature>) -> bool {
+    match (sig, Signature::now(path)) {
+        (None, None) => true,
+        (Some(s), Some(n)) if s.is_identity() => n.identity() == s,
+        (Some(s), Some(n)) => n == s,
+        _ => false,
     }
 }
 
@@ -284,77 +289,22 @@ impl Index {
     }
 
     pub fn decode(buf: &[u8]) -> Option<Index> {
-        if buf.len() < INDEX_MAGIC.len() + 8 || &buf[..8] != INDEX_MAGIC {
-            return None;
+        let mut r = IndexReader::open(buf)?;
+        let key = r.key.to_string();
+        let mut deps = Vec::with_capacity(r.deps_left.min(1 << 12));
+        while let Some(d) = r.next_dep()? {
+            deps.push(StatDep {
+                path: d.path.to_string(),
+                sig: d.sig,
+                covers: d.covers,
+            });
         }
-        let (body, sum) = buf.split_at(buf.len() - 8);
-        if hash64(body).to_le_bytes() != sum {
-            return None;
+        let mut env = Vec::new();
+        while let Some((name, value)) = r.next_env()? {
+            env.push((name.to_string(), value.map(str::to_string)));
         }
-        let mut pos = 8;
-        let key = get_str(body, &mut pos)?;
-        let n = get_u32(body, &mut pos)? as usize;
-        if n > 1 << 16 {
-            return None;
-        }
-        let mut deps = Vec::with_capacity(n);
-        for _ in 0..n {
-            let path = get_str(body, &mut pos)?;
-            let tag = *body.get(pos)?;
-            pos += 1;
-            let sig = match tag {
-                0 => None,
-                1 | 2 => {
-                    let dev = get_u64(body, &mut pos)?;
-                    let ino = get_u64(body, &mut pos)?;
-                    let size = get_u64(body, &mut pos)?;
-                    let mtime_ns = get_u64(body, &mut pos)? as i64;
-                    let ctime_ns = get_u64(body, &mut pos)? as i64;
-                    Some(Signature {
-                        dev,
-                        ino,
-                        size,
-                        mtime_ns,
-                        ctime_ns,
-                    })
-                }
-                _ => return None,
-            };
-            let covers = if tag == 2 {
-                get_u32(body, &mut pos).filter(|&k| k > 0)?
-            } else {
-                0
-            };
-            deps.push(StatDep { path, sig, covers });
-        }
-        // A guard covers only dependencies that follow it.
-        let mut end = 0usize;
-        for (i, d) in deps.iter().enumerate() {
-            if d.covers > 0 {
-                end = end.max(i + 1 + d.covers as usize);
-            }
-        }
-        if end > deps.len() {
-            return None;
-        }
-        let n = get_u32(body, &mut pos)? as usize;
-        let mut env = Vec::with_capacity(n.min(1024));
-        for _ in 0..n {
-            let name = get_str(body, &mut pos)?;
-            let value = match body.get(pos) {
-                Some(0) => {
-                    pos += 1;
-                    None
-                }
-                Some(1) => {
-                    pos += 1;
-                    Some(get_str(body, &mut pos)?)
-                }
-                _ => return None,
-            };
-            env.push((name, value));
-        }
-        (pos == body.len()).then_some(Index { key, deps, env })
+        r.finish()?;
+        Some(Index { key, deps, env })
     }
 
     /// True when every dependency still has the signature it had at compile time and every
@@ -375,6 +325,165 @@ impl Index {
         self.env
             .iter()
             .all(|(name, value)| std::env::var(name).ok() == *value)
+    }
+
+    /// The plan key of an encoded index when it is well formed and fresh ([`Index::is_fresh`]),
+    /// read in place: what a cached launch asks, without decoding every dependency (an index
+    /// holds a hundred or more, most of them behind an unchanged guard) into owned strings.
+    pub fn fresh_key(buf: &[u8]) -> Option<&str> {
+        let mut r = IndexReader::open(buf)?;
+        let mut skip = 0u32;
+        let mut fresh = true;
+        while let Some(d) = r.next_dep()? {
+            if skip > 0 {
+                skip -= 1;
+            } else if !fresh {
+                // Stale: the rest is only read to check the whole index is well formed.
+            } else if d.covers > 0 {
+                if d.sig.is_some() && Signature::now(d.path) == d.sig {
+                    skip = d.covers;
+                }
+            } else if !d.is_fresh() {
+                fresh = false;
+            }
+        }
+        while let Some((name, value)) = r.next_env()? {
+            fresh = fresh && std::env::var(name).ok().as_deref() == value;
+        }
+        r.finish()?;
+        fresh.then_some(r.key)
+    }
+}
+
+/// A dependency as an encoded index holds it ([`StatDep`], borrowing its path).
+struct DepRef<'a> {
+    path: &'a str,
+    sig: Option<Signature>,
+    covers: u32,
+}
+
+impl DepRef<'_> {
+    fn is_fresh(&self) -> bool {
+        still(self.path, self.sig)
+    }
+}
+
+/// Reads an encoded [`Index`] in place, in order: the key (checked with the checksum on
+/// open), the dependencies, the environment, then [`IndexReader::finish`].
+struct IndexReader<'a> {
+    body: &'a [u8],
+    pos: usize,
+    key: &'a str,
+    deps_left: usize,
+    env_left: Option<usize>,
+    /// The end of the furthest guard's range, in dependencies read so far plus to come.
+    covered_to: usize,
+    read: usize,
+}
+
+impl<'a> IndexReader<'a> {
+    fn open(buf: &'a [u8]) -> Option<IndexReader<'a>> {
+        if buf.len() < INDEX_MAGIC.len() + 8 || &buf[..8] != INDEX_MAGIC {
+            return None;
+        }
+        let (body, sum) = buf.split_at(buf.len() - 8);
+        if hash64(body).to_le_bytes() != sum {
+            return None;
+        }
+        let mut pos = 8;
+        let key = get_str_ref(body, &mut pos)?;
+        let n = get_u32(body, &mut pos)? as usize;
+        if n > 1 << 16 {
+            return None;
+        }
+        Some(IndexReader {
+            body,
+            pos,
+            key,
+            deps_left: n,
+            env_left: None,
+            covered_to: 0,
+            read: 0,
+        })
+    }
+
+    /// The next dependency; `Some(None)` after the last, `None` when malformed.
+    fn next_dep(&mut self) -> Option<Option<DepRef<'a>>> {
+        if self.deps_left == 0 {
+            // A guard covers only dependencies that follow it.
+            return (self.covered_to <= self.read).then_some(None);
+        }
+        let (body, pos) = (self.body, &mut self.pos);
+        let path = get_str_ref(body, pos)?;
+        let tag = *body.get(*pos)?;
+        *pos += 1;
+        let sig = match tag {
+            0 => None,
+            1 | 2 => {
+                let dev = get_u64(body, pos)?;
+                let ino = get_u64(body, pos)?;
+                let size = get_u64(body, pos)?;
+                let mtime_ns = get_u64(body, pos)? as i64;
+                let ctime_ns = get_u64(body, pos)? as i64;
+                Some(Signature {
+                    dev,
+                    ino,
+                    size,
+                    mtime_ns,
+                    ctime_ns,
+                })
+            }
+            _ => return None,
+        };
+        let covers = if tag == 2 {
+            get_u32(body, pos).filter(|&k| k > 0)?
+        } else {
+            0
+        };
+        self.deps_left -= 1;
+        self.read += 1;
+        if covers > 0 {
+            self.covered_to = self.covered_to.max(self.read + covers as usize);
+        }
+        Some(Some(DepRef { path, sig, covers }))
+    }
+
+    /// The next environment variable and its value at compile time (after every
+    /// dependency); `Some(None)` after the last, `None` when malformed.
+    #[allow(clippy::type_complexity)]
+    fn next_env(&mut self) -> Option<Option<(&'a str, Option<&'a str>)>> {
+        if self.deps_left > 0 {
+            return None;
+        }
+        let (body, pos) = (self.body, &mut self.pos);
+        let left = match self.env_left {
+            Some(n) => n,
+            None => get_u32(body, pos)? as usize,
+        };
+        if left == 0 {
+            self.env_left = Some(0);
+            return Some(None);
+        }
+        let name = get_str_ref(body, pos)?;
+        let value = match body.get(*pos) {
+            Some(0) => {
+                *pos += 1;
+                None
+            }
+            Some(1) => {
+                *pos += 1;
+                Some(get_str_ref(body, pos)?)
+            }
+            _ => return None,
+        };
+        self.env_left = Some(left - 1);
+        Some(Some((name, value)))
+    }
+
+    /// Whether the whole index was read, and nothing follows.
+    fn finish(&self) -> Option<()> {
+        (self.deps_left == 0 && self.env_left == Some(0) && self.pos == self.body.len())
+            .then_some(())
     }
 }
 
@@ -397,11 +506,11 @@ fn get_u64(b: &[u8], pos: &mut usize) -> Option<u64> {
     Some(u64::from_le_bytes(a))
 }
 
-fn get_str(b: &[u8], pos: &mut usize) -> Option<String> {
+fn get_str_ref<'a>(b: &'a [u8], pos: &mut usize) -> Option<&'a str> {
     let n = get_u32(b, pos)? as usize;
     let v = b.get(*pos..pos.checked_add(n)?)?;
     *pos += n;
-    String::from_utf8(v.to_vec()).ok()
+    std::str::from_utf8(v).ok()
 }
 
 /// The name of an invocation's index file: a hash of everything that decides which policy is
@@ -529,6 +638,17 @@ impl Cache {
 mod tests {
     use super::*;
 
+    /// `is_fresh`, checked against what a cached launch asks: `fresh_key` of the encoded index.
+    fn fresh(idx: &Index) -> bool {
+        let direct = idx.is_fresh();
+        let encoded = idx.encode();
+        assert_eq!(
+            Index::fresh_key(&encoded),
+            direct.then_some(idx.key.as_str())
+        );
+        direct
+    }
+
     #[test]
     fn index_round_trip_and_corruption() {
         let idx = Index {
@@ -560,11 +680,13 @@ mod tests {
         assert_eq!(Index::decode(&b), Some(idx));
         for n in 0..b.len() {
             assert_eq!(Index::decode(&b[..n]), None);
+            assert_eq!(Index::fresh_key(&b[..n]), None);
         }
         for i in 0..b.len() {
             let mut c = b.clone();
             c[i] ^= 0x10;
             assert_eq!(Index::decode(&c), None, "byte {i}");
+            assert_eq!(Index::fresh_key(&c), None, "byte {i}");
         }
     }
 
@@ -638,12 +760,12 @@ mod tests {
         );
         let idx = index(condensed);
         assert_eq!(Index::decode(&idx.encode()).as_ref(), Some(&idx));
-        assert!(idx.is_fresh());
+        assert!(fresh(&idx));
         // An unrelated entry changes a guard's folder: what it covers is checked one by one,
         // and is still as it was.
         fs::write(ws.join("notes.md"), "x").unwrap();
         fs::write(home.join(".bash_history"), "x").unwrap();
-        assert!(idx.is_fresh());
+        assert!(fresh(&idx));
         // Any of the covered paths appearing, however deep, or a covered folder replaced by
         // another, makes the plan stale.
         let appear = [
@@ -655,16 +777,16 @@ mod tests {
         for (make, dir) in appear {
             back_date(&[&home, &home.join(".config"), &ws]);
             let idx = index(condense(deps(), settled));
-            assert!(idx.is_fresh());
+            assert!(fresh(&idx));
             if dir {
                 // A folder on the way changes nothing yet.
                 fs::create_dir_all(make.parent().unwrap()).unwrap();
-                assert!(idx.is_fresh());
+                assert!(fresh(&idx));
                 fs::create_dir(&make).unwrap();
             } else {
                 fs::write(&make, "x").unwrap();
             }
-            assert!(!idx.is_fresh(), "{} appeared", make.display());
+            assert!(!fresh(&idx), "{} appeared", make.display());
             if dir {
                 fs::remove_dir(&make).unwrap();
                 let _ = fs::remove_dir(home.join(".claude"));
@@ -677,7 +799,7 @@ mod tests {
         fs::rename(ws.join(".git"), ws.join(".git.old")).unwrap();
         fs::create_dir(ws.join(".git")).unwrap();
         fs::rename(ws.join(".git.old/config"), ws.join(".git/config")).unwrap();
-        assert!(!idx.is_fresh(), "another .git folder");
+        assert!(!fresh(&idx), "another .git folder");
         // A folder that has just changed guards nothing: its times could miss an entry made
         // in the same clock tick.
         let racy = condense(
@@ -716,10 +838,10 @@ mod tests {
             &covered[..2],
             &[p(&dir.join("missing")), p(&dir.join("real"))]
         );
-        assert!(idx.is_fresh());
+        assert!(fresh(&idx));
         // The dangling symlink's target appearing leaves `d` unchanged: caught all the same.
         fs::create_dir_all(root.path().join("nowhere/x")).unwrap();
-        assert!(!idx.is_fresh());
+        assert!(!fresh(&idx));
     }
 
     #[test]
@@ -746,6 +868,7 @@ mod tests {
         assert!(Index::decode(&idx.encode()).is_some());
         idx.deps[0].covers = 2;
         assert_eq!(Index::decode(&idx.encode()), None);
+        assert_eq!(Index::fresh_key(&idx.encode()), None);
     }
 
     #[test]
@@ -756,11 +879,14 @@ mod tests {
             deps: Vec::new(),
             env,
         };
-        assert!(index(vec![("PATH".into(), path.clone())]).is_fresh());
-        assert!(!index(vec![("PATH".into(), Some("/elsewhere".into()))]).is_fresh());
+        assert!(fresh(&index(vec![("PATH".into(), path.clone())])));
+        assert!(!fresh(&index(vec![(
+            "PATH".into(),
+            Some("/elsewhere".into())
+        )])));
         let unset = "GREYWALL_TEST_SURELY_UNSET_VARIABLE";
-        assert!(index(vec![(unset.into(), None)]).is_fresh());
-        assert!(!index(vec![(unset.into(), Some("/x".into()))]).is_fresh());
+        assert!(fresh(&index(vec![(unset.into(), None)])));
+        assert!(!fresh(&index(vec![(unset.into(), Some("/x".into()))])));
     }
 
     #[test]
@@ -779,27 +905,27 @@ mod tests {
                 covers: 0,
             }],
         };
-        assert!(idx.is_fresh());
+        assert!(fresh(&idx));
         fs::write(&f, "x").unwrap();
-        assert!(!idx.is_fresh(), "a file that appeared makes the plan stale");
+        assert!(!fresh(&idx), "a file that appeared makes the plan stale");
         let idx = Index {
             key: "k".into(),
             env: Vec::new(),
             deps: vec![StatDep::exact(&fs_)],
         };
-        assert!(idx.is_fresh());
+        assert!(fresh(&idx));
         std::thread::sleep(std::time::Duration::from_millis(5));
         fs::write(&f, "xy").unwrap();
-        assert!(!idx.is_fresh(), "a changed file makes the plan stale");
+        assert!(!fresh(&idx), "a changed file makes the plan stale");
         let idx = Index {
             key: "k".into(),
             env: Vec::new(),
             deps: vec![StatDep::identity(&fs_)],
         };
         fs::write(&f, "xyz").unwrap();
-        assert!(idx.is_fresh(), "identity deps ignore content");
+        assert!(fresh(&idx), "identity deps ignore content");
         fs::remove_file(&f).unwrap();
-        assert!(!idx.is_fresh(), "but not removal");
+        assert!(!fresh(&idx), "but not removal");
         let _ = fs::remove_dir_all(&dir);
     }
 

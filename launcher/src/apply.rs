@@ -28,7 +28,7 @@
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::fmt::Display;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::process::ExitCode;
@@ -176,10 +176,11 @@ fn launch(
 
     // A prepared user and network namespace (`lo` already up) when the pool has one.
     let mut waiting = None;
+    let mut tmpfs = crate::nspool::Tmpfs::default();
     let joined = plan.namespaces
         && plan.network == Network::Isolated
         && std::env::var_os(NO_USERNS_ENV).is_none()
-        && join_prepared(asked, &mut waiting)?;
+        && join_prepared(asked, &mut waiting, &mut tmpfs)?;
     let namespaced = if joined {
         true
     } else if plan.namespaces && std::env::var_os(NO_USERNS_ENV).is_some() {
@@ -189,7 +190,7 @@ fn launch(
         plan.namespaces && enter_namespaces(plan)?
     };
     if namespaced {
-        build_view(&plan.mounts)?;
+        build_view(&plan.mounts, tmpfs)?;
         if plan.network == Network::Isolated && !joined {
             sys::net::loopback_up().map_err(|e| Failure::step("bring up lo", &e))?;
         }
@@ -449,6 +450,7 @@ fn check_landlock_abi(plan: &LinuxPlan) -> Result<(), Failure> {
 fn join_prepared(
     asked: Option<Option<crate::nspool::Request>>,
     waiting: &mut Option<supervise::Waiting>,
+    tmpfs: &mut crate::nspool::Tmpfs,
 ) -> Result<bool, Failure> {
     use crate::nspool::{Taken, Use};
     let mode = crate::nspool::mode();
@@ -492,6 +494,7 @@ fn join_prepared(
     set.join_network()
         .map_err(|e| Failure::step("setns(CLONE_NEWNET) into the prepared namespace", &e))?;
     *waiting = set.take_supervisor();
+    *tmpfs = set.take_tmpfs();
     sys::ns::unshare_mounts().map_err(|e| {
         let f = Failure::step("unshare(CLONE_NEWNS)", &e);
         if matches!(
@@ -616,7 +619,9 @@ fn without_userns(plan: &LinuxPlan, err: &io::Error) -> Result<bool, Failure> {
 
 // ---- 4. Filesystem view --------------------------------------------------------------------
 
-fn build_view(mounts: &[MountOp]) -> Result<(), Failure> {
+/// `premade`: empty tmpfs mounts from the namespace pool, attached where the plan mounts a
+/// new tmpfs of the same kind (the others, and all without the pool, are mounted here).
+fn build_view(mounts: &[MountOp], mut premade: crate::nspool::Tmpfs) -> Result<(), Failure> {
     if mounts.is_empty() {
         return Ok(());
     }
@@ -647,7 +652,7 @@ fn build_view(mounts: &[MountOp]) -> Result<(), Failure> {
             _ => Vec::new(),
         };
         let held = hold(&keeps)?;
-        apply_mount(op, &mut hidden)?;
+        apply_mount(op, &mut hidden, &mut premade)?;
         carry_over(&held)?;
     }
     if let Some(cwd) = cwd {
@@ -729,14 +734,41 @@ fn mounted(result: io::Result<()>, target: &CStr) -> io::Result<bool> {
     }
 }
 
-fn apply_mount(op: &MountOp, hidden: &mut Option<std::fs::File>) -> Result<(), Failure> {
+/// Attaches a tmpfs made ahead on `target`; `None` when there is none to attach, it is not a
+/// tmpfs, or the kernel refused: the caller then mounts a new one, which gives the same view.
+fn attach_premade(made: Option<OwnedFd>, target: &CStr) -> Option<io::Result<bool>> {
+    let made = made?;
+    if !sys::mount::is_tmpfs(made.as_fd()).ok()? {
+        eprintln!("greywall: warning: not using a mount from the namespace pool: not a tmpfs");
+        return None;
+    }
+    match sys::mount::attach(made.as_fd(), target) {
+        Ok(()) => Some(Ok(true)),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Some(mounted(Err(e), target)),
+        Err(_) => None,
+    }
+}
+
+fn apply_mount(
+    op: &MountOp,
+    hidden: &mut Option<std::fs::File>,
+    premade: &mut crate::nspool::Tmpfs,
+) -> Result<(), Failure> {
     use sys::mount;
     match op {
         MountOp::Tmpfs { path, mode } => {
             let target = c_string(path.as_bytes())?;
-            let options = c_string(format!("mode={mode:o}").as_bytes())?;
-            mounted(mount::tmpfs(&target, &options, false), &target)
-                .map_err(|e| Failure::step(format_args!("mount a tmpfs on {path}"), &e))?;
+            let made = premade
+                .writable
+                .pop()
+                .filter(|_| *mode == crate::nspool::WRITABLE_TMPFS_MODE);
+            let result = attach_premade(made, &target).unwrap_or_else(|| {
+                // Digits only: never a NUL byte.
+                let options = CString::new(format!("mode={mode:o}"))
+                    .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+                mounted(mount::tmpfs(&target, &options, false), &target)
+            });
+            result.map_err(|e| Failure::step(format_args!("mount a tmpfs on {path}"), &e))?;
         }
         MountOp::ReadOnly { path } => {
             let target = c_string(path.as_bytes())?;
@@ -761,7 +793,8 @@ fn apply_mount(op: &MountOp, hidden: &mut Option<std::fs::File>) -> Result<(), F
                 return Ok(());
             }
             // Mounted read-only from the start: it stays empty, so it needs no size limit.
-            let made = mounted(mount::tmpfs(&target, c"mode=0", true), &target)
+            let made = attach_premade(premade.hiding.take(), &target)
+                .unwrap_or_else(|| mounted(mount::tmpfs(&target, c"mode=0", true), &target))
                 .map_err(|e| Failure::step(format_args!("hide {path} under a tmpfs"), &e))?;
             if made {
                 use std::os::unix::fs::OpenOptionsExt;

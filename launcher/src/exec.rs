@@ -90,8 +90,7 @@ pub fn exe_signature() -> &'static str {
 /// The plan key of a fresh index entry, if there is one.
 fn fresh_key(cache: &Cache, inv: &str) -> Option<String> {
     let bytes = std::fs::read(cache.index_path(inv)).ok()?;
-    let idx = Index::decode(&bytes)?;
-    idx.is_fresh().then_some(idx.key)
+    Index::fresh_key(&bytes).map(str::to_string)
 }
 
 /// Reads a cached plan and checks it is the one its name says; its bytes come along.

@@ -253,7 +253,7 @@ impl Waiting {
             return Err(io::Error::from_raw_os_error(libc::EMSGSIZE));
         }
         let pidfd = notify::pidfd_open(notify::pid())?;
-        let mounts = ns::open_own("mnt")?;
+        let mounts = ns::own_mount_namespace(pidfd.as_fd())?;
         let parts = match bridge {
             Some(b) => b
                 .into_parts()

@@ -186,6 +186,73 @@ fn sandboxes_get_fresh_isolated_sets_from_the_pool() {
     assert_eq!(seen.len(), 4, "a set was handed out twice: {seen:?}");
 }
 
+/// The private `/tmp`, `/dev/shm` and the hidden runtime directory of a sandbox, as its
+/// `/proc/self/mountinfo` shows them without the mount ids and device numbers.
+const MOUNTS: &str = "while read -r _ _ _ root point opts rest; do \
+     case $point in /tmp|/dev/shm|\"$XDG_RUNTIME_DIR\") echo \"$root $point $opts $rest\";; esac; \
+     done < /proc/self/mountinfo | sort";
+
+#[test]
+fn a_pooled_set_brings_its_tmpfs_mounts_and_the_view_is_the_same() {
+    if !ready() {
+        return;
+    }
+    let s = Scratch::new();
+    s.start_pool();
+    // The sets ready now were made before this moment: a tmpfs made with one is older.
+    std::thread::sleep(Duration::from_millis(1100));
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let age = "python3 -c 'import os; print(*(os.stat(p).st_ctime_ns for p in (\"/tmp\", \"/dev/shm\")))'";
+    let pooled = s.sh("require", &format!("{age}; {MOUNTS}"));
+    let own = s.sh("0", &format!("{age}; {MOUNTS}"));
+    for o in [&pooled, &own] {
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(o));
+        assert!(!stderr(o).contains("warning"), "{}", stderr(o));
+    }
+    let (pooled, own) = (stdout(&pooled), stdout(&own));
+    let (pooled_age, pooled_mounts) = pooled.split_once('\n').unwrap();
+    let (own_age, own_mounts) = own.split_once('\n').unwrap();
+    let times = |line: &str| -> Vec<u128> { line.split(' ').map(|t| t.parse().unwrap()).collect() };
+    // With the pool: the tmpfs mounts the set brought, made before the launch.
+    assert!(
+        times(pooled_age).iter().all(|&t| t < before),
+        "{pooled_age} vs {before}"
+    );
+    // Without: mounted by the launch.
+    assert!(
+        times(own_age).iter().all(|&t| t > before),
+        "{own_age} vs {before}"
+    );
+    // The same mounts, flags and options either way: three of them (the runtime directory is
+    // hidden under a read-only, empty tmpfs).
+    assert_eq!(pooled_mounts, own_mounts);
+    // (Below them, the host's own, if it mounts any there.)
+    let ours = pooled_mounts
+        .lines()
+        .filter(|l| l.contains(",nosuid,nodev,"));
+    assert_eq!(ours.count(), 3, "{pooled_mounts}");
+    assert!(
+        pooled_mounts.contains(" ro,nosuid,nodev,noexec"),
+        "{pooled_mounts}"
+    );
+    // Each set's tmpfs is its own: nothing written in one sandbox is seen by the next.
+    let first = s.sh(
+        "require",
+        "echo secret > /tmp/left && echo > /dev/shm/left && ls /tmp /dev/shm",
+    );
+    let next = s.sh("require", "ls -A /tmp /dev/shm");
+    assert_eq!(
+        stdout(&first),
+        "/dev/shm:\nleft\n\n/tmp:\nleft\n",
+        "{}",
+        stderr(&first)
+    );
+    assert_eq!(stdout(&next), "/dev/shm:\n\n/tmp:\n", "{}", stderr(&next));
+}
+
 #[test]
 fn loopback_works_and_protections_hold_on_a_pooled_set() {
     if !ready() {
@@ -222,7 +289,7 @@ fn fake_pool(socket: &Path) -> std::process::Child {
          n = os.open('/proc/self/ns/net', os.O_RDONLY)\n\
          while True:\n\
          \x20   c, _ = s.accept()\n\
-         \x20   socket.send_fds(c, [b's'], [u, n])\n\
+         \x20   socket.send_fds(c, [b's\\0\\0\\0'], [u, n])\n\
          \x20   c.close()\n",
         socket = socket.to_str().unwrap()
     );

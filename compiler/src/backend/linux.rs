@@ -43,6 +43,8 @@ pub const DEVICES: &[&str] = &[
 
 /// The folders every plan mounts a private tmpfs on (hiding the host's contents there).
 pub const PRIVATE_TMPFS: [&str; 2] = ["/tmp", "/dev/shm"];
+/// The mode of those private tmpfs mounts (`/tmp`'s: everyone may create, only owners remove).
+pub const PRIVATE_TMPFS_MODE: u32 = 0o1777;
 
 /// Builds the plan. `seccomp` is the compiled filter for `kernel.audit_arch`; the notify filter
 /// depends on nothing but the architecture and is built here, when there are create-deny rules
@@ -52,12 +54,12 @@ pub fn plan(r: &Resolved, kernel: &KernelFacts, seccomp: Vec<u8>) -> LinuxPlan {
     let [tmp, shm] = PRIVATE_TMPFS;
     let mut mounts = vec![MountOp::Tmpfs {
         path: tmp.into(),
-        mode: 0o1777,
+        mode: PRIVATE_TMPFS_MODE,
     }];
     mounts.extend(r.tmp_keep.iter().map(|p| MountOp::Keep { path: p.clone() }));
     mounts.push(MountOp::Tmpfs {
         path: shm.into(),
-        mode: 0o1777,
+        mode: PRIVATE_TMPFS_MODE,
     });
     mounts.extend(r.pins.iter().map(|p| MountOp::Pin { path: p.clone() }));
     mounts.extend(

@@ -2,6 +2,7 @@
 
 use std::ffi::CStr;
 use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::ptr;
 
 /// `struct mount_attr` of `mount_setattr(2)`.
@@ -16,6 +17,13 @@ struct MountAttr {
 const MOUNT_ATTR_RDONLY: u64 = 0x1;
 const MOUNT_ATTR_NOSUID: u64 = 0x2;
 const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const FSOPEN_CLOEXEC: libc::c_uint = 0x1;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
+const FSCONFIG_SET_STRING: libc::c_uint = 1;
+const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
+const FSMOUNT_CLOEXEC: libc::c_uint = 0x1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 
 fn mount(
@@ -53,6 +61,103 @@ pub fn tmpfs(target: &CStr, options: &CStr, read_only: bool) -> io::Result<()> {
         flags |= libc::MS_RDONLY | libc::MS_NOEXEC;
     }
     mount(Some(c"tmpfs"), target, Some(c"tmpfs"), flags, Some(options))
+}
+
+/// A new, empty tmpfs that is not attached anywhere yet (`fsopen`/`fsmount`, Linux 5.2): the
+/// same file system and mount flags [`tmpfs`] mounts, made ahead by the namespace pool and
+/// attached by a launch with [`attach`]. Needs a mount namespace of this process's user
+/// namespace; the tmpfs belongs to that user namespace.
+pub fn detached_tmpfs(mode: u32, read_only: bool) -> io::Result<OwnedFd> {
+    // SAFETY: fsopen reads the NUL-terminated name and returns a new descriptor or -1.
+    let raw = super::check_long(unsafe {
+        libc::syscall(libc::SYS_fsopen, c"tmpfs".as_ptr(), FSOPEN_CLOEXEC)
+    })?;
+    // SAFETY: `raw` was just returned by the kernel and nothing else owns it.
+    let context = unsafe { OwnedFd::from_raw_fd(raw as libc::c_int) };
+    let mode = std::ffi::CString::new(format!("{mode:o}"))
+        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    // Named as `mount -t tmpfs tmpfs` names it (in /proc/self/mountinfo, for df and the like).
+    fsconfig(
+        context.as_fd(),
+        FSCONFIG_SET_STRING,
+        Some(c"source"),
+        Some(c"tmpfs"),
+    )?;
+    fsconfig(
+        context.as_fd(),
+        FSCONFIG_SET_STRING,
+        Some(c"mode"),
+        Some(&mode),
+    )?;
+    let mut attrs = MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+    if read_only {
+        // The superblock read-only too, as `MS_RDONLY` on a new mount makes it.
+        fsconfig(context.as_fd(), FSCONFIG_SET_FLAG, Some(c"ro"), None)?;
+        attrs |= MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOEXEC;
+    }
+    fsconfig(context.as_fd(), FSCONFIG_CMD_CREATE, None, None)?;
+    // SAFETY: fsmount takes a descriptor and flags and returns a new descriptor or -1.
+    let raw = super::check_long(unsafe {
+        libc::syscall(
+            libc::SYS_fsmount,
+            context.as_raw_fd(),
+            FSMOUNT_CLOEXEC,
+            attrs,
+        )
+    })?;
+    // SAFETY: `raw` was just returned by the kernel and nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(raw as libc::c_int) })
+}
+
+fn fsconfig(
+    context: BorrowedFd<'_>,
+    command: libc::c_uint,
+    key: Option<&CStr>,
+    value: Option<&CStr>,
+) -> io::Result<()> {
+    let ptr_of = |s: Option<&CStr>| s.map_or(ptr::null(), CStr::as_ptr);
+    // SAFETY: `key` and `value` are null or NUL-terminated strings that outlive the call;
+    // fsconfig only reads them.
+    super::check_long(unsafe {
+        libc::syscall(
+            libc::SYS_fsconfig,
+            context.as_raw_fd(),
+            command,
+            ptr_of(key),
+            ptr_of(value),
+            0,
+        )
+    })
+    .map(drop)
+}
+
+/// Whether `fd` is on a tmpfs (`fstatfs`).
+pub fn is_tmpfs(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    // SAFETY: statfs is plain old data; all-zero bytes are a valid value.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable statfs buffer for the whole call.
+    super::check(unsafe { libc::fstatfs(fd.as_raw_fd(), &mut st) })?;
+    // `f_type`'s width and signedness differ between architectures and libcs.
+    #[allow(clippy::unnecessary_cast, clippy::cast_lossless)]
+    Ok(st.f_type as i64 == TMPFS_MAGIC)
+}
+
+/// Attaches a detached mount ([`detached_tmpfs`]) on `target` (`move_mount`).
+pub fn attach(mount: BorrowedFd<'_>, target: &CStr) -> io::Result<()> {
+    // SAFETY: the empty path and `target` are NUL-terminated and outlive the call; move_mount
+    // writes no memory of ours.
+    super::check_long(unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            mount.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    })
+    .map(drop)
 }
 
 /// Bind-mounts `source` onto `target`, with every mount below `source`.

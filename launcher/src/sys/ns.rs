@@ -69,18 +69,38 @@ pub fn open_own(kind: &str) -> io::Result<OwnedFd> {
     Ok(File::open(format!("/proc/self/ns/{kind}"))?.into())
 }
 
-/// `(device, inode)`: what identifies a namespace.
+/// `(device, inode)`: what identifies a namespace (`fstat`).
 pub fn identity(fd: BorrowedFd<'_>) -> io::Result<(u64, u64)> {
-    let file = File::from(fd.try_clone_to_owned()?);
-    let meta = file.metadata()?;
+    // SAFETY: stat is plain old data; all-zero bytes are a valid value.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: `st` is a valid, writable stat buffer for the whole call.
+    super::check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    #[allow(clippy::unnecessary_cast, clippy::useless_conversion)] // widths differ by target
+    Ok((st.st_dev as u64, st.st_ino as u64))
+}
+
+/// The identity ([`identity`]) of this process's namespace of `kind`, without opening it:
+/// one `stat` of `/proc/self/ns/KIND`.
+pub fn own_identity(kind: &str) -> io::Result<(u64, u64)> {
+    let meta = std::fs::metadata(format!("/proc/self/ns/{kind}"))?;
     Ok((meta.dev(), meta.ino()))
 }
 
 fn ns_ioctl_fd(fd: BorrowedFd<'_>, request: libc::c_ulong) -> io::Result<OwnedFd> {
-    // SAFETY: these ioctl_ns requests take no argument and return a new descriptor or -1.
+    // SAFETY: these ioctl_ns and pidfd requests take no argument and return a new descriptor
+    // or -1.
     let new = super::check(unsafe { libc::ioctl(fd.as_raw_fd(), request as _) })?;
     // SAFETY: `new` was just returned by the kernel and nothing else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// `PIDFD_GET_MNT_NAMESPACE`: `_IO(PIDFS_IOCTL_MAGIC = 0xFF, 3)` (Linux 6.11).
+const PIDFD_GET_MNT_NAMESPACE: libc::c_ulong = 0xff03;
+
+/// This process's mount namespace, as a descriptor, from `own_pidfd` (a pidfd for this
+/// process): one `ioctl` (Linux 6.11), or on older kernels by opening `/proc/self/ns/mnt`.
+pub fn own_mount_namespace(own_pidfd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    ns_ioctl_fd(own_pidfd, PIDFD_GET_MNT_NAMESPACE).or_else(|_| open_own("mnt"))
 }
 
 /// The user namespace that owns the namespace `fd` names (`NS_GET_USERNS`).
