@@ -17,23 +17,19 @@ mod sys;
 
 use std::process::ExitCode;
 
-/// The allocator: memory the launcher frees is kept for its next allocation, never handed
-/// back to the kernel. musl's allocator (the static build's) returns freed blocks with
-/// `munmap` at once, and a launch allocates and frees enough to pay dozens of `mmap`/`munmap`
-/// round trips; the long-lived supervisor's allocations recycle the same memory.
+/// The allocator ([`sys::heap`]): a bump arena in front of TLSF. musl's own allocator (the
+/// static build's) returns freed blocks with `munmap` at once, and a general-purpose one
+/// spends a launch's user time on bookkeeping for memory the `exec` discards anyway.
 #[global_allocator]
-static ALLOCATOR: rlsf::GlobalTlsf = rlsf::GlobalTlsf::new();
+static ALLOCATOR: sys::heap::Heap = sys::heap::Heap::new();
 
 /// Heap a launch uses (the cached plan, its decoded form, the environment, argument vectors:
-/// about 50 KiB for the default policy), made resident at once.
+/// about 60 KiB for the default policy), made resident at once.
 const WARM_HEAP: usize = 64 << 10;
 
 fn main() -> ExitCode {
-    // The allocator keeps freed memory for the next allocations: one system call here spares
-    // the launch a page fault for each page of heap it touches.
-    let mut warm: Vec<u8> = Vec::with_capacity(WARM_HEAP);
-    let _ = sys::populate(warm.spare_capacity_mut());
-    drop(warm);
+    // One system call here spares the launch a page fault for each page of heap it touches.
+    ALLOCATOR.warm(WARM_HEAP);
     match cli::parse(std::env::args_os().skip(1)) {
         Ok(command) => cmd::run(command),
         Err(e) => {

@@ -9,6 +9,7 @@
 pub mod caps;
 pub mod exec;
 pub mod fd;
+pub mod heap;
 pub mod kernel;
 pub mod landlock;
 pub mod mount;
