@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the kernel enforcement tests (launcher/tests/{conformance,apply,exec,create_deny,network,decide_kernel,nspool}.rs)
+# Runs the kernel enforcement tests (launcher/tests/{conformance,apply,exec,create_deny,network,decide_kernel,nspool,workloads}.rs)
 # as an unprivileged user. `.ci/run` runs everything else as root, and root inside the
 # sandbox's user namespace is a different test: it owns the host's files and keeps
 # capabilities a normal user does not have.
@@ -20,7 +20,7 @@ cd "$(dirname "$0")/.."
 root_dir=$(pwd)
 
 # The test targets of the greywall package that exercise the kernel.
-tests=(conformance apply exec create_deny network decide_kernel nspool)
+tests=(conformance apply exec create_deny network decide_kernel nspool workloads)
 test_user=${GREYWALL_TEST_USER:-gwtest}
 require=${GREYWALL_REQUIRE_KERNEL:-1}
 
