@@ -54,11 +54,13 @@ impl Heap {
     }
 
     /// Makes the first `bytes` of the arena resident now ([`super::populate`]): one system call
-    /// instead of a page fault for each page a launch then writes.
+    /// instead of a page fault for each page a launch then writes. Called first thing in
+    /// `main`, before anything is allocated from the arena.
     pub fn warm(&self, bytes: usize) {
         let len = bytes.min(ARENA);
-        // SAFETY: the first `len` bytes of the arena are this process's memory; nothing is
-        // read or written through the slice, which only names the range to populate.
+        // SAFETY: the first `len` bytes of the arena are this process's memory, and no
+        // allocation refers to them yet (see above); nothing is read or written through the
+        // slice, which only names the range to populate.
         let room = unsafe {
             std::slice::from_raw_parts_mut(
                 self.arena.0.get().cast::<std::mem::MaybeUninit<u8>>(),
