@@ -55,10 +55,6 @@ impl StatDep {
             covers: 0,
         }
     }
-
-    fn is_fresh(&self) -> bool {
-        still(&self.path, self.sig)
-    }
 }
 
 /// Whether `path` still has the signature `sig` (`None`: it did not exist; an identity
@@ -307,29 +303,12 @@ impl Index {
         Some(Index { key, deps, env })
     }
 
-    /// True when every dependency still has the signature it had at compile time and every
-    /// environment variable the plan depends on still has its value.
-    pub fn is_fresh(&self) -> bool {
-        let mut rest = self.deps.as_slice();
-        while let Some((d, after)) = rest.split_first() {
-            rest = after;
-            if d.covers > 0 {
-                // An unchanged guard stands for what it covers; a changed one for nothing.
-                if d.sig.is_some() && Signature::now(&d.path) == d.sig {
-                    rest = rest.get(d.covers as usize..).unwrap_or_default();
-                }
-            } else if !d.is_fresh() {
-                return false;
-            }
-        }
-        self.env
-            .iter()
-            .all(|(name, value)| std::env::var(name).ok() == *value)
-    }
-
-    /// The plan key of an encoded index when it is well formed and fresh ([`Index::is_fresh`]),
-    /// read in place: what a cached launch asks, without decoding every dependency (an index
-    /// holds a hundred or more, most of them behind an unchanged guard) into owned strings.
+    /// The plan key of an encoded index when it is well formed and fresh: every dependency
+    /// still has the signature it had at compile time (an unchanged guard standing for the
+    /// ones it covers, a changed one for nothing) and every environment variable the plan
+    /// depends on still has its value. Read in place, without decoding every dependency (an
+    /// index holds a hundred or more, most of them behind an unchanged guard) into owned
+    /// strings.
     pub fn fresh_key(buf: &[u8]) -> Option<&str> {
         let mut r = IndexReader::open(buf)?;
         let mut skip = 0u32;
@@ -343,7 +322,7 @@ impl Index {
                 if d.sig.is_some() && Signature::now(d.path) == d.sig {
                     skip = d.covers;
                 }
-            } else if !d.is_fresh() {
+            } else if !still(d.path, d.sig) {
                 fresh = false;
             }
         }
@@ -360,12 +339,6 @@ struct DepRef<'a> {
     path: &'a str,
     sig: Option<Signature>,
     covers: u32,
-}
-
-impl DepRef<'_> {
-    fn is_fresh(&self) -> bool {
-        still(self.path, self.sig)
-    }
 }
 
 /// Reads an encoded [`Index`] in place, in order: the key (checked with the checksum on
@@ -638,15 +611,13 @@ impl Cache {
 mod tests {
     use super::*;
 
-    /// `is_fresh`, checked against what a cached launch asks: `fresh_key` of the encoded index.
+    /// Whether a cached launch finds `idx` fresh: `fresh_key` of the encoded index, which
+    /// names the plan when it is.
     fn fresh(idx: &Index) -> bool {
-        let direct = idx.is_fresh();
         let encoded = idx.encode();
-        assert_eq!(
-            Index::fresh_key(&encoded),
-            direct.then_some(idx.key.as_str())
-        );
-        direct
+        let key = Index::fresh_key(&encoded);
+        assert!(key.is_none_or(|k| k == idx.key));
+        key.is_some()
     }
 
     #[test]

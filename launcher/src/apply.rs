@@ -761,7 +761,7 @@ fn apply_mount(
             let made = premade
                 .writable
                 .pop()
-                .filter(|_| *mode == crate::nspool::WRITABLE_TMPFS_MODE);
+                .filter(|_| *mode == greywall_compiler::backend::linux::PRIVATE_TMPFS_MODE);
             let result = attach_premade(made, &target).unwrap_or_else(|| {
                 // Digits only: never a NUL byte.
                 let options = CString::new(format!("mode={mode:o}"))

@@ -199,10 +199,10 @@ struct Handed {
 
 static HANDED: OnceLock<Handed> = OnceLock::new();
 
+/// The inode of this process's network namespace.
 fn network_namespace() -> Result<u64, String> {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self/ns/net")
-        .map(|m| m.ino())
+    crate::sys::ns::own_identity("net")
+        .map(|(_, ino)| ino)
         .map_err(|e| format!("cannot identify the network namespace: {e}"))
 }
 

@@ -147,9 +147,8 @@ pub fn run(cached: bool, settings: Option<&Path>, argv: &[OsString]) -> std::pro
     let inv = crate::exec::invocation_for(&cwd, settings);
     let fresh = std::fs::read(cache.macos_index_path(&inv))
         .ok()
-        .and_then(|b| Index::decode(&b))
-        .filter(|i| cached && i.is_fresh())
-        .map(|i| i.key);
+        .filter(|_| cached)
+        .and_then(|b| Index::fresh_key(&b).map(str::to_string));
     let (path, text) = match fresh.and_then(|key| {
         let path = cache.profile_path(&key);
         let text = std::fs::read_to_string(&path).ok()?;

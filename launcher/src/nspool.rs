@@ -26,11 +26,13 @@
 //! After joining, the ids must map to themselves, or the launch fails closed (exit 125).
 
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+
+use greywall_compiler::backend::linux::{PRIVATE_TMPFS, PRIVATE_TMPFS_MODE};
 
 use crate::sys::notify::{self, Fork};
 use crate::sys::{ns, scm, seqpacket};
@@ -79,17 +81,39 @@ pub struct Prepared {
 /// launch spent building its view). Each is used once, by the launch that takes the set.
 #[derive(Default)]
 pub struct Tmpfs {
-    /// Writable, mode [`WRITABLE_TMPFS_MODE`]: the private `/tmp` and `/dev/shm`.
+    /// Writable, mode [`PRIVATE_TMPFS_MODE`]: the private `/tmp` and `/dev/shm`.
     pub writable: Vec<OwnedFd>,
     /// Read-only and empty, mode 0: what hides folders.
     pub hiding: Option<OwnedFd>,
 }
 
-/// The mode of the writable tmpfs mounts made ahead: the private `/tmp` and `/dev/shm` of every
-/// plan ([`greywall_compiler::backend::linux::PRIVATE_TMPFS_MODE`]).
-pub const WRITABLE_TMPFS_MODE: u32 = greywall_compiler::backend::linux::PRIVATE_TMPFS_MODE;
-/// Writable tmpfs mounts made with each set: one for each of [`greywall_compiler::backend::linux::PRIVATE_TMPFS`].
-const WRITABLE_TMPFS: usize = greywall_compiler::backend::linux::PRIVATE_TMPFS.len();
+/// Writable tmpfs mounts made with each set: one for each of [`PRIVATE_TMPFS`].
+const WRITABLE_TMPFS: usize = PRIVATE_TMPFS.len();
+
+impl Tmpfs {
+    /// How many writable and hiding mounts this holds, as a message carries them.
+    fn counts(&self) -> [u8; 2] {
+        // At most WRITABLE_TMPFS and one: both fit a byte.
+        [self.writable.len() as u8, u8::from(self.hiding.is_some())]
+    }
+
+    /// The descriptors, writable ones first, as a message carries them.
+    fn descriptors(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        self.writable.iter().chain(&self.hiding).map(AsFd::as_fd)
+    }
+
+    /// Takes what [`Tmpfs::counts`] says from the rest of a message's descriptors; `None`
+    /// for counts no set carries or too few descriptors.
+    fn take([writable, hiding]: [u8; 2], fds: &mut impl Iterator<Item = OwnedFd>) -> Option<Tmpfs> {
+        if usize::from(writable) > WRITABLE_TMPFS || hiding > 1 {
+            return None;
+        }
+        let want = usize::from(writable);
+        let writable: Vec<OwnedFd> = fds.take(want).collect();
+        let hiding = if hiding == 1 { Some(fds.next()?) } else { None };
+        (writable.len() == want).then_some(Tmpfs { writable, hiding })
+    }
+}
 
 /// How launches use the pool ([`ENV`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -358,46 +382,36 @@ fn serve(dir: &Path) -> io::Result<()> {
 /// A set, as one message carrying its descriptors: user namespace, network namespace, the
 /// waiting supervisor's socket when there is one, then the writable tmpfs mounts and the
 /// hiding one. The message says how many of each: `s`, then one byte each.
-fn send_set(to: std::os::fd::BorrowedFd<'_>, set: &Prepared) -> io::Result<()> {
+fn send_set(to: BorrowedFd<'_>, set: &Prepared) -> io::Result<()> {
     let mut fds = vec![set.user.as_fd(), set.net.as_fd()];
     fds.extend(set.supervisor.as_ref().map(AsFd::as_fd));
-    fds.extend(set.tmpfs.writable.iter().map(AsFd::as_fd));
-    fds.extend(set.tmpfs.hiding.as_ref().map(AsFd::as_fd));
-    let count = |n: usize| u8::try_from(n).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL));
-    let message = [
-        SET,
-        count(usize::from(set.supervisor.is_some()))?,
-        count(set.tmpfs.writable.len())?,
-        count(usize::from(set.tmpfs.hiding.is_some()))?,
-    ];
+    fds.extend(set.tmpfs.descriptors());
+    let [writable, hiding] = set.tmpfs.counts();
+    let message = [SET, u8::from(set.supervisor.is_some()), writable, hiding];
     scm::send(to, &message, &fds)
 }
 
 /// The first byte of a set's message.
 const SET: u8 = b's';
 
-fn receive_set(from: std::os::fd::BorrowedFd<'_>) -> Option<Prepared> {
+fn receive_set(from: BorrowedFd<'_>) -> Option<Prepared> {
     let (bytes, fds) = scm::recv(from, 4).ok()??;
     let [SET, supervisor, writable, hiding] = bytes[..] else {
         return None;
     };
-    if supervisor > 1 || hiding > 1 || usize::from(writable) > WRITABLE_TMPFS {
-        return None;
-    }
-    let expected = 2 + usize::from(supervisor) + usize::from(writable) + usize::from(hiding);
-    if fds.len() != expected {
-        return None;
-    }
     let mut fds = fds.into_iter();
     let (user, net) = (fds.next()?, fds.next()?);
-    let supervisor = if supervisor == 1 { fds.next() } else { None };
-    let writable = fds.by_ref().take(usize::from(writable)).collect();
-    let hiding = fds.next();
-    Some(Prepared {
+    let supervisor = match supervisor {
+        0 => None,
+        1 => Some(fds.next()?),
+        _ => return None,
+    };
+    let tmpfs = Tmpfs::take([writable, hiding], &mut fds)?;
+    fds.next().is_none().then_some(Prepared {
         user,
         net,
         supervisor,
-        tmpfs: Tmpfs { writable, hiding },
+        tmpfs,
     })
 }
 
@@ -445,16 +459,13 @@ fn prepare() -> io::Result<Prepared> {
             // The namespaces, then the tmpfs mounts the child could make (maybe none).
             let (bytes, fds) = scm::recv(ours.as_fd(), 2)?
                 .ok_or_else(|| io::Error::from_raw_os_error(libc::EPERM))?;
-            let [writable, hiding] = bytes[..] else {
-                return Err(io::Error::from_raw_os_error(libc::EPROTO));
-            };
             let mut fds = fds.into_iter();
             let (Some(user), Some(net)) = (fds.next(), fds.next()) else {
                 return Err(io::Error::from_raw_os_error(libc::EPERM));
             };
-            let tmpfs = Tmpfs {
-                writable: fds.by_ref().take(usize::from(writable)).collect(),
-                hiding: if hiding == 1 { fds.next() } else { None },
+            let counts = <[u8; 2]>::try_from(bytes.as_slice());
+            let Some(tmpfs) = counts.ok().and_then(|c| Tmpfs::take(c, &mut fds)) else {
+                return Err(io::Error::from_raw_os_error(libc::EPROTO));
             };
             let supervisor = Some(start_supervisor(&user)?);
             Ok(Prepared {
@@ -504,11 +515,8 @@ fn make(channel: &OwnedFd) -> io::Result<()> {
     let net = ns::open_own("net")?;
     let tmpfs = make_tmpfs();
     let mut fds = vec![user.as_fd(), net.as_fd()];
-    fds.extend(tmpfs.writable.iter().map(AsFd::as_fd));
-    fds.extend(tmpfs.hiding.as_ref().map(AsFd::as_fd));
-    // At most 2 of each: the counts fit a byte.
-    let message = [tmpfs.writable.len() as u8, u8::from(tmpfs.hiding.is_some())];
-    scm::send(channel.as_fd(), &message, &fds)
+    fds.extend(tmpfs.descriptors());
+    scm::send(channel.as_fd(), &tmpfs.counts(), &fds)
 }
 
 /// The set's tmpfs mounts, or none: making a tmpfs needs a mount namespace of the set's user
@@ -520,7 +528,7 @@ fn make_tmpfs() -> Tmpfs {
         return Tmpfs::default();
     }
     let writable: io::Result<Vec<OwnedFd>> = (0..WRITABLE_TMPFS)
-        .map(|_| detached_tmpfs(WRITABLE_TMPFS_MODE, false))
+        .map(|_| detached_tmpfs(PRIVATE_TMPFS_MODE, false))
         .collect();
     match (writable, detached_tmpfs(0, true)) {
         (Ok(writable), Ok(hiding)) => Tmpfs {

@@ -219,7 +219,9 @@ fn node_writes_files_spawns_and_is_refused_outside() {
                   fs.writeFileSync(os.tmpdir() + '/scratch', 'x');\n\
                   console.log(cp.execFileSync('cat', ['out.json']).toString());\n\
                   try { fs.writeFileSync('/etc/greywall-test', 'x'); console.log('etc writable'); }\n\
-                  catch (e) { console.log('etc refused ' + e.code); }\n";
+                  catch (e) { console.log('etc refused ' + e.code); }\n\
+                  try { fs.writeFileSync(os.homedir() + '/planted', 'x'); console.log('home writable'); }\n\
+                  catch (e) { console.log('home refused ' + e.code); }\n";
     for backend in backends() {
         let r = Repo::new();
         std::fs::write(r.ws().join("work.js"), script).unwrap();
@@ -229,6 +231,9 @@ fn node_writes_files_spawns_and_is_refused_outside() {
         assert!(out.starts_with("{\"ok\":true}\n"), "{backend}: {out}");
         assert!(out.contains("etc refused E"), "{backend}: {out}");
         assert!(!Path::new("/etc/greywall-test").exists());
+        // The home folder is the user's own to write without a sandbox, as root or not.
+        assert!(out.contains("home refused E"), "{backend}: {out}");
+        assert!(!r.dir.path().join("home/planted").exists(), "{backend}");
     }
 }
 

@@ -26,6 +26,11 @@ const FSMOUNT_CLOEXEC: libc::c_uint = 0x1;
 const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 const AT_RECURSIVE: libc::c_uint = 0x8000;
 
+/// An optional C string as the kernel takes it: null when absent.
+fn ptr_of(s: Option<&CStr>) -> *const libc::c_char {
+    s.map_or(ptr::null(), CStr::as_ptr)
+}
+
 fn mount(
     source: Option<&CStr>,
     target: &CStr,
@@ -33,7 +38,6 @@ fn mount(
     flags: libc::c_ulong,
     data: Option<&CStr>,
 ) -> io::Result<()> {
-    let ptr_of = |s: Option<&CStr>| s.map_or(ptr::null(), CStr::as_ptr);
     // SAFETY: every pointer is either null or a NUL-terminated string that outlives the call;
     // mount reads them and writes no memory of ours.
     let ret = unsafe {
@@ -115,7 +119,6 @@ fn fsconfig(
     key: Option<&CStr>,
     value: Option<&CStr>,
 ) -> io::Result<()> {
-    let ptr_of = |s: Option<&CStr>| s.map_or(ptr::null(), CStr::as_ptr);
     // SAFETY: `key` and `value` are null or NUL-terminated strings that outlive the call;
     // fsconfig only reads them.
     super::check_long(unsafe {
